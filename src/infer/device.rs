@@ -1,0 +1,123 @@
+//! Device selection and the CUDA start-up fix.
+//!
+//! rustc links with `--as-needed`, so `libtorch_cuda.so` (which the binary never calls by
+//! name) is dropped and libtorch then reports no CUDA even on a GPU machine. Loading it with
+//! `RTLD_GLOBAL` before the first tch call registers the CUDA backend. The library is found
+//! through the binary's rpath (the venv's `torch/lib`, set by `build.rs`) or
+//! `LD_LIBRARY_PATH` (another torch 2.11 install).
+
+use std::sync::OnceLock;
+
+use tch::{Cuda, Device, Kind};
+
+use crate::error::FatalError;
+
+static CUDA_LIB: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Loads `libtorch_cuda.so` once; `Err` says why CUDA cannot be used.
+pub fn load_cuda() -> Result<(), String> {
+    CUDA_LIB
+        .get_or_init(|| {
+            use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+            // SAFETY: loading libtorch's own CUDA backend; its initialisers only register
+            // kernels with the libtorch already linked into this process.
+            match unsafe { Library::open(Some("libtorch_cuda.so"), RTLD_NOW | RTLD_GLOBAL) } {
+                Ok(lib) => {
+                    // Kept loaded for the life of the process.
+                    std::mem::forget(lib);
+                    Ok(())
+                }
+                Err(e) => Err(format!("libtorch_cuda.so not loadable: {e}")),
+            }
+        })
+        .clone()
+}
+
+/// `auto | cpu | cuda | cuda:N` to a tch device. `auto` falls back to CPU with one message.
+pub fn resolve_device(spec: &str) -> Result<Device, FatalError> {
+    let spec = spec.trim();
+    if spec == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let cuda = load_cuda().and_then(|()| {
+        if Cuda::is_available() {
+            Ok(Cuda::device_count())
+        } else {
+            Err("libtorch sees no CUDA device".to_string())
+        }
+    });
+    match spec {
+        "auto" => Ok(match cuda {
+            Ok(_) => Device::Cuda(0),
+            Err(why) => {
+                tracing::warn!("no usable GPU ({why}); running on CPU");
+                Device::Cpu
+            }
+        }),
+        _ => {
+            let index: usize = match spec.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| FatalError::Device(spec.into(), "expected cuda:N".into()))?,
+                None => {
+                    return Err(FatalError::Device(
+                        spec.into(),
+                        "expected auto, cpu, cuda or cuda:N".into(),
+                    ))
+                }
+            };
+            let count = cuda.map_err(|why| FatalError::Device(spec.into(), why))?;
+            if index as i64 >= count {
+                return Err(FatalError::Device(
+                    spec.into(),
+                    format!("only {count} CUDA device(s)"),
+                ));
+            }
+            Ok(Device::Cuda(index))
+        }
+    }
+}
+
+/// Arithmetic precision of the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+impl Precision {
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::Fp32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+            Precision::Fp16 => Kind::Half,
+        }
+    }
+
+    /// Rejects combinations libtorch runs badly or not at all.
+    pub fn check(self, device: Device) -> Result<(), FatalError> {
+        if device == Device::Cpu && self == Precision::Fp16 {
+            return Err(FatalError::Config(
+                "--precision fp16 needs a GPU; use fp32 or bf16 on CPU".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_always_resolves_and_bad_specs_are_clear() {
+        assert_eq!(resolve_device("cpu").unwrap(), Device::Cpu);
+        let err = resolve_device("tpu").unwrap_err().to_string();
+        assert!(err.contains("expected auto, cpu"), "{err}");
+        assert!(resolve_device("cuda:x").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Models through libtorch (`tch`): TorchScript + JSON sidecar, device choice, precision.
+//!
+//! One long-lived thread owns every model and the device for the whole run
+//! ([`crate::batch`]); nothing here is shared across threads.
+
+pub mod device;
+pub mod model;
+
+pub use device::{resolve_device, Precision};
+pub use model::{Model, Sidecar};

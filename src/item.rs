@@ -1,0 +1,53 @@
+//! What flows between the stages: item metadata, prepared pixels, output rows.
+
+use std::sync::Arc;
+
+use crate::error::ItemError;
+use crate::infer::model::Prediction;
+
+/// Identity and annotation facts of one image, shared by all its rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemMeta {
+    pub shard: Arc<str>,
+    pub key: String,
+    pub label: Option<i64>,
+    pub fg_fraction: Option<f64>,
+    pub width: Option<usize>,
+    pub height: Option<usize>,
+}
+
+/// The CPU stage's result for one sample.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Outside `[min_fg, max_fg]`: counted, not predicted.
+    Filtered(ItemMeta),
+    /// A recorded failure: one error row per (variant, model).
+    Failed(ItemMeta, ItemError),
+    /// Per preprocessing group, all variants back to back (`V * S * S * 3` bytes).
+    Ready(Arc<ItemMeta>, Vec<Vec<u8>>),
+}
+
+/// One output row: (image, variant, model).
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub meta: Arc<ItemMeta>,
+    pub variant: Arc<str>,
+    pub model: Arc<str>,
+    pub outcome: Result<Prediction, RowError>,
+}
+
+/// The status/error columns of a failed row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<&ItemError> for RowError {
+    fn from(e: &ItemError) -> Self {
+        RowError {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}

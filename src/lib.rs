@@ -1,0 +1,35 @@
+//! # bgstream
+//!
+//! Measures how much image classifiers rely on backgrounds, after "Time for a Background
+//! Check!" (Sehwag et al., 2020): every image is classified as is, with the foreground
+//! blanked, and with the background replaced, by every model, and each prediction becomes a
+//! Parquet row.
+//!
+//! # Layout
+//!
+//! - [`source`]: tar shards -> [`source::Sample`]s (WebDataset grouping), and the
+//!   `bgstream shard` writer.
+//! - [`ops`]: pure synchronous image work — decode, resize + crop, box geometry, variants,
+//!   textures. No runtime, no tch; tested without either.
+//! - [`prepare`]: the CPU stage for one sample (filter, decode once, resize once per model
+//!   preprocessing, all variants).
+//! - [`batch`]: fixed-size uint8 NHWC batches, double-buffered (pinned on CUDA), and the
+//!   inference loop that owns the models.
+//! - [`infer`]: TorchScript models with their sidecars, devices, precision, CUDA loading.
+//! - [`sink`]: the Arrow schema and the atomic, rolling Parquet writer.
+//! - [`pipeline`]: the wiring — bounded channels, stage threads, shutdown, summary.
+//! - [`config`] / [`cli`]: validated configuration from clap arguments.
+//! - [`error`]: [`error::ItemError`] (recorded per image) vs [`error::FatalError`].
+
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod infer;
+pub mod item;
+pub mod ops;
+pub mod pipeline;
+pub mod prepare;
+pub mod sink;
+pub mod source;
+pub mod summary;

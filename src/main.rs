@@ -1,0 +1,145 @@
+//! Thin entry point: parse -> validated config -> run -> exit code.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use bgstream::cli::{Cli, Command, RunArgs, ShardArgs};
+use bgstream::config::RunConfig;
+use bgstream::pipeline::{self, Counters};
+use bgstream::source::shard_writer;
+use bgstream::summary;
+
+/// Finished, but some items or shards failed (rows carry their status).
+const EXIT_ITEMS_FAILED: u8 = 3;
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BGSTREAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Shard(a)) => shard(&a),
+        Some(Command::Run(a)) => run(&a),
+        None => run(&cli.run),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("bgstream: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<u8> {
+    let cfg = RunConfig::from_args(args)?;
+    let models = cfg.load_models()?;
+    let counters = Arc::new(Counters::default());
+    let progress = (!args.no_progress).then(|| spawn_progress(counters.clone()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let result = runtime.block_on(pipeline::run(cfg, models, counters, shutdown_signal()));
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    let s = result?;
+    print!("{}", summary::render(&s));
+    if let Some(path) = &args.summary_json {
+        let text = serde_json::to_string_pretty(&summary::to_json(&s))?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if s.interrupted {
+        EXIT_INTERRUPTED
+    } else if s.failed > 0 || !s.shard_errors.is_empty() {
+        EXIT_ITEMS_FAILED
+    } else {
+        0
+    })
+}
+
+/// First Ctrl-C: stop reading and drain. Second: abort at once.
+async fn shutdown_signal() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return std::future::pending().await;
+    }
+    eprintln!("bgstream: interrupted, finishing what is in flight (Ctrl-C again to abort)");
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("bgstream: aborted");
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+}
+
+fn spawn_progress(counters: Arc<Counters>) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("valid template"),
+    );
+    let b = bar.clone();
+    std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while !b.is_finished() {
+            let secs = start.elapsed().as_secs_f64().max(1e-3);
+            let read = counters.samples_read.load(Ordering::Relaxed);
+            let fwd = counters.forwards.load(Ordering::Relaxed);
+            b.set_message(format!(
+                "{read} images ({:.1}/s), {} filtered, {} failed, {fwd} predictions ({:.1}/s), {} rows written",
+                read as f64 / secs,
+                counters.filtered.load(Ordering::Relaxed),
+                counters.failed.load(Ordering::Relaxed),
+                fwd as f64 / secs,
+                counters.rows_written.load(Ordering::Relaxed),
+            ));
+            b.tick();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    bar
+}
+
+fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
+    let is_json = a
+        .annotations
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let (mut entries, missing) = if is_json {
+        shard_writer::read_manifest(&a.annotations, &a.images)?
+    } else {
+        shard_writer::read_imagenet_csv(&a.annotations, &a.images, a.synsets.as_deref())?
+    };
+    if let Some(n) = a.limit {
+        entries.truncate(n);
+    }
+    if entries.is_empty() {
+        anyhow::bail!(
+            "no annotated image of {} was found in {}",
+            a.annotations.display(),
+            a.images.display()
+        );
+    }
+    let shards = shard_writer::write_shards(&entries, &a.out, &a.prefix, a.shard_size)?;
+    println!(
+        "wrote {} samples into {} shard(s) under {} ({} annotated images not in {})",
+        entries.len(),
+        shards.len(),
+        a.out.display(),
+        missing.len(),
+        a.images.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,174 @@
+//! Background textures for `fg_texture`.
+//!
+//! Resolution order (first that exists): `--textures DIR`, `$BGSTREAM_TEXTURES`,
+//! `../shared/data/textures` (the project's reference data, for development), then the
+//! built-in set: scikit-image's CC0 brick, grass and gravel photos embedded in the binary.
+//! A folder is read recursively for `.jpg`, `.jpeg` and `.png` files, in sorted path order
+//! so that the texture index a key hashes to is stable.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::decode::{decode_into, Limits};
+use super::geometry::{Geometry, Interpolation, Preprocess};
+use super::resize::CropResizer;
+use super::Rgb8;
+use crate::error::FatalError;
+
+const BUILTIN: [(&str, &[u8]); 3] = [
+    (
+        "builtin:brick",
+        include_bytes!("../../assets/textures/brick.png"),
+    ),
+    (
+        "builtin:grass",
+        include_bytes!("../../assets/textures/grass.png"),
+    ),
+    (
+        "builtin:gravel",
+        include_bytes!("../../assets/textures/gravel.png"),
+    ),
+];
+
+/// Decoded textures, pre-cropped to every output size the run needs.
+#[derive(Debug, Default)]
+pub struct TextureSet {
+    pub names: Vec<String>,
+    /// (size, interpolation) -> one `size*size*3` image per texture.
+    prepared: HashMap<(usize, Interpolation), Vec<Vec<u8>>>,
+    originals: Vec<Rgb8>,
+}
+
+/// Where the default textures come from, in resolution order.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BGSTREAM_TEXTURES") {
+        return Some(PathBuf::from(dir));
+    }
+    let shared = PathBuf::from("../shared/data/textures");
+    shared.is_dir().then_some(shared)
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else if matches!(
+            path.extension()
+                .and_then(|e| e.to_str())
+                .map(|e| e.to_ascii_lowercase())
+                .as_deref(),
+            Some("jpg" | "jpeg" | "png")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+impl TextureSet {
+    /// Loads the textures of `dir`, or the built-in set when `dir` is `None`.
+    pub fn load(dir: Option<&Path>) -> Result<Self, FatalError> {
+        let limits = Limits::default();
+        let mut set = TextureSet::default();
+        let mut buf = Vec::new();
+        let mut add = |name: String, bytes: &[u8], set: &mut TextureSet| {
+            let (width, height) =
+                decode_into(bytes, &mut buf, &limits).map_err(|e| FatalError::Textures {
+                    path: PathBuf::from(&name),
+                    reason: e.to_string(),
+                })?;
+            set.names.push(name);
+            set.originals.push(Rgb8 {
+                width,
+                height,
+                data: buf.clone(),
+            });
+            Ok::<_, FatalError>(())
+        };
+        match dir {
+            Some(dir) => {
+                let mut paths = Vec::new();
+                collect(dir, &mut paths).map_err(|e| FatalError::io(dir, e))?;
+                paths.sort();
+                for p in paths {
+                    let bytes = std::fs::read(&p).map_err(|e| FatalError::io(&p, e))?;
+                    add(p.display().to_string(), &bytes, &mut set)?;
+                }
+                if set.names.is_empty() {
+                    return Err(FatalError::Textures {
+                        path: dir.to_path_buf(),
+                        reason: "no .jpg/.jpeg/.png files".into(),
+                    });
+                }
+            }
+            None => {
+                for (name, bytes) in BUILTIN {
+                    add(name.to_string(), bytes, &mut set)?;
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Crops every texture to `size x size` (shorter side to `size`, centre crop).
+    pub fn prepare(&mut self, size: usize, interpolation: Interpolation) -> Result<(), FatalError> {
+        if self.prepared.contains_key(&(size, interpolation)) {
+            return Ok(());
+        }
+        let fill = Preprocess {
+            input_size: size,
+            crop_pct: 1.0,
+            interpolation,
+        };
+        let mut resizer = CropResizer::new();
+        let mut all = Vec::with_capacity(self.originals.len());
+        for (img, name) in self.originals.iter().zip(&self.names) {
+            let fail = |e: crate::error::ItemError| FatalError::Textures {
+                path: PathBuf::from(name),
+                reason: e.to_string(),
+            };
+            let g = Geometry::new(img.width, img.height, &fill).map_err(fail)?;
+            let mut out = vec![0; size * size * 3];
+            resizer
+                .resize_crop(&img.data, &g, interpolation, &mut out)
+                .map_err(fail)?;
+            all.push(out);
+        }
+        self.prepared.insert((size, interpolation), all);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The prepared texture `index` at `size` (call [`prepare`](Self::prepare) first).
+    pub fn get(&self, size: usize, interpolation: Interpolation, index: usize) -> Option<&[u8]> {
+        self.prepared
+            .get(&(size, interpolation))
+            .and_then(|v| v.get(index))
+            .map(Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_set_loads_and_prepares() {
+        let mut set = TextureSet::load(None).unwrap();
+        assert_eq!(set.len(), 3);
+        set.prepare(32, Interpolation::Bilinear).unwrap();
+        let t = set.get(32, Interpolation::Bilinear, 2).unwrap();
+        assert_eq!(t.len(), 32 * 32 * 3);
+        // grayscale photo expanded to RGB: channels equal, and not a flat image
+        assert!(t.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]));
+        assert!(t.iter().any(|&v| v != t[0]));
+    }
+}

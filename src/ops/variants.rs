@@ -1,0 +1,327 @@
+//! The paper's image variants, composed in the cropped output space.
+//!
+//! | name | definition |
+//! |---|---|
+//! | `original` | the resized, centre-cropped image |
+//! | `bg_only` | every foreground box filled white (255, 255, 255) — paper §3 |
+//! | `fg_white` | every pixel outside the union of boxes white — paper §4 |
+//! | `fg_texture` | outside the boxes, texture number `xxh3(key, seed ^ TEXTURE_SALT) % n` of the texture set, shorter side resized to the crop and centre-cropped |
+//! | `fg_gauss` | outside the boxes, per channel `clamp(round(N(128, 64²)), 0, 255)` |
+//! | `fg_uniform` | outside the boxes, per channel a uniform integer in `0..=255` |
+//! | `fg_color:NAME` or `fg_color:R,G,B` | outside the boxes one colour; names: green (0,255,0), yellow (255,255,0), grey/gray (128,128,128), red, blue, black, white |
+//!
+//! Noise comes from ChaCha8 seeded with `xxh3(key ++ "/" ++ variant name, seed)`, so each
+//! image gets its own noise, identical on every run with the same `--seed` and independent
+//! of the boxes, the thread and the order of images.
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use super::geometry::Rect;
+
+/// Salt that separates the texture choice from the noise streams.
+pub const TEXTURE_SALT: u64 = 0x7465_7874_7572_6521;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Variant {
+    Original,
+    BgOnly,
+    FgWhite,
+    FgTexture,
+    FgGauss,
+    FgUniform,
+    FgColor { name: String, rgb: [u8; 3] },
+}
+
+/// The paper's set, in this order, is the default of `--variants`.
+pub const DEFAULT_VARIANTS: &str =
+    "original,bg_only,fg_white,fg_texture,fg_gauss,fg_uniform,fg_color:green,fg_color:yellow,fg_color:grey";
+
+fn named_colour(name: &str) -> Option<[u8; 3]> {
+    Some(match name {
+        "green" => [0, 255, 0],
+        "yellow" => [255, 255, 0],
+        "grey" | "gray" => [128, 128, 128],
+        "red" => [255, 0, 0],
+        "blue" => [0, 0, 255],
+        "black" => [0, 0, 0],
+        "white" => [255, 255, 255],
+        _ => return None,
+    })
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "original" => Variant::Original,
+            "bg_only" => Variant::BgOnly,
+            "fg_white" => Variant::FgWhite,
+            "fg_texture" => Variant::FgTexture,
+            "fg_gauss" => Variant::FgGauss,
+            "fg_uniform" => Variant::FgUniform,
+            other => {
+                let Some(spec) = other.strip_prefix("fg_color:") else {
+                    return Err(format!(
+                        "unknown variant {other:?} (known: {DEFAULT_VARIANTS}, fg_color:R,G,B)"
+                    ));
+                };
+                let rgb = match named_colour(spec) {
+                    Some(rgb) => rgb,
+                    None => {
+                        let parts: Vec<_> =
+                            spec.split(',').map(|p| p.trim().parse::<u8>()).collect();
+                        match parts.as_slice() {
+                            [Ok(r), Ok(g), Ok(b)] => [*r, *g, *b],
+                            _ => {
+                                return Err(format!(
+                                    "bad colour {spec:?}: a name (green, yellow, grey, red, blue, black, white) or R,G,B in 0..=255"
+                                ))
+                            }
+                        }
+                    }
+                };
+                Variant::FgColor {
+                    name: spec.to_string(),
+                    rgb,
+                }
+            }
+        })
+    }
+}
+
+impl Variant {
+    /// The name written to the `variant` column (round-trips through `FromStr`).
+    pub fn name(&self) -> String {
+        match self {
+            Variant::Original => "original".into(),
+            Variant::BgOnly => "bg_only".into(),
+            Variant::FgWhite => "fg_white".into(),
+            Variant::FgTexture => "fg_texture".into(),
+            Variant::FgGauss => "fg_gauss".into(),
+            Variant::FgUniform => "fg_uniform".into(),
+            Variant::FgColor { name, .. } => format!("fg_color:{name}"),
+        }
+    }
+
+    /// Parses a comma-separated list; `fg_color:R,G,B` keeps its commas.
+    pub fn parse_list(s: &str) -> Result<Vec<Variant>, String> {
+        let mut out: Vec<Variant> = Vec::new();
+        let mut pending = String::new();
+        for part in s.split(',') {
+            // Digits continue an `fg_color:R,G,B` triple that the split broke apart.
+            let continues = pending.starts_with("fg_color:")
+                && pending.matches(',').count() < 2
+                && pending[9..]
+                    .split(',')
+                    .all(|p| p.trim().parse::<u8>().is_ok())
+                && part.trim().parse::<u8>().is_ok();
+            if continues {
+                pending.push(',');
+                pending.push_str(part);
+                continue;
+            }
+            if !pending.is_empty() {
+                out.push(pending.parse()?);
+            }
+            pending = part.trim().to_string();
+        }
+        if !pending.is_empty() {
+            out.push(pending.parse()?);
+        }
+        if out.is_empty() {
+            return Err("no variants given".into());
+        }
+        let mut names: Vec<String> = out.iter().map(Variant::name).collect();
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(format!("variant listed twice in {s:?}"));
+        }
+        Ok(out)
+    }
+}
+
+/// Per-image inputs to [`render`].
+pub struct RenderCtx<'a> {
+    pub key: &'a str,
+    pub seed: u64,
+    /// Prepared textures at this output size (`size*size*3` each); may be empty when
+    /// `fg_texture` is not requested.
+    pub textures: &'a [&'a [u8]],
+}
+
+/// Which texture an image gets (documented in the module table).
+pub fn texture_index(key: &str, seed: u64, n: usize) -> usize {
+    (xxh3_64_with_seed(key.as_bytes(), seed ^ TEXTURE_SALT) % n as u64) as usize
+}
+
+fn noise_rng(key: &str, variant: &str, seed: u64) -> ChaCha8Rng {
+    let mut material = Vec::with_capacity(key.len() + variant.len() + 1);
+    material.extend_from_slice(key.as_bytes());
+    material.push(b'/');
+    material.extend_from_slice(variant.as_bytes());
+    ChaCha8Rng::seed_from_u64(xxh3_64_with_seed(&material, seed))
+}
+
+fn fill_rect(img: &mut [u8], size: usize, r: &Rect, rgb: [u8; 3]) {
+    for y in r.y0..r.y1 {
+        let row = &mut img[(y * size + r.x0) * 3..(y * size + r.x1) * 3];
+        for px in row.chunks_exact_mut(3) {
+            px.copy_from_slice(&rgb);
+        }
+    }
+}
+
+fn copy_rect(dst: &mut [u8], src: &[u8], size: usize, r: &Rect) {
+    for y in r.y0..r.y1 {
+        let span = (y * size + r.x0) * 3..(y * size + r.x1) * 3;
+        dst[span.clone()].copy_from_slice(&src[span]);
+    }
+}
+
+/// Writes `variant` of `src` (`size*size*3`, the cropped image) into `out`. `rects` are
+/// the foreground boxes mapped to output pixels.
+pub fn render(
+    variant: &Variant,
+    src: &[u8],
+    size: usize,
+    rects: &[Rect],
+    ctx: &RenderCtx<'_>,
+    out: &mut [u8],
+) {
+    debug_assert_eq!(src.len(), size * size * 3);
+    debug_assert_eq!(out.len(), src.len());
+    let full = Rect {
+        x0: 0,
+        y0: 0,
+        x1: size,
+        y1: size,
+    };
+    match variant {
+        Variant::Original => {
+            out.copy_from_slice(src);
+            return;
+        }
+        Variant::BgOnly => {
+            out.copy_from_slice(src);
+            for r in rects {
+                fill_rect(out, size, r, [255; 3]);
+            }
+            return;
+        }
+        Variant::FgWhite => fill_rect(out, size, &full, [255; 3]),
+        Variant::FgColor { rgb, .. } => fill_rect(out, size, &full, *rgb),
+        Variant::FgTexture => {
+            let t = ctx.textures[texture_index(ctx.key, ctx.seed, ctx.textures.len())];
+            out.copy_from_slice(t);
+        }
+        Variant::FgUniform => noise_rng(ctx.key, "fg_uniform", ctx.seed).fill_bytes(out),
+        Variant::FgGauss => {
+            let mut rng = noise_rng(ctx.key, "fg_gauss", ctx.seed);
+            let normal = Normal::new(128.0f32, 64.0).expect("valid normal");
+            for v in out.iter_mut() {
+                *v = normal.sample(&mut rng).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    // Foreground back on top of the new background.
+    for r in rects {
+        copy_rect(out, src, size, r);
+    }
+}
+
+/// Draws a random `u8` (used by tests to build images).
+pub fn random_image(size: usize, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..size * size * 3).map(|_| rng.random::<u8>()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx<'a>(textures: &'a [&'a [u8]]) -> RenderCtx<'a> {
+        RenderCtx {
+            key: "img",
+            seed: 7,
+            textures,
+        }
+    }
+
+    #[test]
+    fn parse_list_handles_rgb_triples_and_names() {
+        let v = Variant::parse_list("original,fg_color:1,2,3,bg_only,fg_color:green").unwrap();
+        let names: Vec<_> = v.iter().map(Variant::name).collect();
+        assert_eq!(
+            names,
+            ["original", "fg_color:1,2,3", "bg_only", "fg_color:green"]
+        );
+        assert!(Variant::parse_list("original,nope").is_err());
+        assert!(Variant::parse_list("original,original").is_err());
+        assert!(Variant::parse_list("fg_color:300,0,0").is_err());
+        assert_eq!(Variant::parse_list(DEFAULT_VARIANTS).unwrap().len(), 9);
+    }
+
+    #[test]
+    fn masks_split_the_frame_exactly() {
+        let size = 16;
+        let src = random_image(size, 1);
+        let rects = [Rect {
+            x0: 2,
+            y0: 3,
+            x1: 9,
+            y1: 7,
+        }];
+        let inside = |x: usize, y: usize| (2..9).contains(&x) && (3..7).contains(&y);
+        let tex = vec![42u8; size * size * 3];
+        let textures = [tex.as_slice()];
+        let mut out = vec![0; src.len()];
+        for v in Variant::parse_list(DEFAULT_VARIANTS).unwrap() {
+            render(&v, &src, size, &rects, &ctx(&textures), &mut out);
+            for y in 0..size {
+                for x in 0..size {
+                    let i = (y * size + x) * 3;
+                    let (o, s) = (&out[i..i + 3], &src[i..i + 3]);
+                    match (&v, inside(x, y)) {
+                        (Variant::Original, _) => assert_eq!(o, s),
+                        (Variant::BgOnly, true) => assert_eq!(o, [255; 3]),
+                        (Variant::BgOnly, false) => assert_eq!(o, s),
+                        (_, true) => assert_eq!(o, s, "{} keeps the foreground", v.name()),
+                        (Variant::FgWhite, false) => assert_eq!(o, [255; 3]),
+                        (Variant::FgTexture, false) => assert_eq!(o, [42; 3]),
+                        (Variant::FgColor { rgb, .. }, false) => assert_eq!(o, rgb),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn noise_is_seeded_per_image_and_shaped_right() {
+        let size = 64;
+        let src = vec![0u8; size * size * 3];
+        let render_gauss = |key: &str, seed| {
+            let mut out = vec![0; src.len()];
+            let c = RenderCtx {
+                key,
+                seed,
+                textures: &[],
+            };
+            render(&Variant::FgGauss, &src, size, &[], &c, &mut out);
+            out
+        };
+        let a = render_gauss("a", 1);
+        assert_eq!(a, render_gauss("a", 1));
+        assert_ne!(a, render_gauss("b", 1));
+        assert_ne!(a, render_gauss("a", 2));
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / a.len() as f64;
+        let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
+        assert!((mean - 128.0).abs() < 2.0, "mean {mean}");
+        // clipping at 0 and 255 trims the 64 a little
+        assert!((55.0..65.0).contains(&var.sqrt()), "std {}", var.sqrt());
+    }
+}

@@ -1,0 +1,365 @@
+//! Wiring: bounded channels between dedicated stage threads, shutdown, and the summary.
+//!
+//! ```text
+//! shard paths -> [readers xR] -> samples -> [workers xW] -> prepared -> [inference x1]
+//!             -> rows -> [writer x1] -> Parquet
+//! ```
+//! Every edge is a bounded async-channel, so memory stays flat however many shards there
+//! are: at most `R + cap(samples) + W + cap(prepared)` samples are alive at once. Stages
+//! are blocking loops on tokio's blocking pool; a loop stops when its input closes or its
+//! send fails. Shutdown stops the readers only, and the rest drains, so the writer always
+//! closes its files. The first fatal error wins and stops everything upstream of it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::batch::{Group, Inference};
+use crate::config::RunConfig;
+use crate::error::FatalError;
+use crate::infer::Model;
+use crate::item::{Prepared, Row};
+use crate::prepare::{prepare, Scratch};
+use crate::sink::{ParquetSink, SinkConfig};
+use crate::source::tar_reader::read_shard;
+
+/// Live counters, read by the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub samples_read: AtomicU64,
+    pub filtered: AtomicU64,
+    pub failed: AtomicU64,
+    pub predicted_images: AtomicU64,
+    /// Rows with a prediction (image x variant x model forward passes read back).
+    pub forwards: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub shards_done: AtomicU64,
+    /// Samples alive between reader and inference (backpressure check).
+    pub in_flight: AtomicU64,
+    pub in_flight_max: AtomicU64,
+}
+
+/// Accuracy of one (model, variant) over the rows with a prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accuracy {
+    pub model: String,
+    pub variant: String,
+    pub images: u64,
+    pub top1: u64,
+    pub top5: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub shards: usize,
+    pub samples_read: u64,
+    pub filtered: u64,
+    pub failed: u64,
+    pub predicted_images: u64,
+    pub rows_written: u64,
+    pub files: Vec<PathBuf>,
+    pub shard_errors: Vec<(String, String)>,
+    pub failures_by_code: Vec<(String, u64)>,
+    pub accuracy: Vec<Accuracy>,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub in_flight_max: u64,
+}
+
+#[derive(Default)]
+struct FirstError(Mutex<Option<FatalError>>);
+
+impl FirstError {
+    fn set(&self, e: FatalError, stop: &AtomicBool) {
+        stop.store(true, Ordering::SeqCst);
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> FatalError {
+    FatalError::Panic(e.to_string())
+}
+
+/// Groups models by preprocessing, keeping first-appearance order.
+pub fn group_models(models: Vec<Model>) -> Vec<Vec<Model>> {
+    let mut groups: Vec<Vec<Model>> = Vec::new();
+    for m in models {
+        let key = m.sidecar.preprocess().key();
+        match groups
+            .iter_mut()
+            .find(|g| g[0].sidecar.preprocess().key() == key)
+        {
+            Some(g) => g.push(m),
+            None => groups.push(vec![m]),
+        }
+    }
+    groups
+}
+
+/// (model, variant) -> (images, top-1 hits, top-5 hits).
+type Tally = HashMap<(Arc<str>, Arc<str>), (u64, u64, u64)>;
+
+/// Runs the pipeline to the end, or until `shutdown` resolves (then drains and closes).
+pub async fn run(
+    cfg: RunConfig,
+    models: Vec<Model>,
+    counters: Arc<Counters>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary, FatalError> {
+    let start = Instant::now();
+    let groups = group_models(models);
+    let prep = Arc::new(cfg.prepare_config(&groups)?);
+    let variant_names: Vec<Arc<str>> = prep.variants.iter().map(|v| v.name().into()).collect();
+    let model_order: Vec<String> = groups
+        .iter()
+        .flatten()
+        .map(|m| m.name().to_string())
+        .collect();
+    let sink = ParquetSink::new(SinkConfig {
+        dir: cfg.out.clone(),
+        prefix: cfg.file_prefix.clone(),
+        rows_per_file: cfg.rows_per_file,
+        batch_rows: 8192,
+        metadata: vec![(
+            "bgstream".into(),
+            cfg.metadata_json(&groups, &prep.textures.names),
+        )],
+    })?;
+    let device = cfg.device;
+    let batch_size = cfg.batch_size;
+    let groups: Vec<Group> = groups
+        .into_iter()
+        .map(|models| Group::new(models, batch_size, device))
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let first_error = Arc::new(FirstError::default());
+    let workers = cfg.workers.max(1);
+    let (shard_tx, shard_rx) = async_channel::bounded::<PathBuf>(cfg.shards.len().max(1));
+    let (sample_tx, sample_rx) = async_channel::bounded(workers * 2);
+    let (prep_tx, prep_rx) = async_channel::bounded::<Prepared>(workers * 2);
+    let (row_tx, row_rx) = async_channel::bounded::<Vec<Row>>(8);
+    for s in &cfg.shards {
+        shard_tx
+            .try_send(s.clone())
+            .expect("channel sized to the shard list");
+    }
+    drop(shard_tx);
+
+    let shard_errors = Arc::new(Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
+    for _ in 0..cfg.readers.clamp(1, cfg.shards.len().max(1)) {
+        let (rx, tx, stop, counters, errors) = (
+            shard_rx.clone(),
+            sample_tx.clone(),
+            stop.clone(),
+            counters.clone(),
+            shard_errors.clone(),
+        );
+        readers.push(tokio::task::spawn_blocking(move || {
+            while let Ok(path) = rx.recv_blocking() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let report = read_shard(&path, |sample| {
+                    if stop.load(Ordering::SeqCst) {
+                        return false;
+                    }
+                    counters.samples_read.fetch_add(1, Ordering::Relaxed);
+                    let now = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+                    counters.in_flight_max.fetch_max(now, Ordering::Relaxed);
+                    tx.send_blocking(sample).is_ok()
+                });
+                if let Some(e) = report.error {
+                    tracing::warn!(shard = %path.display(), "{e}");
+                    errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((path.display().to_string(), e));
+                }
+                counters.shards_done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    drop(sample_tx);
+    drop(shard_rx);
+
+    let mut cpu = Vec::new();
+    for _ in 0..workers {
+        let (rx, tx, prep) = (sample_rx.clone(), prep_tx.clone(), prep.clone());
+        cpu.push(tokio::task::spawn_blocking(move || {
+            let mut scratch = Scratch::default();
+            while let Ok(sample) = rx.recv_blocking() {
+                if tx
+                    .send_blocking(prepare(&sample, &prep, &mut scratch))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(sample_rx);
+    drop(prep_tx);
+
+    let infer = {
+        let (counters, stop, first_error) = (counters.clone(), stop.clone(), first_error.clone());
+        let fail_fast = cfg.fail_fast;
+        let variants = variant_names.clone();
+        tokio::task::spawn_blocking(move || {
+            let _no_grad = tch::no_grad_guard();
+            let mut inference = Inference::new(groups, variants, device, counters.clone());
+            let mut emit = |rows: Vec<Row>| row_tx.send_blocking(rows).is_ok();
+            let mut failures: HashMap<&'static str, u64> = HashMap::new();
+            let result = (|| {
+                while let Ok(item) = prep_rx.recv_blocking() {
+                    counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    match &item {
+                        Prepared::Filtered(_) => {
+                            counters.filtered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Prepared::Failed(_, e) => {
+                            counters.failed.fetch_add(1, Ordering::Relaxed);
+                            *failures.entry(e.code()).or_default() += 1;
+                            if fail_fast {
+                                let Prepared::Failed(meta, source) = item else {
+                                    unreachable!("matched Failed above")
+                                };
+                                return Err(FatalError::FailFast {
+                                    shard: meta.shard.to_string(),
+                                    key: meta.key,
+                                    source,
+                                });
+                            }
+                        }
+                        Prepared::Ready(..) => {
+                            counters.predicted_images.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    inference.push(item, &mut emit)?;
+                }
+                inference.finish(&mut emit)
+            })();
+            if let Err(e) = result {
+                first_error.set(e, &stop);
+            }
+            failures
+        })
+    };
+
+    let writer = {
+        let (counters, stop, first_error) = (counters.clone(), stop.clone(), first_error.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut sink = sink;
+            let mut tally = Tally::new();
+            while let Ok(rows) = row_rx.recv_blocking() {
+                for r in &rows {
+                    if let Ok(p) = &r.outcome {
+                        let t = tally
+                            .entry((r.model.clone(), r.variant.clone()))
+                            .or_default();
+                        let label = r.meta.label.unwrap_or(-1);
+                        t.0 += 1;
+                        t.1 += u64::from(p.top5[0] == label);
+                        t.2 += u64::from(p.top5.contains(&label));
+                    }
+                }
+                let n = rows.len() as u64;
+                if let Err(e) = sink.write(rows) {
+                    first_error.set(e, &stop);
+                    // Keep draining so upstream never blocks; nothing more is written.
+                    while row_rx.recv_blocking().is_ok() {}
+                    return (Vec::new(), tally);
+                }
+                counters.rows_written.fetch_add(n, Ordering::Relaxed);
+            }
+            match sink.finish() {
+                Ok((files, _)) => (files, tally),
+                Err(e) => {
+                    first_error.set(e, &stop);
+                    (Vec::new(), tally)
+                }
+            }
+        })
+    };
+
+    // Shutdown only stops the readers; everything downstream drains.
+    let interrupted = {
+        let stop = stop.clone();
+        let all_readers = futures_join(readers);
+        tokio::pin!(all_readers);
+        tokio::pin!(shutdown);
+        tokio::select! {
+            r = &mut all_readers => { r?; false }
+            _ = &mut shutdown => {
+                stop.store(true, Ordering::SeqCst);
+                all_readers.await?;
+                true
+            }
+        }
+    };
+    for h in cpu {
+        h.await.map_err(join_error)?;
+    }
+    let failures = infer.await.map_err(join_error)?;
+    let (files, tally) = writer.await.map_err(join_error)?;
+    if let Some(e) = first_error
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Err(e);
+    }
+
+    let mut accuracy = Vec::new();
+    for model in &model_order {
+        for variant in &variant_names {
+            let (images, top1, top5) = tally
+                .get(&(Arc::from(model.as_str()), variant.clone()))
+                .copied()
+                .unwrap_or_default();
+            accuracy.push(Accuracy {
+                model: model.clone(),
+                variant: variant.to_string(),
+                images,
+                top1,
+                top5,
+            });
+        }
+    }
+    let mut failures_by_code: Vec<(String, u64)> = failures
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    failures_by_code.sort();
+    let shard_errors = std::mem::take(&mut *shard_errors.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(RunSummary {
+        shards: cfg.shards.len(),
+        samples_read: counters.samples_read.load(Ordering::Relaxed),
+        filtered: counters.filtered.load(Ordering::Relaxed),
+        failed: counters.failed.load(Ordering::Relaxed),
+        predicted_images: counters.predicted_images.load(Ordering::Relaxed),
+        rows_written: counters.rows_written.load(Ordering::Relaxed),
+        files,
+        shard_errors,
+        failures_by_code,
+        accuracy,
+        elapsed: start.elapsed(),
+        interrupted,
+        in_flight_max: counters.in_flight_max.load(Ordering::Relaxed),
+    })
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) -> Result<(), FatalError> {
+    for h in handles {
+        h.await.map_err(join_error)?;
+    }
+    Ok(())
+}

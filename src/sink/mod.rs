@@ -1,0 +1,7 @@
+//! Rows to Arrow record batches to Parquet files.
+
+pub mod schema;
+pub mod writer;
+
+pub use schema::{predictions_schema, rows_to_batch};
+pub use writer::{ParquetSink, SinkConfig};

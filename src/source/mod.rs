@@ -1,0 +1,143 @@
+//! Tar shards in, [`Sample`]s out — and the `bgstream shard` writer that makes them.
+//!
+//! # Shard layout (WebDataset)
+//! One sample is the run of consecutive tar members sharing a key: the member path up to
+//! the first dot of its file name. `<key>.jpg|.jpeg|.png` (any case) is the image,
+//! `<key>.cls` the class index as text, `<key>.json` the annotation
+//! (`schemas/sample-annotation.schema.json`): `{"label": int, "boxes": [[x0,y0,x1,y1],..]}`
+//! plus optional `width`, `height`, `wnid`. Other members are ignored.
+
+pub mod shard_writer;
+pub mod tar_reader;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ItemError;
+use crate::ops::geometry::BBox;
+
+/// One sample as read from a shard; nothing is parsed or decoded yet.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub shard: Arc<str>,
+    pub key: String,
+    pub image: Option<Vec<u8>>,
+    pub cls: Option<Vec<u8>>,
+    pub json: Option<Vec<u8>>,
+    /// Structural problems found while grouping members (e.g. a member given twice).
+    pub problem: Option<String>,
+}
+
+/// The `.json` member (and the `.cls` label), validated for shape but not against the image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub label: i64,
+    pub boxes: Vec<BBox>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wnid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawAnnotation {
+    label: Option<i64>,
+    #[serde(default)]
+    boxes: Vec<BBox>,
+    width: Option<usize>,
+    height: Option<usize>,
+    wnid: Option<String>,
+}
+
+impl Sample {
+    /// The label (from `.cls`, else `.json`) and boxes (from `.json`).
+    pub fn annotation(&self) -> Result<Annotation, ItemError> {
+        if let Some(p) = &self.problem {
+            return Err(ItemError::BadAnnotation(p.clone()));
+        }
+        let raw: Option<RawAnnotation> = match &self.json {
+            Some(bytes) => Some(
+                serde_json::from_slice(bytes)
+                    .map_err(|e| ItemError::BadAnnotation(format!("{}.json: {e}", self.key)))?,
+            ),
+            None => None,
+        };
+        let cls = match &self.cls {
+            Some(bytes) => Some(
+                std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        ItemError::BadAnnotation(format!(
+                            "{}.cls is not an integer: {:?}",
+                            self.key,
+                            String::from_utf8_lossy(&bytes[..bytes.len().min(32)])
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let json_label = raw.as_ref().and_then(|r| r.label);
+        let label = match (cls, json_label) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(ItemError::BadAnnotation(format!(
+                    "{}.cls says {a} but {}.json says {b}",
+                    self.key, self.key
+                )))
+            }
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => return Err(ItemError::MissingLabel),
+        };
+        if label < 0 {
+            return Err(ItemError::BadAnnotation(format!("negative label {label}")));
+        }
+        let raw = raw.ok_or(ItemError::NoBoxes)?;
+        Ok(Annotation {
+            label,
+            boxes: raw.boxes,
+            width: raw.width,
+            height: raw.height,
+            wnid: raw.wnid,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(cls: Option<&str>, json: Option<&str>) -> Sample {
+        Sample {
+            shard: "s.tar".into(),
+            key: "k".into(),
+            cls: cls.map(|s| s.as_bytes().to_vec()),
+            json: json.map(|s| s.as_bytes().to_vec()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn label_sources_and_errors() {
+        let a = sample(Some("3\n"), Some(r#"{"boxes": [[0,0,1,1]]}"#))
+            .annotation()
+            .unwrap();
+        assert_eq!((a.label, a.boxes.len()), (3, 1));
+        let a = sample(
+            None,
+            Some(r#"{"label": 4, "boxes": [[0,0,1,1]], "wnid": "n1"}"#),
+        );
+        assert_eq!(a.annotation().unwrap().label, 4);
+        let code = |s: Sample| s.annotation().unwrap_err().code();
+        assert_eq!(code(sample(None, None)), "missing_label");
+        assert_eq!(code(sample(Some("x"), None)), "bad_annotation");
+        assert_eq!(
+            code(sample(Some("1"), Some(r#"{"label": 2}"#))),
+            "bad_annotation"
+        );
+        assert_eq!(code(sample(Some("1"), Some("{not json"))), "bad_annotation");
+        assert_eq!(code(sample(Some("1"), None)), "no_boxes");
+    }
+}

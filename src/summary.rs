@@ -1,0 +1,139 @@
+//! The one-screen run summary and the model x variant accuracy table.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::pipeline::RunSummary;
+
+#[derive(Serialize)]
+struct JsonAccuracy<'a> {
+    model: &'a str,
+    variant: &'a str,
+    images: u64,
+    top1: f64,
+    top5: f64,
+}
+
+fn pct(n: u64, d: u64) -> f64 {
+    if d == 0 {
+        f64::NAN
+    } else {
+        100.0 * n as f64 / d as f64
+    }
+}
+
+/// Human-readable summary.
+pub fn render(s: &RunSummary) -> String {
+    let mut o = String::new();
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let forwards: u64 = s.accuracy.iter().map(|a| a.images).sum();
+    let _ = writeln!(
+        o,
+        "bgstream {}",
+        if s.interrupted {
+            "(interrupted: partial results)"
+        } else {
+            "run complete"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "  images read {:>8}   filtered {:>6}   failed {:>6}   predicted {:>8}",
+        s.samples_read, s.filtered, s.failed, s.predicted_images
+    );
+    let _ = writeln!(
+        o,
+        "  rows written {:>7} in {} file(s)",
+        s.rows_written,
+        s.files.len()
+    );
+    let _ = writeln!(
+        o,
+        "  {:.1} s: {:.1} images/s read, {:.1} variant-images x models/s predicted",
+        secs,
+        s.samples_read as f64 / secs,
+        forwards as f64 / secs
+    );
+    for (code, n) in &s.failures_by_code {
+        let _ = writeln!(o, "  failed: {n} x {code}");
+    }
+    for (shard, e) in &s.shard_errors {
+        let _ = writeln!(o, "  shard error: {shard}: {e}");
+    }
+    o.push_str(&accuracy_table(s));
+    o
+}
+
+/// Top-1 accuracy (%) per model (rows) and variant (columns), with top-5 below.
+pub fn accuracy_table(s: &RunSummary) -> String {
+    let mut models: Vec<&str> = Vec::new();
+    let mut variants: Vec<&str> = Vec::new();
+    for a in &s.accuracy {
+        if !models.contains(&a.model.as_str()) {
+            models.push(&a.model);
+        }
+        if !variants.contains(&a.variant.as_str()) {
+            variants.push(&a.variant);
+        }
+    }
+    if models.is_empty() {
+        return String::new();
+    }
+    let mw = models.iter().map(|m| m.len()).max().unwrap_or(5).max(5);
+    let mut o = String::new();
+    for (title, top5) in [("top-1 accuracy (%)", false), ("top-5 accuracy (%)", true)] {
+        let _ = write!(o, "\n{title:<mw$} {:>6}", "images");
+        for v in &variants {
+            let _ = write!(o, " {:>w$}", v, w = v.len().max(6));
+        }
+        o.push('\n');
+        for m in &models {
+            let n = s
+                .accuracy
+                .iter()
+                .find(|a| a.model == *m)
+                .map_or(0, |a| a.images);
+            let _ = write!(o, "{m:<mw$} {n:>6}");
+            for v in &variants {
+                let a = s.accuracy.iter().find(|a| a.model == *m && a.variant == *v);
+                let val = a.map_or(f64::NAN, |a| {
+                    pct(if top5 { a.top5 } else { a.top1 }, a.images)
+                });
+                let _ = write!(o, " {:>w$.1}", val, w = v.len().max(6));
+            }
+            o.push('\n');
+        }
+    }
+    o
+}
+
+/// Machine-readable summary (`--summary-json`).
+pub fn to_json(s: &RunSummary) -> serde_json::Value {
+    let accuracy: Vec<_> = s
+        .accuracy
+        .iter()
+        .map(|a| JsonAccuracy {
+            model: &a.model,
+            variant: &a.variant,
+            images: a.images,
+            top1: pct(a.top1, a.images) / 100.0,
+            top5: pct(a.top5, a.images) / 100.0,
+        })
+        .collect();
+    serde_json::json!({
+        "shards": s.shards,
+        "samples_read": s.samples_read,
+        "filtered": s.filtered,
+        "failed": s.failed,
+        "predicted_images": s.predicted_images,
+        "rows_written": s.rows_written,
+        "files": s.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "shard_errors": s.shard_errors,
+        "failures_by_code": s.failures_by_code,
+        "elapsed_s": s.elapsed.as_secs_f64(),
+        "interrupted": s.interrupted,
+        "in_flight_max": s.in_flight_max,
+        "accuracy": accuracy,
+    })
+}
