@@ -1,0 +1,77 @@
+//! Paths and helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(p.exists(), "{} missing: run scripts/setup", p.display());
+    p
+}
+
+/// An exported model; the test suite's setup (scripts/setup) exports them.
+pub fn model(name: &str) -> PathBuf {
+    let p = root().join("models").join(format!("{name}.pt"));
+    assert!(p.exists(), "{} missing: run scripts/setup", p.display());
+    p
+}
+
+/// `../shared/data`, or `None` with a message (a user's clone has no ../shared).
+pub fn shared_data() -> Option<PathBuf> {
+    let p = root().join("../shared/data");
+    if p.join("imagenet-val/annotations.csv").exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: ../shared/data is absent; real-ImageNet checks not run");
+        None
+    }
+}
+
+/// scikit-image's bundled photos (chelsea, coffee, rocket, ...), from the venv.
+pub fn skimage_data() -> PathBuf {
+    let out = Command::new(python())
+        .args(["-c", "import os, skimage.data as d; print(os.path.dirname(d.__file__))"])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Runs `tests/reference.py ARGS`, returning its JSON report; panics with the report when
+/// the reference says a check failed.
+pub fn reference(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(root().join("tests/reference.py"))
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reference {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON {e}: {stdout}"))
+}
+
+/// Runs the bgstream binary; returns (exit code, stdout, stderr).
+pub fn bgstream(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bgstream"))
+        .args(args)
+        .env("BGSTREAM_LOG", "error")
+        .output()
+        .expect("bgstream runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}

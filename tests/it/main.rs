@@ -1,0 +1,7 @@
+//! One integration test binary (ripgrep style): each module is one area.
+
+mod common;
+mod model_reference;
+mod pipeline;
+mod schema;
+mod variants_reference;

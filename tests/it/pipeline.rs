@@ -1,0 +1,267 @@
+//! End to end: shards -> bgstream -> Parquet, on generated shards with known answers and on
+//! the 66 real ImageNet validation JPEGs; the output read back by Rust, DuckDB and Polars.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use jpeg_encoder::{ColorType, Encoder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::common::{self, path_str};
+
+const V: usize = 9; // the default variant list
+
+fn jpeg(w: u16, h: u16, gray: bool, seed: u8) -> Vec<u8> {
+    let (channels, color) = if gray { (1, ColorType::Luma) } else { (3, ColorType::Rgb) };
+    let px: Vec<u8> = (0..w as usize * h as usize * channels)
+        .map(|i| ((i * 31 + seed as usize * 17) % 251) as u8)
+        .collect();
+    let mut out = Vec::new();
+    Encoder::new(&mut out, 90).encode(&px, w, h, color).unwrap();
+    out
+}
+
+fn add(b: &mut tar::Builder<File>, name: &str, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, name, data).unwrap();
+}
+
+/// Writes a shard of (key, image bytes, cls, json) samples.
+fn shard(path: &Path, samples: &[(&str, Vec<u8>, Option<&str>, String)]) {
+    let mut b = tar::Builder::new(File::create(path).unwrap());
+    for (key, img, cls, json) in samples {
+        add(&mut b, &format!("{key}.jpg"), img);
+        if let Some(c) = cls {
+            add(&mut b, &format!("{key}.cls"), c.as_bytes());
+        }
+        add(&mut b, &format!("{key}.json"), json.as_bytes());
+    }
+    b.finish().unwrap();
+}
+
+fn boxes(b: &[[u32; 4]]) -> String {
+    format!(r#"{{"boxes": {b:?}}}"#)
+}
+
+fn read_rows(dir: &Path) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        assert!(
+            p.extension().is_none_or(|x| x != "tmp"),
+            "a temporary file was left behind: {}",
+            p.display()
+        );
+        if p.extension().is_some_and(|x| x == "parquet") {
+            let r = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            batches.extend(r.map(Result::unwrap));
+        }
+    }
+    batches
+}
+
+/// (key, variant, model) -> status, from the Parquet files.
+fn rows_by_triple(dir: &Path) -> BTreeMap<(String, String, String), Vec<String>> {
+    let mut out: BTreeMap<_, Vec<String>> = BTreeMap::new();
+    for b in read_rows(dir) {
+        let col = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (key, variant, model, status) = (col("key"), col("variant"), col("model"), col("status"));
+        let label = b.column_by_name("label").unwrap().as_primitive::<Int64Type>().clone();
+        for i in 0..b.num_rows() {
+            assert!(!label.is_null(i) || status.value(i) != "ok", "ok rows carry the label");
+            out.entry((key.value(i).into(), variant.value(i).into(), model.value(i).into()))
+                .or_default()
+                .push(status.value(i).into());
+        }
+    }
+    out
+}
+
+#[test]
+fn generated_shards_give_every_row_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = |seed| jpeg(96, 80, false, seed);
+    // 96x80 = 7680 px; box 48x40 -> 0.25 of the image.
+    let ok = boxes(&[[10, 10, 58, 50]]);
+    let mut truncated = good(9);
+    truncated.truncate(300);
+    shard(
+        &tmp.path().join("syn-000000.tar"),
+        &[
+            ("a", good(1), Some("1"), ok.clone()),
+            ("b", good(2), Some("2"), boxes(&[[0, 0, 48, 40], [40, 30, 90, 70]])),
+            ("tiny_fg", good(3), Some("3"), boxes(&[[0, 0, 10, 10]])), // 100/7680 < 0.05
+            ("huge_fg", good(4), Some("4"), boxes(&[[0, 0, 96, 70]])), // 0.875 > 0.70
+            ("broken", truncated, Some("5"), ok.clone()),
+        ],
+    );
+    shard(
+        &tmp.path().join("syn-000001.tar"),
+        &[
+            ("gray", jpeg(96, 80, true, 5), Some("6"), ok.clone()),
+            // exactly 0.05: 384 px = 24 x 16, kept (bounds are inclusive)
+            ("edge", good(6), Some("7"), boxes(&[[0, 0, 24, 16]])),
+            ("nolabel", good(7), None, ok.clone()),
+            ("outside", good(8), Some("8"), boxes(&[[50, 10, 97, 50]])),
+        ],
+    );
+    let out = tmp.path().join("out");
+    let summary = tmp.path().join("summary.json");
+    let glob = format!("{}/syn-*.tar", tmp.path().display());
+    let (code, stdout, stderr) = common::bgstream(&[
+        "--shards", &glob,
+        "--model", path_str(&common::model("tiny")),
+        "--model", path_str(&common::model("efficientnet-lite0")),
+        "--device", "cpu", "--batch-size", "7", "--workers", "2", "--rows-per-file", "100",
+        "--out", path_str(&out), "--summary-json", path_str(&summary), "--no-progress",
+    ]);
+    assert_eq!(code, 3, "some items failed -> exit 3\n{stdout}\n{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["samples_read"], 9);
+    assert_eq!(s["filtered"], 2, "tiny_fg and huge_fg");
+    assert_eq!(s["failed"], 3, "broken, nolabel, outside");
+    assert_eq!(s["predicted_images"], 4);
+    let codes: BTreeMap<String, u64> = serde_json::from_value(s["failures_by_code"].clone())
+        .map(|v: Vec<(String, u64)>| v.into_iter().collect())
+        .unwrap();
+    assert_eq!(
+        codes,
+        BTreeMap::from([
+            ("bad_box".into(), 1),
+            ("decode_error".into(), 1),
+            ("missing_label".into(), 1)
+        ])
+    );
+
+    let rows = rows_by_triple(&out);
+    let per_key = |k: &str| rows.keys().filter(|t| t.0 == k).count();
+    for k in ["a", "b", "gray", "edge", "broken", "nolabel", "outside"] {
+        assert_eq!(per_key(k), V * 2, "{k}: one row per variant x model");
+    }
+    for k in ["tiny_fg", "huge_fg"] {
+        assert_eq!(per_key(k), 0, "{k} is filtered, not predicted");
+    }
+    assert!(rows.values().all(|v| v.len() == 1), "a (key, variant, model) repeats");
+    assert_eq!(rows.len(), 7 * V * 2);
+    assert_eq!(s["rows_written"], rows.len());
+    let status = |k: &str| -> BTreeSet<String> {
+        rows.iter().filter(|(t, _)| t.0 == k).map(|(_, v)| v[0].clone()).collect()
+    };
+    assert_eq!(status("a"), BTreeSet::from(["ok".to_string()]));
+    assert_eq!(status("broken"), BTreeSet::from(["decode_error".to_string()]));
+    assert_eq!(status("outside"), BTreeSet::from(["bad_box".to_string()]));
+    // 126 rows at 100 per file -> 2 files
+    assert_eq!(s["files"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn refuses_to_mix_runs_and_reports_missing_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = common::bgstream(&[
+        "--shards", &format!("{}/nothing-*.tar", tmp.path().display()),
+        "--model", path_str(&common::model("tiny")), "--out", path_str(tmp.path()),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no shard matches"), "{stderr}");
+    std::fs::write(tmp.path().join("part-00000.parquet"), b"x").unwrap();
+    shard(&tmp.path().join("s.tar"), &[("a", jpeg(64, 64, false, 1), Some("1"), boxes(&[[0, 0, 32, 32]]))]);
+    let (code, _, stderr) = common::bgstream(&[
+        "--shards", path_str(&tmp.path().join("s.tar")),
+        "--model", path_str(&common::model("tiny")), "--out", path_str(tmp.path()),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--overwrite"), "{stderr}");
+}
+
+/// Union-of-boxes fraction by rasterising each box: independent of the library's exact
+/// coordinate-compression code.
+fn raster_fraction(w: usize, h: usize, boxes: &[[f64; 4]]) -> f64 {
+    let mut m = vec![false; w * h];
+    for b in boxes {
+        for y in b[1] as usize..b[3] as usize {
+            for x in b[0] as usize..b[2] as usize {
+                m[y * w + x] = true;
+            }
+        }
+    }
+    m.iter().filter(|&&v| v).count() as f64 / (w * h) as f64
+}
+
+#[test]
+fn real_imagenet_shards_end_to_end_with_duckdb_and_polars() {
+    let Some(data) = common::shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("shards");
+    let (code, stdout, stderr) = common::bgstream(&[
+        "shard",
+        "--images", path_str(&data.join("imagenet-val/images")),
+        "--annotations", path_str(&data.join("imagenet-val/annotations.csv")),
+        "--synsets", path_str(&data.join("imagenet-val/synsets.txt")),
+        "--out", path_str(&shards), "--prefix", "val", "--shard-size", "20",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("wrote 66 samples into 4 shard(s)"), "{stdout}");
+
+    let (entries, _) = bgstream::source::shard_writer::read_imagenet_csv(
+        &data.join("imagenet-val/annotations.csv"),
+        &data.join("imagenet-val/images"),
+        None,
+    )
+    .unwrap();
+    let kept = entries
+        .iter()
+        .filter(|e| {
+            let a = &e.annotation;
+            let f = raster_fraction(a.width.unwrap(), a.height.unwrap(), &a.boxes);
+            (0.05..=0.70).contains(&f)
+        })
+        .count() as u64;
+
+    let out = tmp.path().join("out");
+    let summary = tmp.path().join("summary.json");
+    let (code, stdout, stderr) = common::bgstream(&[
+        "--shards", &format!("{}/val-*.tar", shards.display()),
+        "--model", path_str(&common::model("efficientnet-lite0")),
+        "--model", path_str(&common::model("tiny")),
+        "--device", "cpu", "--batch-size", "32", "--workers", "1", "--readers", "2",
+        "--textures", path_str(&data.join("textures")),
+        "--out", path_str(&out), "--summary-json", path_str(&summary), "--no-progress",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["samples_read"], 66);
+    assert_eq!(s["failed"], 0);
+    assert_eq!(s["predicted_images"], kept, "filter count must match the raster union");
+    assert_eq!(s["filtered"], 66 - kept);
+    assert_eq!(s["rows_written"], kept * V as u64 * 2);
+    // Backpressure: readers + samples channel + workers + prepared channel + the one item
+    // the inference stage holds bound what is alive at once (2 + 2 + 1 + 2 + 1), however
+    // many samples the shards hold.
+    let bound = 2 + 2 + 1 + 2 + 1;
+    assert!(s["in_flight_max"].as_u64().unwrap() <= bound, "in flight {}", s["in_flight_max"]);
+    // Real weights on real images: EfficientNet-Lite0 is ~75% top-1 on ImageNet.
+    let acc = |model: &str, variant: &str| {
+        s["accuracy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["model"] == model && a["variant"] == variant)
+            .unwrap()["top1"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(acc("efficientnet-lite0", "original") > 0.6, "lite0 original {}", acc("efficientnet-lite0", "original"));
+    assert!(acc("efficientnet-lite0", "bg_only") < acc("efficientnet-lite0", "original"));
+    eprintln!("{stdout}");
+
+    let report = common::reference(&["clients", path_str(&out), path_str(&summary)]);
+    assert_eq!(report["rows"], s["rows_written"]);
+}

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Independent Python references for bgstream's Rust tests (Pillow, numpy, torch, DuckDB,
+Polars). Each subcommand prints a JSON report on stdout and exits 1 when a check fails, so
+the Rust test shows exactly what differed.
+
+  logits MODEL.pt OUT.json IMAGE...    Pillow preprocessing (torchvision rules) + TorchScript
+  logits-raw MODEL.pt SIZE RAW...      the model on pixels Rust prepared (uint8 HWC files)
+  variants WORKDIR                     masks, fills and resize vs Rust's files in WORKDIR
+  clients PARQUET_DIR SUMMARY.json     DuckDB and Polars read the output, numbers must match
+"""
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+
+def sidecar(model_path):
+    with open(os.path.splitext(model_path)[0] + ".json") as f:
+        return json.load(f)
+
+
+PIL_FILTER = {"bicubic": 3, "bilinear": 2, "nearest": 0}
+
+
+def resize_geometry(w, h, input_size, crop_pct):
+    """torchvision Resize(int) + CenterCrop, written out independently of the Rust code."""
+    short_target = int(round(input_size / crop_pct))
+    if w <= h:
+        rw, rh = short_target, int(short_target * h / w)
+    else:
+        rw, rh = int(short_target * w / h), short_target
+    cx = int(round((rw - input_size) / 2.0))  # Python's round: half to even, as torchvision
+    cy = int(round((rh - input_size) / 2.0))
+    return rw, rh, cx, cy
+
+
+def pillow_crop(img, meta):
+    from PIL import Image
+
+    img = img.convert("RGB")
+    w, h = img.size
+    s = meta["input_size"]
+    rw, rh, cx, cy = resize_geometry(w, h, s, meta["crop_pct"])
+    r = img.resize((rw, rh), PIL_FILTER[meta["interpolation"]])
+    return np.asarray(r.crop((cx, cy, cx + s, cy + s)), dtype=np.uint8)
+
+
+def run_model(model_path, batch_hwc_u8):
+    import torch
+
+    meta = sidecar(model_path)
+    m = torch.jit.load(model_path).eval()
+    x = torch.from_numpy(np.stack(batch_hwc_u8)).float().div(255.0)
+    mean = torch.tensor(meta["mean"]).view(1, 1, 1, 3)
+    std = torch.tensor(meta["std"]).view(1, 1, 1, 3)
+    x = ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        return m(x).numpy()
+
+
+def cmd_logits(model_path, out, *images):
+    from PIL import Image
+
+    meta = sidecar(model_path)
+    crops = [pillow_crop(Image.open(p), meta) for p in images]
+    logits = run_model(model_path, crops)
+    with open(out, "w") as f:
+        json.dump({"images": list(images), "logits": logits.tolist()}, f)
+    print(json.dumps({"images": len(images), "out": out}))
+    return 0
+
+
+def cmd_logits_raw(model_path, size, *raws):
+    size = int(size)
+    crops = [np.fromfile(p, dtype=np.uint8).reshape(size, size, 3) for p in raws]
+    print(json.dumps({"logits": run_model(model_path, crops).tolist()}))
+    return 0
+
+
+def mask_from_boxes(boxes, w, h, rw, rh, cx, cy, size):
+    """Foreground = output pixels whose centre, mapped back to the original image, lies in
+    [x0, x1) x [y0, y1) of some box (schemas/sample-annotation.schema.json)."""
+    u = np.arange(size)
+    xs = (u + cx + 0.5) * (w / rw)
+    ys = (u + cy + 0.5) * (h / rh)
+    mask = np.zeros((size, size), dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        mx = (xs >= x0) & (xs < x1)
+        my = (ys >= y0) & (ys < y1)
+        mask |= my[:, None] & mx[None, :]
+    return mask
+
+
+COLOURS = {"green": (0, 255, 0), "yellow": (255, 255, 0), "grey": (128, 128, 128)}
+
+
+def cmd_variants(workdir):
+    """WORKDIR/manifest.json lists images Rust processed: its crop, its variants, the texture
+    it used. The reference rebuilds crop (Pillow), mask and every deterministic variant."""
+    from PIL import Image
+
+    with open(os.path.join(workdir, "manifest.json")) as f:
+        manifest = json.load(f)
+    report = {"images": 0, "mask_mismatch": [], "fill_mismatch": [], "resize": []}
+    failed = False
+    for item in manifest["items"]:
+        size = item["size"]
+        meta = {"input_size": size, "crop_pct": item["crop_pct"], "interpolation": item["interpolation"]}
+        img = Image.open(item["image"])
+        w, h = img.size
+        rw, rh, cx, cy = resize_geometry(w, h, size, meta["crop_pct"])
+        if [rw, rh, cx, cy] != item["geometry"]:
+            report["fill_mismatch"].append({"key": item["key"], "geometry": [rw, rh, cx, cy], "rust": item["geometry"]})
+            failed = True
+        ref_crop = pillow_crop(img, meta).astype(np.int16)
+        load = lambda name: np.fromfile(os.path.join(workdir, f"{item['key']}.{name}.raw"), dtype=np.uint8).reshape(size, size, 3)
+        crop = load("original")
+        diff = np.abs(crop.astype(np.int16) - ref_crop)
+        report["resize"].append({"key": item["key"], "mean_abs": float(diff.mean()), "max_abs": int(diff.max()), "p99": float(np.percentile(diff, 99))})
+        mask = mask_from_boxes(item["boxes"], w, h, rw, rh, cx, cy, size)
+        texture = None
+        if item.get("texture"):
+            texture = np.fromfile(item["texture"], dtype=np.uint8).reshape(size, size, 3)
+        expected = {
+            "bg_only": np.where(mask[..., None], np.uint8(255), crop),
+            "fg_white": np.where(mask[..., None], crop, np.uint8(255)),
+        }
+        for name, rgb in COLOURS.items():
+            expected[f"fg_color:{name}"] = np.where(mask[..., None], crop, np.array(rgb, dtype=np.uint8))
+        if texture is not None:
+            expected["fg_texture"] = np.where(mask[..., None], crop, texture)
+        for name, exp in expected.items():
+            got = load(name.replace(":", "_"))
+            bad = np.argwhere(np.any(got != exp, axis=-1))
+            if len(bad):
+                failed = True
+                report["fill_mismatch"].append({"key": item["key"], "variant": name, "pixels": int(len(bad)), "first": bad[:3].tolist()})
+        # Noise variants: foreground exact, background statistically right.
+        for name in ("fg_gauss", "fg_uniform"):
+            got = load(name)
+            if not np.array_equal(got[mask], crop[mask]):
+                failed = True
+                report["mask_mismatch"].append({"key": item["key"], "variant": name})
+        report["images"] += 1
+    # Stated tolerance: Rust resamples the crop window directly (fast_image_resize), Pillow
+    # resizes the whole image then crops: same filter, different edge handling and rounding.
+    worst = max(r["mean_abs"] for r in report["resize"])
+    worst_p99 = max(r["p99"] for r in report["resize"])
+    report["resize_worst_mean_abs"] = worst
+    report["resize_worst_p99"] = worst_p99
+    if worst > 0.6 or worst_p99 > 3:
+        failed = True
+    print(json.dumps(report))
+    return 1 if failed else 0
+
+
+def cmd_clients(parquet_dir, summary_path):
+    import duckdb
+    import polars as pl
+
+    with open(summary_path) as f:
+        summary = json.load(f)
+    glob = os.path.join(parquet_dir, "*.parquet")
+    con = duckdb.connect()
+    total = con.execute(f"select count(*) from read_parquet('{glob}')").fetchone()[0]
+    dups = con.execute(
+        f"select count(*) from (select key, variant, model, count(*) c from read_parquet('{glob}') group by all having c > 1)"
+    ).fetchone()[0]
+    duck = {
+        (m, v): (n, t1, t5)
+        for m, v, n, t1, t5 in con.execute(
+            f"""select model, variant, count(*), avg(top1_correct::int), avg(top5_correct::int)
+                from read_parquet('{glob}') where status = 'ok' group by model, variant"""
+        ).fetchall()
+    }
+    errors = con.execute(f"select count(distinct key) from read_parquet('{glob}') where status <> 'ok'").fetchone()[0]
+    kv = con.execute(f"select value from parquet_kv_metadata('{glob}') where key = 'bgstream' limit 1").fetchone()
+    run_meta = json.loads(kv[0]) if kv else None
+    df = pl.read_parquet(glob)
+    pol = {
+        (r["model"], r["variant"]): (r["n"], r["t1"], r["t5"])
+        for r in df.filter(pl.col("status") == "ok")
+        .group_by(["model", "variant"])
+        .agg(pl.len().alias("n"), pl.col("top1_correct").cast(pl.Float64).mean().alias("t1"), pl.col("top5_correct").cast(pl.Float64).mean().alias("t5"))
+        .iter_rows(named=True)
+    }
+    problems = []
+    if total != summary["rows_written"] or df.height != total:
+        problems.append(f"rows: duckdb {total}, polars {df.height}, summary {summary['rows_written']}")
+    if dups:
+        problems.append(f"{dups} (key, variant, model) appear more than once")
+    if errors != summary["failed"]:
+        problems.append(f"keys with error rows {errors} != failed {summary['failed']}")
+    for a in summary["accuracy"]:
+        k = (a["model"], a["variant"])
+        if a["images"] == 0:
+            continue
+        for name, got in (("duckdb", duck.get(k)), ("polars", pol.get(k))):
+            if got is None or got[0] != a["images"] or not math.isclose(got[1], a["top1"], abs_tol=1e-9) or not math.isclose(got[2], a["top5"], abs_tol=1e-9):
+                problems.append(f"{name} {k}: {got} vs summary {a}")
+    if run_meta is None or "variants" not in run_meta:
+        problems.append("no bgstream run metadata in the Parquet key-value metadata")
+    print(json.dumps({"rows": total, "duckdb_groups": len(duck), "polars_groups": len(pol), "problems": problems}))
+    return 1 if problems else 0
+
+
+def main(argv):
+    cmds = {"logits": cmd_logits, "logits-raw": cmd_logits_raw, "variants": cmd_variants, "clients": cmd_clients}
+    if len(argv) < 2 or argv[1] not in cmds:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return cmds[argv[1]](*argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
