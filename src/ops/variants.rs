@@ -14,9 +14,10 @@
 //! image gets its own noise, identical on every run with the same `--seed` and independent
 //! of the boxes, the thread and the order of images.
 
+use std::sync::OnceLock;
+
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::geometry::Rect;
@@ -166,6 +167,31 @@ fn noise_rng(key: &str, variant: &str, seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(xxh3_64_with_seed(&material, seed))
 }
 
+/// Inverse-CDF table of `clamp(round(N(128, 64²)), 0, 255)` over 16-bit uniforms: entry `i`
+/// is the smallest `k` whose cumulative probability exceeds `(i + 0.5) / 65536`. One table
+/// lookup per channel is ~10x cheaper than sampling a normal, with the exact quantised law
+/// up to the 1/65536 resolution.
+fn gauss_table() -> &'static [u8; 65536] {
+    static TABLE: OnceLock<Box<[u8; 65536]>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let cdf = |x: f64| 0.5 * (1.0 + libm::erf((x - 128.0) / (64.0 * std::f64::consts::SQRT_2)));
+        // cumulative probability of the quantised, clamped value k: P(N < k + 0.5)
+        let upper: Vec<f64> = (0..256)
+            .map(|k| if k == 255 { 1.0 } else { cdf(k as f64 + 0.5) })
+            .collect();
+        let mut t = Box::new([0u8; 65536]);
+        let mut k = 0;
+        for (i, slot) in t.iter_mut().enumerate() {
+            let u = (i as f64 + 0.5) / 65536.0;
+            while upper[k] <= u {
+                k += 1;
+            }
+            *slot = k as u8;
+        }
+        t
+    })
+}
+
 fn fill_rect(img: &mut [u8], size: usize, r: &Rect, rgb: [u8; 3]) {
     for y in r.y0..r.y1 {
         let row = &mut img[(y * size + r.x0) * 3..(y * size + r.x1) * 3];
@@ -220,10 +246,15 @@ pub fn render(
         }
         Variant::FgUniform => noise_rng(ctx.key, "fg_uniform", ctx.seed).fill_bytes(out),
         Variant::FgGauss => {
+            let table = gauss_table();
             let mut rng = noise_rng(ctx.key, "fg_gauss", ctx.seed);
-            let normal = Normal::new(128.0f32, 64.0).expect("valid normal");
-            for v in out.iter_mut() {
-                *v = normal.sample(&mut rng).round().clamp(0.0, 255.0) as u8;
+            let mut bits = [0u8; 4096];
+            for chunk in out.chunks_mut(bits.len() / 2) {
+                let bits = &mut bits[..chunk.len() * 2];
+                rng.fill_bytes(bits);
+                for (v, b) in chunk.iter_mut().zip(bits.chunks_exact(2)) {
+                    *v = table[u16::from_le_bytes([b[0], b[1]]) as usize];
+                }
             }
         }
     }

@@ -34,10 +34,17 @@ pub fn shared_data() -> Option<PathBuf> {
 /// scikit-image's bundled photos (chelsea, coffee, rocket, ...), from the venv.
 pub fn skimage_data() -> PathBuf {
     let out = Command::new(python())
-        .args(["-c", "import os, skimage.data as d; print(os.path.dirname(d.__file__))"])
+        .args([
+            "-c",
+            "import os, skimage.data as d; print(os.path.dirname(d.__file__))",
+        ])
         .output()
         .expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 

@@ -36,8 +36,8 @@ fn lite0_top1_and_logits_match_python() {
     // (file, accepted top-1 classes)
     let cases: [(&str, &[i64]); 3] = [
         ("chelsea.png", &[281, 282, 283, 284, 285]), // the cat classes
-        ("coffee.png", &[967]),                       // espresso
-        ("rocket.jpg", &[657]),                       // missile
+        ("coffee.png", &[967]),                      // espresso
+        ("rocket.jpg", &[657]),                      // missile
     ];
     let tmp = tempfile::tempdir().unwrap();
     let size = model.sidecar.input_size as i64;
@@ -51,7 +51,9 @@ fn lite0_top1_and_logits_match_python() {
         batch.extend_from_slice(&c);
     }
     let input = Tensor::from_slice(&batch).view([cases.len() as i64, size, size, 3]);
-    let logits = tch::no_grad(|| model.logits(&input)).unwrap().to_kind(Kind::Double);
+    let logits = tch::no_grad(|| model.logits(&input))
+        .unwrap()
+        .to_kind(Kind::Double);
     let rust: Vec<Vec<f64>> = (0..cases.len() as i64)
         .map(|i| Vec::<f64>::try_from(logits.get(i)).unwrap())
         .collect();
@@ -70,17 +72,38 @@ fn lite0_top1_and_logits_match_python() {
 
     for (i, (file, accepted)) in cases.iter().enumerate() {
         let top1 = argmax(&rust[i]) as i64;
-        assert!(accepted.contains(&top1), "{file}: top-1 {top1}, expected one of {accepted:?}");
+        assert!(
+            accepted.contains(&top1),
+            "{file}: top-1 {top1}, expected one of {accepted:?}"
+        );
         let py: Vec<f64> = serde_json::from_value(same_pixels["logits"][i].clone()).unwrap();
-        let max_diff = rust[i].iter().zip(&py).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let max_diff = rust[i]
+            .iter()
+            .zip(&py)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         // Tolerance 1e-3: identical input pixels and weights, fp32 on both sides.
-        assert!(max_diff < 1e-3, "{file}: logits differ by {max_diff} on identical pixels");
+        assert!(
+            max_diff < 1e-3,
+            "{file}: logits differ by {max_diff} on identical pixels"
+        );
         let pl: Vec<f64> = serde_json::from_value(pillow["logits"][i].clone()).unwrap();
-        assert_eq!(argmax(&pl) as i64, top1, "{file}: Pillow preprocessing gives another top-1");
-        let max_diff = rust[i].iter().zip(&pl).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert_eq!(
+            argmax(&pl) as i64,
+            top1,
+            "{file}: Pillow preprocessing gives another top-1"
+        );
+        let max_diff = rust[i]
+            .iter()
+            .zip(&pl)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         // Tolerance 0.25 on logits of magnitude ~10 (measured: under 0.09): the resamplers
         // differ by about one grey level at the crop edges (see variants_reference).
-        assert!(max_diff < 0.25, "{file}: logits vs Pillow preprocessing differ by {max_diff}");
+        assert!(
+            max_diff < 0.25,
+            "{file}: logits vs Pillow preprocessing differ by {max_diff}"
+        );
         eprintln!("{file}: top-1 {top1}, max |logit diff| vs Pillow pipeline {max_diff:.4}");
     }
 }

@@ -15,7 +15,11 @@ use crate::common::{self, path_str};
 const V: usize = 9; // the default variant list
 
 fn jpeg(w: u16, h: u16, gray: bool, seed: u8) -> Vec<u8> {
-    let (channels, color) = if gray { (1, ColorType::Luma) } else { (3, ColorType::Rgb) };
+    let (channels, color) = if gray {
+        (1, ColorType::Luma)
+    } else {
+        (3, ColorType::Rgb)
+    };
     let px: Vec<u8> = (0..w as usize * h as usize * channels)
         .map(|i| ((i * 31 + seed as usize * 17) % 251) as u8)
         .collect();
@@ -73,13 +77,25 @@ fn rows_by_triple(dir: &Path) -> BTreeMap<(String, String, String), Vec<String>>
     let mut out: BTreeMap<_, Vec<String>> = BTreeMap::new();
     for b in read_rows(dir) {
         let col = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
-        let (key, variant, model, status) = (col("key"), col("variant"), col("model"), col("status"));
-        let label = b.column_by_name("label").unwrap().as_primitive::<Int64Type>().clone();
+        let (key, variant, model, status) =
+            (col("key"), col("variant"), col("model"), col("status"));
+        let label = b
+            .column_by_name("label")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
         for i in 0..b.num_rows() {
-            assert!(!label.is_null(i) || status.value(i) != "ok", "ok rows carry the label");
-            out.entry((key.value(i).into(), variant.value(i).into(), model.value(i).into()))
-                .or_default()
-                .push(status.value(i).into());
+            assert!(
+                !label.is_null(i) || status.value(i) != "ok",
+                "ok rows carry the label"
+            );
+            out.entry((
+                key.value(i).into(),
+                variant.value(i).into(),
+                model.value(i).into(),
+            ))
+            .or_default()
+            .push(status.value(i).into());
         }
     }
     out
@@ -97,7 +113,12 @@ fn generated_shards_give_every_row_exactly_once() {
         &tmp.path().join("syn-000000.tar"),
         &[
             ("a", good(1), Some("1"), ok.clone()),
-            ("b", good(2), Some("2"), boxes(&[[0, 0, 48, 40], [40, 30, 90, 70]])),
+            (
+                "b",
+                good(2),
+                Some("2"),
+                boxes(&[[0, 0, 48, 40], [40, 30, 90, 70]]),
+            ),
             ("tiny_fg", good(3), Some("3"), boxes(&[[0, 0, 10, 10]])), // 100/7680 < 0.05
             ("huge_fg", good(4), Some("4"), boxes(&[[0, 0, 96, 70]])), // 0.875 > 0.70
             ("broken", truncated, Some("5"), ok.clone()),
@@ -117,11 +138,25 @@ fn generated_shards_give_every_row_exactly_once() {
     let summary = tmp.path().join("summary.json");
     let glob = format!("{}/syn-*.tar", tmp.path().display());
     let (code, stdout, stderr) = common::bgstream(&[
-        "--shards", &glob,
-        "--model", path_str(&common::model("tiny")),
-        "--model", path_str(&common::model("efficientnet-lite0")),
-        "--device", "cpu", "--batch-size", "7", "--workers", "2", "--rows-per-file", "100",
-        "--out", path_str(&out), "--summary-json", path_str(&summary), "--no-progress",
+        "--shards",
+        &glob,
+        "--model",
+        path_str(&common::model("tiny")),
+        "--model",
+        path_str(&common::model("efficientnet-lite0")),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "7",
+        "--workers",
+        "2",
+        "--rows-per-file",
+        "100",
+        "--out",
+        path_str(&out),
+        "--summary-json",
+        path_str(&summary),
+        "--no-progress",
     ]);
     assert_eq!(code, 3, "some items failed -> exit 3\n{stdout}\n{stderr}");
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
@@ -149,14 +184,23 @@ fn generated_shards_give_every_row_exactly_once() {
     for k in ["tiny_fg", "huge_fg"] {
         assert_eq!(per_key(k), 0, "{k} is filtered, not predicted");
     }
-    assert!(rows.values().all(|v| v.len() == 1), "a (key, variant, model) repeats");
+    assert!(
+        rows.values().all(|v| v.len() == 1),
+        "a (key, variant, model) repeats"
+    );
     assert_eq!(rows.len(), 7 * V * 2);
     assert_eq!(s["rows_written"], rows.len());
     let status = |k: &str| -> BTreeSet<String> {
-        rows.iter().filter(|(t, _)| t.0 == k).map(|(_, v)| v[0].clone()).collect()
+        rows.iter()
+            .filter(|(t, _)| t.0 == k)
+            .map(|(_, v)| v[0].clone())
+            .collect()
     };
     assert_eq!(status("a"), BTreeSet::from(["ok".to_string()]));
-    assert_eq!(status("broken"), BTreeSet::from(["decode_error".to_string()]));
+    assert_eq!(
+        status("broken"),
+        BTreeSet::from(["decode_error".to_string()])
+    );
     assert_eq!(status("outside"), BTreeSet::from(["bad_box".to_string()]));
     // 126 rows at 100 per file -> 2 files
     assert_eq!(s["files"].as_array().unwrap().len(), 2);
@@ -166,16 +210,32 @@ fn generated_shards_give_every_row_exactly_once() {
 fn refuses_to_mix_runs_and_reports_missing_shards() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, _, stderr) = common::bgstream(&[
-        "--shards", &format!("{}/nothing-*.tar", tmp.path().display()),
-        "--model", path_str(&common::model("tiny")), "--out", path_str(tmp.path()),
+        "--shards",
+        &format!("{}/nothing-*.tar", tmp.path().display()),
+        "--model",
+        path_str(&common::model("tiny")),
+        "--out",
+        path_str(tmp.path()),
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("no shard matches"), "{stderr}");
     std::fs::write(tmp.path().join("part-00000.parquet"), b"x").unwrap();
-    shard(&tmp.path().join("s.tar"), &[("a", jpeg(64, 64, false, 1), Some("1"), boxes(&[[0, 0, 32, 32]]))]);
+    shard(
+        &tmp.path().join("s.tar"),
+        &[(
+            "a",
+            jpeg(64, 64, false, 1),
+            Some("1"),
+            boxes(&[[0, 0, 32, 32]]),
+        )],
+    );
     let (code, _, stderr) = common::bgstream(&[
-        "--shards", path_str(&tmp.path().join("s.tar")),
-        "--model", path_str(&common::model("tiny")), "--out", path_str(tmp.path()),
+        "--shards",
+        path_str(&tmp.path().join("s.tar")),
+        "--model",
+        path_str(&common::model("tiny")),
+        "--out",
+        path_str(tmp.path()),
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("--overwrite"), "{stderr}");
@@ -197,18 +257,31 @@ fn raster_fraction(w: usize, h: usize, boxes: &[[f64; 4]]) -> f64 {
 
 #[test]
 fn real_imagenet_shards_end_to_end_with_duckdb_and_polars() {
-    let Some(data) = common::shared_data() else { return };
+    let Some(data) = common::shared_data() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let shards = tmp.path().join("shards");
     let (code, stdout, stderr) = common::bgstream(&[
         "shard",
-        "--images", path_str(&data.join("imagenet-val/images")),
-        "--annotations", path_str(&data.join("imagenet-val/annotations.csv")),
-        "--synsets", path_str(&data.join("imagenet-val/synsets.txt")),
-        "--out", path_str(&shards), "--prefix", "val", "--shard-size", "20",
+        "--images",
+        path_str(&data.join("imagenet-val/images")),
+        "--annotations",
+        path_str(&data.join("imagenet-val/annotations.csv")),
+        "--synsets",
+        path_str(&data.join("imagenet-val/synsets.txt")),
+        "--out",
+        path_str(&shards),
+        "--prefix",
+        "val",
+        "--shard-size",
+        "20",
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("wrote 66 samples into 4 shard(s)"), "{stdout}");
+    assert!(
+        stdout.contains("wrote 66 samples into 4 shard(s)"),
+        "{stdout}"
+    );
 
     let (entries, _) = bgstream::source::shard_writer::read_imagenet_csv(
         &data.join("imagenet-val/annotations.csv"),
@@ -228,25 +301,47 @@ fn real_imagenet_shards_end_to_end_with_duckdb_and_polars() {
     let out = tmp.path().join("out");
     let summary = tmp.path().join("summary.json");
     let (code, stdout, stderr) = common::bgstream(&[
-        "--shards", &format!("{}/val-*.tar", shards.display()),
-        "--model", path_str(&common::model("efficientnet-lite0")),
-        "--model", path_str(&common::model("tiny")),
-        "--device", "cpu", "--batch-size", "32", "--workers", "1", "--readers", "2",
-        "--textures", path_str(&data.join("textures")),
-        "--out", path_str(&out), "--summary-json", path_str(&summary), "--no-progress",
+        "--shards",
+        &format!("{}/val-*.tar", shards.display()),
+        "--model",
+        path_str(&common::model("efficientnet-lite0")),
+        "--model",
+        path_str(&common::model("tiny")),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "32",
+        "--workers",
+        "1",
+        "--readers",
+        "2",
+        "--textures",
+        path_str(&data.join("textures")),
+        "--out",
+        path_str(&out),
+        "--summary-json",
+        path_str(&summary),
+        "--no-progress",
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["samples_read"], 66);
     assert_eq!(s["failed"], 0);
-    assert_eq!(s["predicted_images"], kept, "filter count must match the raster union");
+    assert_eq!(
+        s["predicted_images"], kept,
+        "filter count must match the raster union"
+    );
     assert_eq!(s["filtered"], 66 - kept);
     assert_eq!(s["rows_written"], kept * V as u64 * 2);
     // Backpressure: readers + samples channel + workers + prepared channel + the one item
     // the inference stage holds bound what is alive at once (2 + 2 + 1 + 2 + 1), however
     // many samples the shards hold.
     let bound = 2 + 2 + 1 + 2 + 1;
-    assert!(s["in_flight_max"].as_u64().unwrap() <= bound, "in flight {}", s["in_flight_max"]);
+    assert!(
+        s["in_flight_max"].as_u64().unwrap() <= bound,
+        "in flight {}",
+        s["in_flight_max"]
+    );
     // Real weights on real images: EfficientNet-Lite0 is ~75% top-1 on ImageNet.
     let acc = |model: &str, variant: &str| {
         s["accuracy"]
@@ -258,7 +353,11 @@ fn real_imagenet_shards_end_to_end_with_duckdb_and_polars() {
             .as_f64()
             .unwrap()
     };
-    assert!(acc("efficientnet-lite0", "original") > 0.6, "lite0 original {}", acc("efficientnet-lite0", "original"));
+    assert!(
+        acc("efficientnet-lite0", "original") > 0.6,
+        "lite0 original {}",
+        acc("efficientnet-lite0", "original")
+    );
     assert!(acc("efficientnet-lite0", "bg_only") < acc("efficientnet-lite0", "original"));
     eprintln!("{stdout}");
 

@@ -4,7 +4,9 @@ use bgstream::sink::predictions_schema;
 
 #[test]
 fn predictions_schema_matches_schemas_folder() {
-    let text = std::fs::read_to_string(crate::common::root().join("schemas/predictions.schema.json")).unwrap();
+    let text =
+        std::fs::read_to_string(crate::common::root().join("schemas/predictions.schema.json"))
+            .unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let described: Vec<(String, String, bool)> = doc["fields"]
         .as_array()
@@ -29,6 +31,13 @@ fn predictions_schema_matches_schemas_folder() {
             (f.name().clone(), ty, f.is_nullable())
         })
         .collect();
-    assert_eq!(described, actual, "update schemas/predictions.schema.json with the schema change");
-    assert!(doc["fields"].as_array().unwrap().iter().all(|f| f["description"].as_str().is_some_and(|d| !d.is_empty())));
+    assert_eq!(
+        described, actual,
+        "update schemas/predictions.schema.json with the schema change"
+    );
+    assert!(doc["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["description"].as_str().is_some_and(|d| !d.is_empty())));
 }

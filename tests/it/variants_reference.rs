@@ -33,9 +33,15 @@ fn render_all(entries: &[Entry], p: &Preprocess, dir: &Path) -> usize {
         let (w, h) = decode_into(&bytes, &mut rgb, &Limits::default()).unwrap();
         let g = Geometry::new(w, h, p).unwrap();
         let mut crop = vec![0; g.size * g.size * 3];
-        resizer.resize_crop(&rgb, &g, p.interpolation, &mut crop).unwrap();
+        resizer
+            .resize_crop(&rgb, &g, p.interpolation, &mut crop)
+            .unwrap();
         let rects: Vec<_> = e.annotation.boxes.iter().map(|b| g.map_box(b)).collect();
-        let ctx = RenderCtx { key: &e.key, seed, textures: &tex };
+        let ctx = RenderCtx {
+            key: &e.key,
+            seed,
+            textures: &tex,
+        };
         let mut out = vec![0; crop.len()];
         for v in &variants {
             render(v, &crop, g.size, &rects, &ctx, &mut out);
@@ -73,7 +79,9 @@ fn check(entries: &[Entry], p: Preprocess) {
 
 #[test]
 fn real_imagenet_images_match_the_reference() {
-    let Some(data) = common::shared_data() else { return };
+    let Some(data) = common::shared_data() else {
+        return;
+    };
     let (entries, _) = read_imagenet_csv(
         &data.join("imagenet-val/annotations.csv"),
         &data.join("imagenet-val/images"),
@@ -83,11 +91,19 @@ fn real_imagenet_images_match_the_reference() {
     assert_eq!(entries.len(), 66, "the 66 real validation JPEGs");
     check(
         &entries,
-        Preprocess { input_size: 224, crop_pct: 0.875, interpolation: Interpolation::Bicubic },
+        Preprocess {
+            input_size: 224,
+            crop_pct: 0.875,
+            interpolation: Interpolation::Bicubic,
+        },
     );
     check(
         &entries[..20],
-        Preprocess { input_size: 64, crop_pct: 0.875, interpolation: Interpolation::Bilinear },
+        Preprocess {
+            input_size: 64,
+            crop_pct: 0.875,
+            interpolation: Interpolation::Bilinear,
+        },
     );
 }
 
@@ -98,9 +114,16 @@ fn demo_photos_match_the_reference() {
         &common::skimage_data(),
     )
     .unwrap();
-    assert!(missing.is_empty(), "demo photos missing from the venv: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "demo photos missing from the venv: {missing:?}"
+    );
     check(
         &entries,
-        Preprocess { input_size: 260, crop_pct: 260.0 / 292.0, interpolation: Interpolation::Bicubic },
+        Preprocess {
+            input_size: 260,
+            crop_pct: 260.0 / 292.0,
+            interpolation: Interpolation::Bicubic,
+        },
     );
 }
