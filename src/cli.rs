@@ -31,6 +31,8 @@ pub enum Command {
     Run(RunArgs),
     /// Build WebDataset tar shards from a folder of images and their annotations.
     Shard(ShardArgs),
+    /// Relative accuracies, Table 1, figures and an HTML report from the Parquet output.
+    Aggregate(AggregateArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -118,4 +120,37 @@ pub struct ShardArgs {
     /// Only the first N annotated images found (for quick tests).
     #[arg(long)]
     pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AggregateArgs {
+    /// Folder of prediction Parquet files (searched recursively; any runs or workers).
+    #[arg(long = "in", value_name = "DIR")]
+    pub input: PathBuf,
+    /// Baseline model for relative accuracy and the label-noise control (default: the
+    /// least accurate model on original images; the paper uses ResNet-18).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Where summary.parquet / summary.csv / table1.csv and the figures go
+    /// (default: DIR-aggregate beside DIR).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Summary formats, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "parquet,csv")]
+    pub format: Vec<SummaryFormat>,
+    /// Also write one self-contained HTML report with the tables and figures.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+    /// Skip the SVG/PNG figures (they are always drawn for --report).
+    #[arg(long)]
+    pub no_figures: bool,
+    /// Example keys listed per Table-1 level.
+    #[arg(long, default_value_t = 5)]
+    pub examples: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    Parquet,
+    Csv,
 }

@@ -96,6 +96,8 @@ pub enum FatalError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("input {path}: {reason}")]
+    Input { path: PathBuf, reason: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("textures in {path}: {reason}")]

@@ -18,9 +18,12 @@
 //! - [`infer`]: TorchScript models with their sidecars, devices, precision, CUDA loading.
 //! - [`sink`]: the Arrow schema and the atomic, rolling Parquet writer.
 //! - [`pipeline`]: the wiring — bounded channels, stage threads, shutdown, summary.
+//! - [`aggregate`]: relative accuracies, Table 1, figures and the HTML report from the
+//!   Parquet output (`bgstream aggregate`).
 //! - [`config`] / [`cli`]: validated configuration from clap arguments.
 //! - [`error`]: [`error::ItemError`] (recorded per image) vs [`error::FatalError`].
 
+pub mod aggregate;
 pub mod batch;
 pub mod cli;
 pub mod config;

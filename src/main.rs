@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use bgstream::cli::{Cli, Command, RunArgs, ShardArgs};
+use bgstream::aggregate::{self, AggregateConfig};
+use bgstream::cli::{AggregateArgs, Cli, Command, RunArgs, ShardArgs, SummaryFormat};
 use bgstream::config::RunConfig;
 use bgstream::pipeline::{self, Counters};
 use bgstream::source::shard_writer;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Shard(a)) => shard(&a),
         Some(Command::Run(a)) => run(&a),
+        Some(Command::Aggregate(a)) => aggregate_cmd(&a),
         None => run(&cli.run),
     };
     match result {
@@ -142,4 +144,43 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
         a.images.display()
     );
     Ok(0)
+}
+
+fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
+    let cfg = AggregateConfig {
+        input: a.input.clone(),
+        baseline: a.baseline.clone(),
+        out: a
+            .out
+            .clone()
+            .unwrap_or_else(|| sibling(&a.input, "-aggregate")),
+        parquet: a.format.contains(&SummaryFormat::Parquet),
+        csv: a.format.contains(&SummaryFormat::Csv),
+        report: a.report.clone(),
+        figures: !a.no_figures,
+        examples: a.examples,
+    };
+    let out = aggregate::run(&cfg)?;
+    if out.data.duplicates > 0 {
+        eprintln!(
+            "bgstream: warning: {} (key, variant, model) rows appear more than once; the first was kept",
+            out.data.duplicates
+        );
+    }
+    print!("{}", aggregate::render_table(&out.aggregate));
+    for p in &out.written {
+        println!("wrote {}", p.display());
+    }
+    Ok(0)
+}
+
+/// `results/` -> `results-aggregate/`: beside the input, never inside it (the input is
+/// searched recursively for prediction files).
+fn sibling(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "results".into());
+    name.push(suffix);
+    dir.with_file_name(name)
 }

@@ -1,0 +1,247 @@
+//! `bgstream aggregate`: the paper's numbers from prediction Parquet files.
+//!
+//! Reads any number of files from any runs or workers ([`load`]), computes per model x
+//! variant accuracies with Wilson intervals, relative accuracy to a baseline model, the
+//! label-noise control, invariance gaps and the generalised Table 1 ([`metrics`]), and writes
+//! the summary (Parquet / CSV), paper-style figures ([`plots`]) and an HTML report
+//! ([`report`]).
+
+pub mod load;
+pub mod metrics;
+pub mod plots;
+pub mod report;
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+
+use crate::error::FatalError;
+pub use load::{load, Loaded};
+pub use metrics::{compute, Aggregate, SummaryRow};
+
+/// What `bgstream aggregate` writes.
+#[derive(Debug, Clone)]
+pub struct AggregateConfig {
+    pub input: PathBuf,
+    pub baseline: Option<String>,
+    pub out: PathBuf,
+    pub parquet: bool,
+    pub csv: bool,
+    pub report: Option<PathBuf>,
+    pub figures: bool,
+    pub examples: usize,
+}
+
+/// What an aggregate run produced.
+pub struct AggregateOutput {
+    pub data: Loaded,
+    pub aggregate: Aggregate,
+    pub written: Vec<PathBuf>,
+}
+
+/// The summary table's schema (`schemas/aggregate-summary.schema.json`).
+pub fn summary_schema() -> SchemaRef {
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("images", DataType::UInt64, false),
+        f("top1"),
+        f("top1_lo"),
+        f("top1_hi"),
+        f("top5"),
+        f("top5_lo"),
+        f("top5_hi"),
+        f("rel_top1_ratio"),
+        f("rel_top1_diff"),
+        f("rel_top5_ratio"),
+        f("rel_top5_diff"),
+        Field::new("controlled_images", DataType::UInt64, false),
+        f("controlled_top1"),
+        f("controlled_top5"),
+        f("gap_top1"),
+        f("gap_top5"),
+    ]))
+}
+
+pub fn summary_batch(rows: &[SummaryRow]) -> RecordBatch {
+    let col = |g: fn(&SummaryRow) -> Option<f64>| -> ArrayRef {
+        Arc::new(rows.iter().map(g).collect::<Float64Array>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.model.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.variant.as_str()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.images))),
+        col(|r| r.top1),
+        col(|r| r.top1_lo),
+        col(|r| r.top1_hi),
+        col(|r| r.top5),
+        col(|r| r.top5_lo),
+        col(|r| r.top5_hi),
+        col(|r| r.rel_top1_ratio),
+        col(|r| r.rel_top1_diff),
+        col(|r| r.rel_top5_ratio),
+        col(|r| r.rel_top5_diff),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.controlled_images),
+        )),
+        col(|r| r.controlled_top1),
+        col(|r| r.controlled_top5),
+        col(|r| r.gap_top1),
+        col(|r| r.gap_top5),
+    ];
+    RecordBatch::try_new(summary_schema(), columns).expect("columns match the schema")
+}
+
+fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(File) -> Result<(), String>,
+) -> Result<(), FatalError> {
+    let tmp = path.with_extension("tmp");
+    let file = File::create(&tmp).map_err(|e| FatalError::output(&tmp, e))?;
+    write(file).map_err(|e| FatalError::output(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| FatalError::output(path, e))
+}
+
+/// Loads, computes and writes everything the config asks for.
+pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
+    let data = load(&cfg.input)?;
+    let aggregate = compute(&data, cfg.baseline.as_deref(), cfg.examples)?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| FatalError::output(&cfg.out, e))?;
+    let batch = summary_batch(&aggregate.rows);
+    let mut written = Vec::new();
+    if cfg.parquet {
+        let path = cfg.out.join("summary.parquet");
+        atomic_write(&path, |f| {
+            let mut w = ArrowWriter::try_new(f, batch.schema(), None).map_err(|e| e.to_string())?;
+            w.write(&batch).map_err(|e| e.to_string())?;
+            w.close().map(|_| ()).map_err(|e| e.to_string())
+        })?;
+        written.push(path);
+    }
+    if cfg.csv {
+        let path = cfg.out.join("summary.csv");
+        atomic_write(&path, |f| {
+            let mut w = arrow::csv::Writer::new(f);
+            w.write(&batch).map_err(|e| e.to_string())
+        })?;
+        written.push(path);
+        let path = cfg.out.join("table1.csv");
+        atomic_write(&path, |f| {
+            let mut w = csv::Writer::from_writer(f);
+            let e = |e: csv::Error| e.to_string();
+            w.write_record([
+                "model",
+                "original_top1",
+                "bg_only_top1",
+                "correct",
+                "new",
+                "lost_from_previous",
+                "examples",
+            ])
+            .map_err(e)?;
+            for l in &aggregate.levels {
+                w.write_record([
+                    l.model.clone(),
+                    l.original_top1.to_string(),
+                    l.bg_only_top1.to_string(),
+                    l.correct.to_string(),
+                    l.new.to_string(),
+                    l.lost_from_previous.to_string(),
+                    l.examples.join(" "),
+                ])
+                .map_err(e)?;
+            }
+            w.flush().map_err(|err| err.to_string())
+        })?;
+        written.push(path);
+    }
+    let svgs = if cfg.figures || cfg.report.is_some() {
+        let figs = plots::figures(&aggregate);
+        let svgs = plots::write_figures(&figs, &cfg.out)?;
+        written.extend(svgs.iter().cloned());
+        written.extend(svgs.iter().map(|p| p.with_extension("png")));
+        svgs
+    } else {
+        Vec::new()
+    };
+    if let Some(path) = &cfg.report {
+        let html = report::render(&aggregate, &data, &svgs);
+        report::write(path, &html).map_err(|e| FatalError::output(path, e))?;
+        written.push(path.clone());
+    }
+    Ok(AggregateOutput {
+        data,
+        aggregate,
+        written,
+    })
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{:.1}", 100.0 * x))
+}
+
+/// The aligned text table printed by `bgstream aggregate`.
+pub fn render_table(a: &Aggregate) -> String {
+    let mut o = String::new();
+    let mw = a.models.iter().map(String::len).max().unwrap_or(5).max(5);
+    let vw = a.variants.iter().map(String::len).max().unwrap_or(7).max(7);
+    let _ = writeln!(
+        o,
+        "baseline: {} (relative = accuracy / baseline accuracy on the same variant)",
+        a.baseline
+    );
+    let _ = writeln!(
+        o,
+        "{:<mw$} {:<vw$} {:>6} {:>6} {:>13} {:>6} {:>7} {:>8} {:>7} {:>7}",
+        "model", "variant", "images", "top1%", "95% CI", "top5%", "rel", "ctrl1%", "gap1", "gap5"
+    );
+    for r in &a.rows {
+        let ci = format!("[{}, {}]", pct(r.top1_lo), pct(r.top1_hi));
+        let _ = writeln!(
+            o,
+            "{:<mw$} {:<vw$} {:>6} {:>6} {:>13} {:>6} {:>7} {:>8} {:>7} {:>7}",
+            r.model,
+            r.variant,
+            r.images,
+            pct(r.top1),
+            ci,
+            pct(r.top5),
+            r.rel_top1_ratio.map_or("-".into(), |x| format!("{x:.2}")),
+            pct(r.controlled_top1),
+            pct(r.gap_top1),
+            pct(r.gap_top5),
+        );
+    }
+    if !a.levels.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nTable 1 (correct from the background alone, by accuracy on original; sets {}; {} common to all):",
+            if a.nested { "nest" } else { "do not nest" },
+            a.common
+        );
+        for l in &a.levels {
+            let _ = writeln!(
+                o,
+                "  {:<mw$} original {:>5.1}%  bg_only {:>5.1}%  correct {:>5}  new {:>5}  lost {:>4}  e.g. {}",
+                l.model,
+                100.0 * l.original_top1,
+                100.0 * l.bg_only_top1,
+                l.correct,
+                l.new,
+                l.lost_from_previous,
+                l.examples.join(", ")
+            );
+        }
+    }
+    o
+}
