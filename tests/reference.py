@@ -7,6 +7,8 @@ the Rust test shows exactly what differed.
   logits-raw MODEL.pt SIZE RAW...      the model on pixels Rust prepared (uint8 HWC files)
   variants WORKDIR                     masks, fills and resize vs Rust's files in WORKDIR
   clients PARQUET_DIR SUMMARY.json     DuckDB and Polars read the output, numbers must match
+  aggregate-clients DIR SUMMARY.parquet BASELINE
+                                       examples/aggregate.sql and aggregate_polars.py vs bgstream
 """
 import json
 import math
@@ -206,8 +208,54 @@ def cmd_clients(parquet_dir, summary_path):
     return 1 if problems else 0
 
 
+def cmd_aggregate_clients(pred_dir, summary_parquet, baseline):
+    """examples/aggregate.sql (DuckDB) and examples/aggregate_polars.py must give exactly the
+    numbers of bgstream aggregate's summary.parquet."""
+    import duckdb
+    import polars as pl
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "..", "examples"))
+    import aggregate_polars
+
+    glob = os.path.join(pred_dir, "**", "*.parquet")
+    rust = pl.read_parquet(summary_parquet)
+    con = duckdb.connect()
+    con.execute("SET VARIABLE input = ?", [glob])
+    con.execute("SET VARIABLE baseline = ?", [baseline])
+    with open(os.path.join(here, "..", "examples", "aggregate.sql")) as f:
+        duck = pl.from_arrow(con.sql(f.read()).to_arrow_table())
+    pol = aggregate_polars.summary(glob, baseline)
+    problems = []
+    key = ["model", "variant"]
+    for name, other in (("duckdb", duck), ("polars", pol)):
+        if list(other.columns) != list(rust.columns):
+            problems.append(f"{name} columns {other.columns} != {rust.columns}")
+            continue
+        if other.height != rust.height:
+            problems.append(f"{name} has {other.height} rows, bgstream {rust.height}")
+        joined = rust.join(other, on=key, how="full", suffix="_o", coalesce=True)
+        for col in rust.columns:
+            if col in key:
+                continue
+            for a, b, m, v in zip(joined[col], joined[col + "_o"], joined["model"], joined["variant"]):
+                same = (a is None and b is None) or (
+                    a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
+                )
+                if not same:
+                    problems.append(f"{name} {m}/{v} {col}: {b} vs bgstream {a}")
+    print(json.dumps({"rows": rust.height, "problems": problems[:20]}))
+    return 1 if problems else 0
+
+
 def main(argv):
-    cmds = {"logits": cmd_logits, "logits-raw": cmd_logits_raw, "variants": cmd_variants, "clients": cmd_clients}
+    cmds = {
+        "logits": cmd_logits,
+        "logits-raw": cmd_logits_raw,
+        "variants": cmd_variants,
+        "clients": cmd_clients,
+        "aggregate-clients": cmd_aggregate_clients,
+    }
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2

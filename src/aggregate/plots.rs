@@ -11,13 +11,16 @@ use plotters::prelude::*;
 use super::metrics::Aggregate;
 use crate::error::FatalError;
 
+/// (x, y, model name)
+pub type Point = (f64, f64, String);
+
 /// One figure: a series per variant (or metric).
 pub struct Figure {
     pub name: &'static str,
     pub title: String,
     pub y_label: String,
-    /// (series label, points (x, y, model))
-    pub series: Vec<(String, Vec<(f64, f64, String)>)>,
+    /// (series label, points)
+    pub series: Vec<(String, Vec<Point>)>,
 }
 
 fn register_font() {
@@ -35,7 +38,7 @@ fn register_font() {
 pub fn figures(a: &Aggregate) -> Vec<Figure> {
     let get = |m: &str, v: &str| a.rows.iter().find(|r| r.model == m && r.variant == v);
     let x = |m: &str| get(m, "original").and_then(|r| r.top1);
-    let series = |v: &str, top5: bool| -> Vec<(f64, f64, String)> {
+    let series = |v: &str, top5: bool| -> Vec<Point> {
         a.models
             .iter()
             .filter_map(|m| {

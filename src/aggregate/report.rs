@@ -31,7 +31,7 @@ pub fn render(a: &Aggregate, data: &Loaded, svgs: &[std::path::PathBuf]) -> Stri
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }}
 table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
+th:first-child, td:first-child {{ text-align: left; white-space: nowrap; }}
 th {{ background: #f0f0f0; }}
 .figs svg {{ max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.5rem 0; }}
 code {{ background: #f6f6f6; padding: 0 0.2rem; }}

@@ -1,5 +1,6 @@
 //! One integration test binary (ripgrep style): each module is one area.
 
+mod aggregate;
 mod common;
 mod model_reference;
 mod pipeline;

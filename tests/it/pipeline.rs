@@ -204,6 +204,34 @@ fn generated_shards_give_every_row_exactly_once() {
     assert_eq!(status("outside"), BTreeSet::from(["bad_box".to_string()]));
     // 126 rows at 100 per file -> 2 files
     assert_eq!(s["files"].as_array().unwrap().len(), 2);
+    aggregate_matches_sql_and_polars(&out, "tiny");
+}
+
+/// `bgstream aggregate` on a pipeline output, then examples/aggregate.sql (DuckDB) and
+/// examples/aggregate_polars.py must give exactly its numbers.
+fn aggregate_matches_sql_and_polars(pred: &Path, baseline: &str) -> String {
+    let agg = pred.with_file_name("agg");
+    let report = pred.with_file_name("report.html");
+    let (code, stdout, stderr) = common::bgstream(&[
+        "aggregate",
+        "--in",
+        path_str(pred),
+        "--baseline",
+        baseline,
+        "--out",
+        path_str(&agg),
+        "--report",
+        path_str(&report),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(report.exists());
+    common::reference(&[
+        "aggregate-clients",
+        path_str(pred),
+        path_str(&agg.join("summary.parquet")),
+        baseline,
+    ]);
+    stdout
 }
 
 #[test]
@@ -363,4 +391,6 @@ fn real_imagenet_shards_end_to_end_with_duckdb_and_polars() {
 
     let report = common::reference(&["clients", path_str(&out), path_str(&summary)]);
     assert_eq!(report["rows"], s["rows_written"]);
+    let table = aggregate_matches_sql_and_polars(&out, "tiny");
+    eprintln!("{table}");
 }

@@ -1,16 +1,12 @@
-//! The Arrow schema in the code and its description in schemas/ must agree.
+//! The Arrow schemas in the code and their descriptions in schemas/ must agree.
 
-use bgstream::sink::predictions_schema;
+use arrow::datatypes::{DataType, SchemaRef};
 
-#[test]
-fn predictions_schema_matches_schemas_folder() {
-    let text =
-        std::fs::read_to_string(crate::common::root().join("schemas/predictions.schema.json"))
-            .unwrap();
+fn check(file: &str, schema: SchemaRef) {
+    let text = std::fs::read_to_string(crate::common::root().join("schemas").join(file)).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let described: Vec<(String, String, bool)> = doc["fields"]
-        .as_array()
-        .unwrap()
+    let fields = doc["fields"].as_array().unwrap();
+    let described: Vec<(String, String, bool)> = fields
         .iter()
         .map(|f| {
             (
@@ -20,12 +16,12 @@ fn predictions_schema_matches_schemas_folder() {
             )
         })
         .collect();
-    let actual: Vec<(String, String, bool)> = predictions_schema()
+    let actual: Vec<(String, String, bool)> = schema
         .fields()
         .iter()
         .map(|f| {
             let ty = match f.data_type() {
-                arrow::datatypes::DataType::List(inner) => format!("List<{}>", inner.data_type()),
+                DataType::List(inner) => format!("List<{}>", inner.data_type()),
                 t => t.to_string(),
             };
             (f.name().clone(), ty, f.is_nullable())
@@ -33,11 +29,28 @@ fn predictions_schema_matches_schemas_folder() {
         .collect();
     assert_eq!(
         described, actual,
-        "update schemas/predictions.schema.json with the schema change"
+        "update schemas/{file} with the schema change"
     );
-    assert!(doc["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|f| f["description"].as_str().is_some_and(|d| !d.is_empty())));
+    assert!(
+        fields
+            .iter()
+            .all(|f| f["description"].as_str().is_some_and(|d| !d.is_empty())),
+        "every field of {file} is described"
+    );
+}
+
+#[test]
+fn predictions_schema_matches_schemas_folder() {
+    check(
+        "predictions.schema.json",
+        bgstream::sink::predictions_schema(),
+    );
+}
+
+#[test]
+fn aggregate_summary_schema_matches_schemas_folder() {
+    check(
+        "aggregate-summary.schema.json",
+        bgstream::aggregate::summary_schema(),
+    );
 }

@@ -1,0 +1,64 @@
+-- The summary of `bgstream aggregate`, in DuckDB SQL, for readers who want it without
+-- bgstream. Same columns and numbers as summary.parquet (tests/it/aggregate.rs checks).
+--
+--   duckdb -c "SET VARIABLE input = 'results/*.parquet'; SET VARIABLE baseline = 'resnet18';" \
+--          -c ".read examples/aggregate.sql"
+--
+-- Accuracies count rows with status = 'ok'. The controlled columns keep only images the
+-- baseline classifies correctly (top-1) on 'original' (the paper's appendix A). Gaps are
+-- accuracy on 'original' minus accuracy on background-switched (fg_*) variants. Intervals
+-- are 95% Wilson score intervals.
+WITH rows AS (
+    SELECT key, variant, model, top1_correct::INT AS t1, top5_correct::INT AS t5
+    FROM read_parquet(getvariable('input'), union_by_name = true)
+    WHERE status = 'ok'
+),
+acc AS (
+    SELECT model, variant, count(*) AS n, sum(t1) AS k1, sum(t5) AS k5
+    FROM rows GROUP BY model, variant
+),
+orig AS (
+    SELECT model, k1 / n AS o1, k5 / n AS o5 FROM acc WHERE variant = 'original'
+),
+base AS (
+    SELECT variant, k1 / n AS b1, k5 / n AS b5 FROM acc WHERE model = getvariable('baseline')
+),
+ctrl_keys AS (
+    SELECT DISTINCT key FROM rows
+    WHERE model = getvariable('baseline') AND variant = 'original' AND t1 = 1
+),
+ctrl AS (
+    SELECT model, variant, count(*) AS cn, sum(t1) AS c1, sum(t5) AS c5
+    FROM rows SEMI JOIN ctrl_keys USING (key) GROUP BY model, variant
+),
+wilson AS (
+    SELECT *, 1.959963984540054 AS z, k1 / n AS p1, k5 / n AS p5 FROM acc
+)
+SELECT
+    w.model,
+    w.variant,
+    w.n::UBIGINT AS images,
+    w.p1 AS top1,
+    greatest(((w.p1 + w.z * w.z / (2 * w.n)) / (1 + w.z * w.z / w.n))
+        - w.z / (1 + w.z * w.z / w.n) * sqrt(w.p1 * (1 - w.p1) / w.n + w.z * w.z / (4 * w.n * w.n)), 0) AS top1_lo,
+    least(((w.p1 + w.z * w.z / (2 * w.n)) / (1 + w.z * w.z / w.n))
+        + w.z / (1 + w.z * w.z / w.n) * sqrt(w.p1 * (1 - w.p1) / w.n + w.z * w.z / (4 * w.n * w.n)), 1) AS top1_hi,
+    w.p5 AS top5,
+    greatest(((w.p5 + w.z * w.z / (2 * w.n)) / (1 + w.z * w.z / w.n))
+        - w.z / (1 + w.z * w.z / w.n) * sqrt(w.p5 * (1 - w.p5) / w.n + w.z * w.z / (4 * w.n * w.n)), 0) AS top5_lo,
+    least(((w.p5 + w.z * w.z / (2 * w.n)) / (1 + w.z * w.z / w.n))
+        + w.z / (1 + w.z * w.z / w.n) * sqrt(w.p5 * (1 - w.p5) / w.n + w.z * w.z / (4 * w.n * w.n)), 1) AS top5_hi,
+    CASE WHEN b.b1 > 0 THEN w.p1 / b.b1 END AS rel_top1_ratio,
+    w.p1 - b.b1 AS rel_top1_diff,
+    CASE WHEN b.b5 > 0 THEN w.p5 / b.b5 END AS rel_top5_ratio,
+    w.p5 - b.b5 AS rel_top5_diff,
+    coalesce(c.cn, 0)::UBIGINT AS controlled_images,
+    c.c1 / c.cn AS controlled_top1,
+    c.c5 / c.cn AS controlled_top5,
+    CASE WHEN starts_with(w.variant, 'fg_') THEN o.o1 - w.p1 END AS gap_top1,
+    CASE WHEN starts_with(w.variant, 'fg_') THEN o.o5 - w.p5 END AS gap_top5
+FROM wilson w
+LEFT JOIN base b USING (variant)
+LEFT JOIN ctrl c USING (model, variant)
+LEFT JOIN orig o USING (model)
+ORDER BY o.o1, w.model, w.variant;
