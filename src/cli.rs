@@ -85,9 +85,12 @@ pub struct RunArgs {
     /// Stop at the first item error instead of recording it.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Replace Parquet files already in --out (otherwise refuse to mix runs).
+    /// Replace a run already in --out (otherwise refuse to mix runs).
     #[arg(long)]
     pub overwrite: bool,
+    /// Finish the run in --out: keep its complete shards, redo the rest.
+    #[arg(long)]
+    pub resume: bool,
     /// Also write the run summary as JSON here.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,

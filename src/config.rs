@@ -1,6 +1,7 @@
 //! Validated run configuration built from the CLI (ripgrep's LowArgs -> HiArgs).
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use tch::Device;
 
@@ -11,13 +12,13 @@ use crate::ops::decode::Limits;
 use crate::ops::textures::{default_dir, TextureSet};
 use crate::ops::variants::Variant;
 use crate::prepare::PrepareConfig;
+use crate::sink::manifest::{self, ShardEntry};
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub shards: Vec<PathBuf>,
     pub models: Vec<PathBuf>,
     pub out: PathBuf,
-    pub file_prefix: String,
     pub device: Device,
     pub precision: Precision,
     pub batch_size: usize,
@@ -31,6 +32,8 @@ pub struct RunConfig {
     pub rows_per_file: usize,
     pub limits: Limits,
     pub fail_fast: bool,
+    /// Shards an earlier run completed (`--resume`); not read again.
+    pub completed: Vec<ShardEntry>,
 }
 
 /// Expands paths and globs; a pattern that matches nothing is an error.
@@ -56,8 +59,14 @@ pub fn expand_shards(patterns: &[String]) -> Result<Vec<PathBuf>, FatalError> {
             return Err(FatalError::NoShards(p.clone()));
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|p| seen.insert(p.canonicalize().unwrap_or_else(|_| p.clone())));
+    // Absolute, canonical paths: a shard's identity (manifest, --resume, the `shard`
+    // column) must not depend on the working directory or how the path was spelled.
+    let mut seen = HashSet::new();
+    let out = out
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .filter(|p| seen.insert(p.clone()))
+        .collect();
     Ok(out)
 }
 
@@ -92,12 +101,19 @@ impl RunConfig {
         let shards = expand_shards(&a.shards)?;
         let device = resolve_device(&a.device)?;
         a.precision.check(device)?;
-        prepare_out_dir(&out, a.overwrite)?;
+        if a.resume && a.overwrite {
+            return Err(cfg_err("--resume and --overwrite contradict each other"));
+        }
+        let completed = prepare_out_dir(&out, a.overwrite, a.resume)?;
+        let done: HashSet<&str> = completed.iter().map(|e| e.shard.as_str()).collect();
+        let shards: Vec<PathBuf> = shards
+            .into_iter()
+            .filter(|p| !done.contains(p.display().to_string().as_str()))
+            .collect();
         Ok(RunConfig {
             shards,
             models: a.models.clone(),
             out,
-            file_prefix: "part".into(),
             device,
             precision: a.precision,
             batch_size: a.batch_size,
@@ -115,6 +131,7 @@ impl RunConfig {
                 max_pixels: a.max_pixels,
             },
             fail_fast: a.fail_fast,
+            completed,
         })
     }
 
@@ -164,6 +181,47 @@ impl RunConfig {
         })
     }
 
+    /// What must not change between a run and its `--resume`.
+    pub fn identity(&self, groups: &[Vec<Model>], textures: &[String]) -> serde_json::Value {
+        serde_json::json!({
+            "models": groups.iter().flatten().map(|m| (m.name(), &m.sidecar.weights)).collect::<Vec<_>>(),
+            "variants": self.variants.iter().map(Variant::name).collect::<Vec<_>>(),
+            "seed": self.seed,
+            "min_fg": self.min_fg,
+            "max_fg": self.max_fg,
+            "max_pixels": self.limits.max_pixels,
+            "textures": textures,
+        })
+    }
+
+    /// Records the run's identity in `--out`, or checks it against the run being resumed.
+    pub fn check_identity(&self, identity: &serde_json::Value) -> Result<(), FatalError> {
+        let path = self.out.join(manifest::RUN);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let before: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| FatalError::Input {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                if &before != identity {
+                    return Err(FatalError::Config(format!(
+                        "--resume: this run differs from the one in {} (models, variants, seed, filter or textures); was {before}, now {identity}",
+                        self.out.display()
+                    )));
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let tmp = path.with_extension("json.tmp");
+                std::fs::write(&tmp, serde_json::to_vec_pretty(identity).expect("json"))
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .map_err(|e| FatalError::output(&path, e))
+            }
+            Err(e) => Err(FatalError::io(&path, e)),
+        }
+    }
+
     /// Run metadata stored in every Parquet file under the key `bgstream`.
     pub fn metadata_json(&self, groups: &[Vec<Model>], textures: &[String]) -> String {
         let models: Vec<_> = groups
@@ -202,26 +260,58 @@ impl RunConfig {
     }
 }
 
-/// Creates `out`; refuses to mix runs unless `overwrite`, which removes old Parquet files.
-fn prepare_out_dir(out: &std::path::Path, overwrite: bool) -> Result<(), FatalError> {
+/// Creates `out` and settles what an earlier run left there. Returns the shards the
+/// manifest records as complete (only with `resume`).
+///
+/// - `overwrite`: removes earlier predictions, temporary files and the manifest.
+/// - `resume`: keeps the files of complete shards, deletes everything else an interrupted
+///   run left (files of incomplete shards, `*.tmp`), and drops torn manifest lines.
+/// - neither: refuses a folder that already holds a run.
+fn prepare_out_dir(
+    out: &Path,
+    overwrite: bool,
+    resume: bool,
+) -> Result<Vec<ShardEntry>, FatalError> {
     std::fs::create_dir_all(out).map_err(|e| FatalError::output(out, e))?;
-    let existing: Vec<PathBuf> = std::fs::read_dir(out)
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(out)
         .map_err(|e| FatalError::output(out, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet" || x == "tmp"))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".parquet")
+                || name.ends_with(".tmp")
+                || name == manifest::MANIFEST
+                || name == manifest::RUN
+        })
         .collect();
-    if existing.is_empty() {
-        return Ok(());
+    let remove = |p: &Path| std::fs::remove_file(p).map_err(|e| FatalError::output(p, e));
+    if resume {
+        let entries = manifest::read(out)?;
+        let keep: HashSet<&str> = entries
+            .iter()
+            .flat_map(|e| e.files.iter().map(String::as_str))
+            .collect();
+        for p in &leftovers {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if (name.ends_with(".parquet") && !keep.contains(name)) || name.ends_with(".tmp") {
+                remove(p)?;
+            }
+        }
+        manifest::compact(out, &entries)?;
+        return Ok(entries);
+    }
+    if leftovers.is_empty() {
+        return Ok(Vec::new());
     }
     if !overwrite {
         return Err(FatalError::Config(format!(
-            "{} already holds {} Parquet file(s); pass --overwrite to replace them or choose another --out",
+            "{} already holds a run ({} file(s)); pass --resume to finish it, --overwrite to replace it, or choose another --out",
             out.display(),
-            existing.len()
+            leftovers.len()
         )));
     }
-    for p in existing {
-        std::fs::remove_file(&p).map_err(|e| FatalError::output(&p, e))?;
+    for p in &leftovers {
+        remove(p)?;
     }
-    Ok(())
+    Ok(Vec::new())
 }

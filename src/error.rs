@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// A per-image failure. Its [`code`](ItemError::code) is stable: it lands in the `status`
 /// column of the output and downstream queries may match on it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ItemError {
     #[error("image could not be decoded: {0}")]
     Decode(String),
@@ -34,6 +34,12 @@ pub enum ItemError {
     BadBox { index: usize, reason: String },
     #[error("label {label} is outside the model's {num_classes} classes")]
     LabelOutOfRange { label: i64, num_classes: i64 },
+    #[error("key {key:?} appears more than once in the shard (this is occurrence {n})")]
+    DuplicateKey { key: String, n: usize },
+    #[error("member {member:?}: keys must not contain dots (the key ends at the first dot)")]
+    BadKey { member: String },
+    #[error("sample is incomplete: {0}")]
+    Truncated(String),
     #[error("image size {found} does not match the annotation's {expected}")]
     SizeMismatch { found: String, expected: String },
 }
@@ -53,6 +59,9 @@ impl ItemError {
             ItemError::BadBox { .. } => "bad_box",
             ItemError::LabelOutOfRange { .. } => "label_out_of_range",
             ItemError::SizeMismatch { .. } => "size_mismatch",
+            ItemError::DuplicateKey { .. } => "duplicate_key",
+            ItemError::BadKey { .. } => "bad_key",
+            ItemError::Truncated(_) => "truncated",
         }
     }
 }

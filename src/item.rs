@@ -27,6 +27,21 @@ pub enum Prepared {
     Ready(Arc<ItemMeta>, Vec<Vec<u8>>),
 }
 
+/// What the writer stage receives.
+#[derive(Debug)]
+pub enum SinkMsg {
+    /// Rows of predicted or failed items.
+    Rows(Vec<Row>),
+    /// One sample of this shard was filtered out (no rows).
+    Filtered(Arc<str>),
+    /// The reader finished a shard: it held `samples` samples.
+    ShardRead {
+        shard: Arc<str>,
+        samples: u64,
+        error: Option<String>,
+    },
+}
+
 /// One output row: (image, variant, model).
 #[derive(Debug, Clone)]
 pub struct Row {

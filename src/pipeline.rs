@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! shard paths -> [readers xR] -> samples -> [workers xW] -> prepared -> [inference x1]
-//!             -> rows -> [writer x1] -> Parquet
+//!             -> rows -> [writer x1] -> Parquet + manifest
 //! ```
 //! Every edge is a bounded async-channel, so memory stays flat however many shards there
-//! are: at most `R + cap(samples) + W + cap(prepared)` samples are alive at once. Stages
+//! are: at most `R + cap(samples) + W + cap(prepared) + 1` samples are alive at once. Stages
 //! are blocking loops on tokio's blocking pool; a loop stops when its input closes or its
-//! send fails. Shutdown stops the readers only, and the rest drains, so the writer always
-//! closes its files. The first fatal error wins and stops everything upstream of it.
+//! send fails. Readers also tell the writer how many samples each shard held, so the writer
+//! knows when a shard is complete. Shutdown stops the readers only and the rest drains;
+//! shards not read to the end are left out (and redone by `--resume`). The first fatal
+//! error wins and stops everything upstream of it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use crate::batch::{Group, Inference};
 use crate::config::RunConfig;
 use crate::error::FatalError;
 use crate::infer::Model;
-use crate::item::{Prepared, Row};
+use crate::item::{Prepared, SinkMsg};
 use crate::prepare::{prepare, Scratch};
 use crate::sink::{ParquetSink, SinkConfig};
 use crate::source::tar_reader::read_shard;
@@ -55,6 +57,11 @@ pub struct Accuracy {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub shards: usize,
+    /// Shards an earlier run had completed (`--resume`).
+    pub shards_skipped: usize,
+    pub shards_completed: usize,
+    /// Shards not finished (interrupted): nothing of theirs was written.
+    pub shards_incomplete: Vec<String>,
     pub samples_read: u64,
     pub filtered: u64,
     pub failed: u64,
@@ -62,6 +69,7 @@ pub struct RunSummary {
     pub rows_written: u64,
     pub files: Vec<PathBuf>,
     pub shard_errors: Vec<(String, String)>,
+    pub skipped_members: u64,
     pub failures_by_code: Vec<(String, u64)>,
     pub accuracy: Vec<Accuracy>,
     pub elapsed: Duration,
@@ -79,6 +87,10 @@ impl FirstError {
         if slot.is_none() {
             *slot = Some(e);
         }
+    }
+
+    fn take(&self) -> Option<FatalError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -105,6 +117,22 @@ pub fn group_models(models: Vec<Model>) -> Vec<Vec<Model>> {
 /// (model, variant) -> (images, top-1 hits, top-5 hits).
 type Tally = HashMap<(Arc<str>, Arc<str>), (u64, u64, u64)>;
 
+fn tally_rows(tally: &mut Tally, msg: &SinkMsg) {
+    if let SinkMsg::Rows(rows) = msg {
+        for r in rows {
+            if let Ok(p) = &r.outcome {
+                let t = tally
+                    .entry((r.model.clone(), r.variant.clone()))
+                    .or_default();
+                let label = r.meta.label.unwrap_or(-1);
+                t.0 += 1;
+                t.1 += u64::from(p.top5[0] == label);
+                t.2 += u64::from(p.top5.contains(&label));
+            }
+        }
+    }
+}
+
 /// Runs the pipeline to the end, or until `shutdown` resolves (then drains and closes).
 pub async fn run(
     cfg: RunConfig,
@@ -115,21 +143,19 @@ pub async fn run(
     let start = Instant::now();
     let groups = group_models(models);
     let prep = Arc::new(cfg.prepare_config(&groups)?);
+    cfg.check_identity(&cfg.identity(&groups, &prep.textures.names))?;
     let variant_names: Vec<Arc<str>> = prep.variants.iter().map(|v| v.name().into()).collect();
-    let model_order: Vec<String> = groups
-        .iter()
-        .flatten()
-        .map(|m| m.name().to_string())
-        .collect();
+    let model_names: Vec<Arc<str>> = groups.iter().flatten().map(|m| m.name().into()).collect();
     let sink = ParquetSink::new(SinkConfig {
         dir: cfg.out.clone(),
-        prefix: cfg.file_prefix.clone(),
         rows_per_file: cfg.rows_per_file,
         batch_rows: 8192,
         metadata: vec![(
             "bgstream".into(),
             cfg.metadata_json(&groups, &prep.textures.names),
         )],
+        variants: variant_names.clone(),
+        models: model_names.clone(),
     })?;
     let device = cfg.device;
     let batch_size = cfg.batch_size;
@@ -144,7 +170,7 @@ pub async fn run(
     let (shard_tx, shard_rx) = async_channel::bounded::<PathBuf>(cfg.shards.len().max(1));
     let (sample_tx, sample_rx) = async_channel::bounded(workers * 2);
     let (prep_tx, prep_rx) = async_channel::bounded::<Prepared>(workers * 2);
-    let (row_tx, row_rx) = async_channel::bounded::<Vec<Row>>(8);
+    let (sink_tx, sink_rx) = async_channel::bounded::<SinkMsg>(8);
     for s in &cfg.shards {
         shard_tx
             .try_send(s.clone())
@@ -153,14 +179,15 @@ pub async fn run(
     drop(shard_tx);
 
     let shard_errors = Arc::new(Mutex::new(Vec::new()));
+    let skipped_members = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for _ in 0..cfg.readers.clamp(1, cfg.shards.len().max(1)) {
-        let (rx, tx, stop, counters, errors) = (
-            shard_rx.clone(),
-            sample_tx.clone(),
+        let (rx, tx, done_tx) = (shard_rx.clone(), sample_tx.clone(), sink_tx.clone());
+        let (stop, counters, errors, skipped) = (
             stop.clone(),
             counters.clone(),
             shard_errors.clone(),
+            skipped_members.clone(),
         );
         readers.push(tokio::task::spawn_blocking(move || {
             while let Ok(path) = rx.recv_blocking() {
@@ -176,14 +203,27 @@ pub async fn run(
                     counters.in_flight_max.fetch_max(now, Ordering::Relaxed);
                     tx.send_blocking(sample).is_ok()
                 });
-                if let Some(e) = report.error {
+                skipped.fetch_add(report.skipped_members, Ordering::Relaxed);
+                if report.stopped {
+                    // Not read to the end: the shard stays incomplete.
+                    break;
+                }
+                if let Some(e) = &report.error {
                     tracing::warn!(shard = %path.display(), "{e}");
                     errors
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push((path.display().to_string(), e));
+                        .push((path.display().to_string(), e.clone()));
                 }
                 counters.shards_done.fetch_add(1, Ordering::Relaxed);
+                let msg = SinkMsg::ShardRead {
+                    shard: path.display().to_string().into(),
+                    samples: report.samples,
+                    error: report.error,
+                };
+                if done_tx.send_blocking(msg).is_err() {
+                    break;
+                }
             }
         }));
     }
@@ -212,10 +252,11 @@ pub async fn run(
         let (counters, stop, first_error) = (counters.clone(), stop.clone(), first_error.clone());
         let fail_fast = cfg.fail_fast;
         let variants = variant_names.clone();
+        let sink_tx = sink_tx.clone();
         tokio::task::spawn_blocking(move || {
             let _no_grad = tch::no_grad_guard();
             let mut inference = Inference::new(groups, variants, device, counters.clone());
-            let mut emit = |rows: Vec<Row>| row_tx.send_blocking(rows).is_ok();
+            let mut emit = |msg: SinkMsg| sink_tx.send_blocking(msg).is_ok();
             let mut failures: HashMap<&'static str, u64> = HashMap::new();
             let result = (|| {
                 while let Ok(item) = prep_rx.recv_blocking() {
@@ -252,47 +293,33 @@ pub async fn run(
             failures
         })
     };
+    drop(sink_tx);
 
     let writer = {
         let (counters, stop, first_error) = (counters.clone(), stop.clone(), first_error.clone());
         tokio::task::spawn_blocking(move || {
             let mut sink = sink;
             let mut tally = Tally::new();
-            while let Ok(rows) = row_rx.recv_blocking() {
-                for r in &rows {
-                    if let Ok(p) = &r.outcome {
-                        let t = tally
-                            .entry((r.model.clone(), r.variant.clone()))
-                            .or_default();
-                        let label = r.meta.label.unwrap_or(-1);
-                        t.0 += 1;
-                        t.1 += u64::from(p.top5[0] == label);
-                        t.2 += u64::from(p.top5.contains(&label));
-                    }
-                }
-                let n = rows.len() as u64;
-                if let Err(e) = sink.write(rows) {
+            while let Ok(msg) = sink_rx.recv_blocking() {
+                tally_rows(&mut tally, &msg);
+                if let Err(e) = sink.handle(msg) {
                     first_error.set(e, &stop);
                     // Keep draining so upstream never blocks; nothing more is written.
-                    while row_rx.recv_blocking().is_ok() {}
-                    return (Vec::new(), tally);
+                    while sink_rx.recv_blocking().is_ok() {}
+                    break;
                 }
-                counters.rows_written.fetch_add(n, Ordering::Relaxed);
+                counters
+                    .rows_written
+                    .store(sink.rows_written(), Ordering::Relaxed);
             }
-            match sink.finish() {
-                Ok((files, _)) => (files, tally),
-                Err(e) => {
-                    first_error.set(e, &stop);
-                    (Vec::new(), tally)
-                }
-            }
+            (sink.finish(), tally)
         })
     };
 
     // Shutdown only stops the readers; everything downstream drains.
     let interrupted = {
         let stop = stop.clone();
-        let all_readers = futures_join(readers);
+        let all_readers = join_all(readers);
         tokio::pin!(all_readers);
         tokio::pin!(shutdown);
         tokio::select! {
@@ -308,25 +335,20 @@ pub async fn run(
         h.await.map_err(join_error)?;
     }
     let failures = infer.await.map_err(join_error)?;
-    let (files, tally) = writer.await.map_err(join_error)?;
-    if let Some(e) = first_error
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+    let (report, tally) = writer.await.map_err(join_error)?;
+    if let Some(e) = first_error.take() {
         return Err(e);
     }
 
     let mut accuracy = Vec::new();
-    for model in &model_order {
+    for model in &model_names {
         for variant in &variant_names {
             let (images, top1, top5) = tally
-                .get(&(Arc::from(model.as_str()), variant.clone()))
+                .get(&(model.clone(), variant.clone()))
                 .copied()
                 .unwrap_or_default();
             accuracy.push(Accuracy {
-                model: model.clone(),
+                model: model.to_string(),
                 variant: variant.to_string(),
                 images,
                 top1,
@@ -341,14 +363,18 @@ pub async fn run(
     failures_by_code.sort();
     let shard_errors = std::mem::take(&mut *shard_errors.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(RunSummary {
-        shards: cfg.shards.len(),
+        shards: cfg.shards.len() + cfg.completed.len(),
+        shards_skipped: cfg.completed.len(),
+        shards_completed: report.completed.len(),
+        shards_incomplete: report.incomplete,
         samples_read: counters.samples_read.load(Ordering::Relaxed),
         filtered: counters.filtered.load(Ordering::Relaxed),
         failed: counters.failed.load(Ordering::Relaxed),
         predicted_images: counters.predicted_images.load(Ordering::Relaxed),
-        rows_written: counters.rows_written.load(Ordering::Relaxed),
-        files,
+        rows_written: report.rows_written,
+        files: report.files,
         shard_errors,
+        skipped_members: skipped_members.load(Ordering::Relaxed),
         failures_by_code,
         accuracy,
         elapsed: start.elapsed(),
@@ -357,7 +383,7 @@ pub async fn run(
     })
 }
 
-async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) -> Result<(), FatalError> {
+async fn join_all(handles: Vec<tokio::task::JoinHandle<()>>) -> Result<(), FatalError> {
     for h in handles {
         h.await.map_err(join_error)?;
     }

@@ -55,6 +55,26 @@ pub fn render(s: &RunSummary) -> String {
         s.samples_read as f64 / secs,
         forwards as f64 / secs
     );
+    let _ = writeln!(
+        o,
+        "  shards: {} complete this run, {} already complete (--resume), {} incomplete",
+        s.shards_completed,
+        s.shards_skipped,
+        s.shards_incomplete.len()
+    );
+    if !s.shards_incomplete.is_empty() {
+        let _ = writeln!(
+            o,
+            "  incomplete shards were not written; rerun the same command with --resume to finish them"
+        );
+    }
+    if s.skipped_members > 0 {
+        let _ = writeln!(
+            o,
+            "  {} tar member(s) skipped (not regular files, or no key)",
+            s.skipped_members
+        );
+    }
     for (code, n) in &s.failures_by_code {
         let _ = writeln!(o, "  failed: {n} x {code}");
     }
@@ -133,6 +153,10 @@ pub fn to_json(s: &RunSummary) -> serde_json::Value {
         "failures_by_code": s.failures_by_code,
         "elapsed_s": s.elapsed.as_secs_f64(),
         "interrupted": s.interrupted,
+        "shards_completed": s.shards_completed,
+        "shards_skipped": s.shards_skipped,
+        "shards_incomplete": s.shards_incomplete,
+        "skipped_members": s.skipped_members,
         "in_flight_max": s.in_flight_max,
         "accuracy": accuracy,
     })

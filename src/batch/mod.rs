@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::FatalError;
 use crate::infer::model::{Model, PendingOutput};
-use crate::item::{ItemMeta, Prepared, Row, RowError};
+use crate::item::{ItemMeta, Prepared, Row, RowError, SinkMsg};
 use crate::pipeline::Counters;
 
 /// A host batch buffer: `[capacity, size, size, 3]` uint8, pinned on CUDA.
@@ -128,15 +128,18 @@ impl Inference {
     pub fn push(
         &mut self,
         item: Prepared,
-        emit: &mut impl FnMut(Vec<Row>) -> bool,
+        emit: &mut impl FnMut(SinkMsg) -> bool,
     ) -> Result<(), FatalError> {
         match item {
-            Prepared::Filtered(_) => Ok(()),
+            Prepared::Filtered(meta) => {
+                emit(SinkMsg::Filtered(meta.shard));
+                Ok(())
+            }
             Prepared::Failed(meta, err) => {
                 let meta = Arc::new(meta);
                 let e = RowError::from(&err);
                 let rows = self.all_rows(&meta, |_| Err(e.clone()));
-                emit(rows);
+                emit(SinkMsg::Rows(rows));
                 Ok(())
             }
             Prepared::Ready(meta, pixels) => {
@@ -181,7 +184,7 @@ impl Inference {
     fn launch(
         &mut self,
         gi: usize,
-        emit: &mut impl FnMut(Vec<Row>) -> bool,
+        emit: &mut impl FnMut(SinkMsg) -> bool,
     ) -> Result<(), FatalError> {
         let device = self.device;
         let g = &mut self.groups[gi];
@@ -220,7 +223,7 @@ impl Inference {
         &mut self,
         gi: usize,
         batch: InFlight,
-        emit: &mut impl FnMut(Vec<Row>) -> bool,
+        emit: &mut impl FnMut(SinkMsg) -> bool,
     ) -> Result<(), FatalError> {
         let mut rows = Vec::with_capacity(batch.slots.len() * batch.outputs.len());
         for (mi, pending) in batch.outputs {
@@ -238,12 +241,12 @@ impl Inference {
         self.counters
             .forwards
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
-        emit(rows);
+        emit(SinkMsg::Rows(rows));
         Ok(())
     }
 
     /// Flushes partial batches and reads back everything in flight.
-    pub fn finish(&mut self, emit: &mut impl FnMut(Vec<Row>) -> bool) -> Result<(), FatalError> {
+    pub fn finish(&mut self, emit: &mut impl FnMut(SinkMsg) -> bool) -> Result<(), FatalError> {
         for gi in 0..self.groups.len() {
             self.launch(gi, emit)?;
         }

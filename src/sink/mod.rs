@@ -1,7 +1,8 @@
 //! Rows to Arrow record batches to Parquet files.
 
+pub mod manifest;
 pub mod schema;
 pub mod writer;
 
 pub use schema::{predictions_schema, rows_to_batch};
-pub use writer::{ParquetSink, SinkConfig};
+pub use writer::{ParquetSink, SinkConfig, SinkReport};

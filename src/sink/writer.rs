@@ -1,148 +1,235 @@
-//! Parquet files that appear atomically (write `NAME.tmp`, fsync, rename) and roll over
-//! every `rows_per_file` rows. Run metadata goes into each file's key-value metadata.
+//! Shard-aligned, atomic Parquet output.
+//!
+//! Rows are held per shard until every sample of the shard is accounted for (predicted,
+//! failed or filtered), then sorted by (key, variant, model) and written as
+//! `part-{stem}-{hash}-{n}.parquet` files of at most `rows_per_file` rows: each written to
+//! `*.tmp`, fsynced, renamed, and only then recorded in the manifest. So a file under its
+//! final name is always whole, a shard is either complete and recorded or redone by
+//! `--resume`, and the bytes written do not depend on threads or the order in which
+//! shards finish. Memory: the rows of the shards in flight (about 100 bytes a row).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use xxhash_rust::xxh3::xxh3_64;
 
+use super::manifest::{self, Manifest, ShardEntry};
 use super::schema::{predictions_schema, rows_to_batch};
 use crate::error::FatalError;
-use crate::item::Row;
+use crate::item::{Row, SinkMsg};
 
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
     pub dir: PathBuf,
-    /// File names are `{prefix}-{seq:05}.parquet`.
-    pub prefix: String,
     pub rows_per_file: usize,
-    /// Rows per record batch / row group chunk.
+    /// Rows per record batch.
     pub batch_rows: usize,
     /// Key-value metadata written into every file.
     pub metadata: Vec<(String, String)>,
+    /// Output order of variants and models (their position in the run's lists).
+    pub variants: Vec<Arc<str>>,
+    pub models: Vec<Arc<str>>,
 }
 
-struct Open {
-    writer: ArrowWriter<File>,
-    tmp: PathBuf,
-    path: PathBuf,
-    rows: usize,
+#[derive(Default)]
+struct ShardState {
+    /// Samples the reader produced, once it finished the shard.
+    total: Option<u64>,
+    error: Option<String>,
+    done: u64,
+    filtered: u64,
+    failed: u64,
+    rows: Vec<Row>,
+    /// key -> (rows seen, any error row) for items not yet complete.
+    open_items: HashMap<String, (usize, bool)>,
+}
+
+/// What the sink did, for the run summary.
+#[derive(Debug, Default)]
+pub struct SinkReport {
+    pub completed: Vec<ShardEntry>,
+    pub files: Vec<PathBuf>,
+    pub rows_written: u64,
+    /// Shards left incomplete (interrupted): nothing of theirs was written.
+    pub incomplete: Vec<String>,
 }
 
 /// The Parquet writer stage state.
 pub struct ParquetSink {
     cfg: SinkConfig,
-    pending: Vec<Row>,
-    open: Option<Open>,
-    seq: usize,
-    pub files: Vec<PathBuf>,
-    pub rows_written: u64,
+    rows_per_item: usize,
+    variant_pos: HashMap<Arc<str>, usize>,
+    model_pos: HashMap<Arc<str>, usize>,
+    shards: HashMap<Arc<str>, ShardState>,
+    manifest: Manifest,
+    report: SinkReport,
+}
+
+/// File-name stem for a shard: its file stem (sanitised) plus a hash of its full path, so
+/// that `a/x.tar` and `b/x.tar` never collide and reruns use the same names.
+pub fn shard_file_stem(shard: &str) -> String {
+    let stem: String = Path::new(shard)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("shard")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("part-{stem}-{:08x}", xxh3_64(shard.as_bytes()) as u32)
 }
 
 impl ParquetSink {
     pub fn new(cfg: SinkConfig) -> Result<Self, FatalError> {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| FatalError::output(&cfg.dir, e))?;
+        let manifest = Manifest::open(&cfg.dir)?;
+        let pos = |v: &[Arc<str>]| v.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
         Ok(ParquetSink {
+            rows_per_item: cfg.variants.len() * cfg.models.len(),
+            variant_pos: pos(&cfg.variants),
+            model_pos: pos(&cfg.models),
             cfg,
-            pending: Vec::new(),
-            open: None,
-            seq: 0,
-            files: Vec::new(),
-            rows_written: 0,
+            shards: HashMap::new(),
+            manifest,
+            report: SinkReport::default(),
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.cfg.dir
+    pub fn rows_written(&self) -> u64 {
+        self.report.rows_written
     }
 
-    pub fn write(&mut self, rows: Vec<Row>) -> Result<(), FatalError> {
-        self.pending.extend(rows);
-        while self.pending.len() >= self.cfg.batch_rows {
-            self.flush_pending(self.cfg.batch_rows)?;
+    pub fn handle(&mut self, msg: SinkMsg) -> Result<(), FatalError> {
+        let shard = match msg {
+            SinkMsg::Rows(rows) => {
+                let Some(shard) = rows.first().map(|r| r.meta.shard.clone()) else {
+                    return Ok(());
+                };
+                let per_item = self.rows_per_item;
+                for row in rows {
+                    let st = self.shards.entry(row.meta.shard.clone()).or_default();
+                    let entry = st.open_items.entry(row.meta.key.clone()).or_default();
+                    entry.0 += 1;
+                    entry.1 |= row.outcome.is_err();
+                    if entry.0 == per_item {
+                        let failed = entry.1;
+                        st.open_items.remove(&row.meta.key);
+                        st.done += 1;
+                        st.failed += u64::from(failed);
+                    }
+                    st.rows.push(row);
+                }
+                shard
+            }
+            SinkMsg::Filtered(shard) => {
+                let st = self.shards.entry(shard.clone()).or_default();
+                st.done += 1;
+                st.filtered += 1;
+                shard
+            }
+            SinkMsg::ShardRead {
+                shard,
+                samples,
+                error,
+            } => {
+                let st = self.shards.entry(shard.clone()).or_default();
+                st.total = Some(samples);
+                st.error = error;
+                shard
+            }
+        };
+        let complete = self
+            .shards
+            .get(&shard)
+            .is_some_and(|st| st.total == Some(st.done) && st.open_items.is_empty());
+        if complete {
+            let st = self.shards.remove(&shard).expect("present");
+            self.write_shard(&shard, st)?;
         }
         Ok(())
     }
 
-    fn open_file(&mut self) -> Result<&mut Open, FatalError> {
-        if self.open.is_none() {
-            let path = self
-                .cfg
-                .dir
-                .join(format!("{}-{:05}.parquet", self.cfg.prefix, self.seq));
-            self.seq += 1;
+    fn properties(&self) -> WriterProperties {
+        let kv = self
+            .cfg
+            .metadata
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_size(64 * 1024)
+            .set_key_value_metadata(Some(kv))
+            .build()
+    }
+
+    fn write_shard(&mut self, shard: &str, mut st: ShardState) -> Result<(), FatalError> {
+        let (vp, mp) = (&self.variant_pos, &self.model_pos);
+        st.rows.sort_by(|a, b| {
+            (a.meta.key.as_str(), vp.get(&a.variant), mp.get(&a.model)).cmp(&(
+                b.meta.key.as_str(),
+                vp.get(&b.variant),
+                mp.get(&b.model),
+            ))
+        });
+        let stem = shard_file_stem(shard);
+        let mut parts = Vec::new();
+        for (n, chunk) in st.rows.chunks(self.cfg.rows_per_file).enumerate() {
+            let path = self.cfg.dir.join(format!("{stem}-{n:03}.parquet"));
             let tmp = path.with_extension("parquet.tmp");
-            let file = File::create(&tmp).map_err(|e| FatalError::output(&tmp, e))?;
-            let kv = self
-                .cfg
-                .metadata
+            let out = |e: &dyn std::fmt::Display| FatalError::output(&tmp, e.to_string());
+            let file = File::create(&tmp).map_err(|e| out(&e))?;
+            let mut w = ArrowWriter::try_new(file, predictions_schema(), Some(self.properties()))
+                .map_err(|e| out(&e))?;
+            for batch in chunk.chunks(self.cfg.batch_rows) {
+                w.write(&rows_to_batch(batch)).map_err(|e| out(&e))?;
+                fail::fail_point!("sink::mid_write", |_| std::process::abort());
+            }
+            let file = w.into_inner().map_err(|e| out(&e))?;
+            file.sync_all().map_err(|e| out(&e))?;
+            parts.push((tmp, path));
+        }
+        fail::fail_point!("sink::before_rename", |_| std::process::abort());
+        for (tmp, path) in &parts {
+            std::fs::rename(tmp, path).map_err(|e| FatalError::output(path, e))?;
+        }
+        manifest::sync_dir(&self.cfg.dir);
+        fail::fail_point!("sink::after_rename", |_| std::process::abort());
+        let entry = ShardEntry {
+            shard: shard.to_string(),
+            files: parts
                 .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                .collect();
-            let props = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_key_value_metadata(Some(kv))
-                .build();
-            let writer = ArrowWriter::try_new(file, predictions_schema(), Some(props))
-                .map_err(|e| FatalError::output(&tmp, e))?;
-            self.open = Some(Open {
-                writer,
-                tmp,
-                path,
-                rows: 0,
-            });
-        }
-        Ok(self.open.as_mut().expect("just opened"))
-    }
-
-    /// Writes up to `max` pending rows, never crossing a file boundary.
-    fn flush_pending(&mut self, max: usize) -> Result<(), FatalError> {
-        while !self.pending.is_empty() {
-            let per_file = self.cfg.rows_per_file;
-            let open = self.open_file()?;
-            let room = per_file - open.rows;
-            let take = room.min(max).min(self.pending.len());
-            let batch = rows_to_batch(&self.pending[..take]);
-            let open = self.open.as_mut().expect("open");
-            open.writer
-                .write(&batch)
-                .map_err(|e| FatalError::output(&open.tmp, e))?;
-            open.rows += take;
-            self.pending.drain(..take);
-            self.rows_written += take as u64;
-            if open.rows >= per_file {
-                self.close_file()?;
-            }
-            if take == max {
-                break;
-            }
-        }
+                .map(|(_, p)| p.file_name().expect("file").to_string_lossy().into_owned())
+                .collect(),
+            samples: st.total.unwrap_or(0),
+            filtered: st.filtered,
+            failed: st.failed,
+            rows: st.rows.len() as u64,
+            error: st.error,
+        };
+        self.manifest.append(&entry)?;
+        self.report.rows_written += entry.rows;
+        self.report.files.extend(parts.into_iter().map(|(_, p)| p));
+        self.report.completed.push(entry);
         Ok(())
     }
 
-    fn close_file(&mut self) -> Result<(), FatalError> {
-        if let Some(open) = self.open.take() {
-            let file = open
-                .writer
-                .into_inner()
-                .map_err(|e| FatalError::output(&open.tmp, e))?;
-            file.sync_all()
-                .map_err(|e| FatalError::output(&open.tmp, e))?;
-            drop(file);
-            std::fs::rename(&open.tmp, &open.path)
-                .map_err(|e| FatalError::output(&open.path, e))?;
-            self.files.push(open.path);
-        }
-        Ok(())
-    }
-
-    /// Writes what is pending and closes the current file.
-    pub fn finish(mut self) -> Result<(Vec<PathBuf>, u64), FatalError> {
-        self.flush_pending(usize::MAX)?;
-        self.close_file()?;
-        Ok((self.files, self.rows_written))
+    /// Ends the run: shards still open are incomplete (interrupted) and are not written.
+    pub fn finish(mut self) -> SinkReport {
+        let mut incomplete: Vec<String> = self.shards.keys().map(|s| s.to_string()).collect();
+        incomplete.sort();
+        self.report.incomplete = incomplete;
+        self.report
     }
 }

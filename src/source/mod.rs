@@ -25,8 +25,9 @@ pub struct Sample {
     pub image: Option<Vec<u8>>,
     pub cls: Option<Vec<u8>>,
     pub json: Option<Vec<u8>>,
-    /// Structural problems found while grouping members (e.g. a member given twice).
-    pub problem: Option<String>,
+    /// Structural problems found while grouping members (a member given twice, a dotted
+    /// or duplicate key, a truncated member).
+    pub problem: Option<ItemError>,
 }
 
 /// The `.json` member (and the `.cls` label), validated for shape but not against the image.
@@ -56,7 +57,7 @@ impl Sample {
     /// The label (from `.cls`, else `.json`) and boxes (from `.json`).
     pub fn annotation(&self) -> Result<Annotation, ItemError> {
         if let Some(p) = &self.problem {
-            return Err(ItemError::BadAnnotation(p.clone()));
+            return Err(p.clone());
         }
         let raw: Option<RawAnnotation> = match &self.json {
             Some(bytes) => Some(

@@ -1,11 +1,19 @@
 //! Streams one tar shard into [`Sample`]s, grouping consecutive members by key.
+//!
+//! Problems become per-sample errors, never panics or silently missing samples: a member
+//! repeated within a sample, a key with a dot (`a.b.jpg`), a key seen before in the shard
+//! (renamed `KEY#dupN` so that every row stays unique), a member cut short by a truncated
+//! shard. What cannot be tied to a sample (a symlink or device member, a member without a
+//! key, an unreadable or truncated archive) is counted in the [`ShardReport`].
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
 use super::Sample;
+use crate::error::ItemError;
 
 /// How reading one shard ended, besides the samples it produced.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -15,7 +23,11 @@ pub struct ShardReport {
     pub skipped_members: u64,
     /// Set when the shard could not be read to its end (truncated, unreadable).
     pub error: Option<String>,
+    /// The consumer asked to stop before the end of the shard.
+    pub stopped: bool,
 }
+
+const IMAGE_EXTS: [&str; 3] = ["jpg", "jpeg", "png"];
 
 /// Splits a member path into `(key, extension)`: the key is the path up to the first dot
 /// of the file name; the extension is what follows, lower-cased.
@@ -26,7 +38,14 @@ pub fn split_key(path: &str) -> Option<(&str, String)> {
     (!key.is_empty() && !ext.is_empty()).then(|| (key, ext.to_ascii_lowercase()))
 }
 
-fn attach(sample: &mut Sample, ext: &str, data: Vec<u8>) {
+fn attach(sample: &mut Sample, member: &str, ext: &str, data: Vec<u8>) {
+    let last = ext.rsplit('.').next().unwrap_or(ext);
+    if ext.contains('.') && (IMAGE_EXTS.contains(&last) || matches!(last, "cls" | "json")) {
+        sample.problem.get_or_insert(ItemError::BadKey {
+            member: member.to_string(),
+        });
+        return;
+    }
     let slot = match ext {
         "jpg" | "jpeg" | "png" => &mut sample.image,
         "cls" => &mut sample.cls,
@@ -34,17 +53,18 @@ fn attach(sample: &mut Sample, ext: &str, data: Vec<u8>) {
         _ => return,
     };
     if slot.is_some() {
-        sample.problem = Some(format!(
-            "member {}.{ext} repeats a member of this sample",
-            sample.key
-        ));
+        sample
+            .problem
+            .get_or_insert(ItemError::BadAnnotation(format!(
+                "member {member} repeats a member of this sample"
+            )));
     }
     *slot = Some(data);
 }
 
 /// Reads `path`, calling `emit` for each sample in order. `emit` returns `false` to stop
-/// early (the consumer went away). I/O and format errors end the shard and are reported,
-/// after every complete sample before them has been emitted.
+/// early (the consumer went away or the run is stopping). I/O and format errors end the
+/// shard and are reported, after every sample before them has been emitted.
 pub fn read_shard(path: &Path, mut emit: impl FnMut(Sample) -> bool) -> ShardReport {
     let shard: Arc<str> = path.display().to_string().into();
     let mut report = ShardReport::default();
@@ -63,12 +83,33 @@ pub fn read_shard(path: &Path, mut emit: impl FnMut(Sample) -> bool) -> ShardRep
             return report;
         }
     };
+    let mut seen: HashMap<String, usize> = HashMap::new();
     let mut current: Option<Sample> = None;
+    let new_sample = |key: &str, seen: &mut HashMap<String, usize>| {
+        let n = seen.entry(key.to_string()).or_default();
+        *n += 1;
+        let mut s = Sample {
+            shard: shard.clone(),
+            key: key.to_string(),
+            ..Default::default()
+        };
+        if *n > 1 {
+            s.key = format!("{key}#dup{n}");
+            s.problem = Some(ItemError::DuplicateKey {
+                key: key.to_string(),
+                n: *n,
+            });
+        }
+        s
+    };
+    // Emits a finished sample; false when the consumer wants no more.
     let mut flush = |s: Option<Sample>, report: &mut ShardReport| -> bool {
         match s {
             Some(s) => {
                 report.samples += 1;
-                emit(s)
+                let go_on = emit(s);
+                report.stopped |= !go_on;
+                go_on
             }
             None => true,
         }
@@ -81,8 +122,9 @@ pub fn read_shard(path: &Path, mut emit: impl FnMut(Sample) -> bool) -> ShardRep
                 break;
             }
         };
-        if !entry.header().entry_type().is_file() {
-            if !entry.header().entry_type().is_dir() {
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            if !kind.is_dir() {
                 report.skipped_members += 1;
             }
             continue;
@@ -98,36 +140,26 @@ pub fn read_shard(path: &Path, mut emit: impl FnMut(Sample) -> bool) -> ShardRep
             report.skipped_members += 1;
             continue;
         };
+        let same_sample = current.as_ref().is_some_and(|s| {
+            s.key == key || s.key.starts_with(key) && s.key[key.len()..].starts_with("#dup")
+        });
+        if !same_sample {
+            if !flush(current.take(), &mut report) {
+                return report;
+            }
+            current = Some(new_sample(key, &mut seen));
+        }
+        let sample = current.as_mut().expect("set above");
         let mut data = Vec::with_capacity(entry.size() as usize);
         if let Err(e) = entry.read_to_end(&mut data) {
             report.error = Some(format!("member {member} is truncated: {e}"));
-            // The sample this member belonged to is incomplete: report it broken.
-            let mut s = match current.take() {
-                Some(s) if s.key == key => s,
-                other => {
-                    if !flush(other, &mut report) {
-                        return report;
-                    }
-                    Sample {
-                        shard: shard.clone(),
-                        key: key.to_string(),
-                        ..Default::default()
-                    }
-                }
-            };
-            s.problem = Some(format!("member {member} is truncated"));
-            flush(Some(s), &mut report);
+            sample.problem = Some(ItemError::Truncated(format!(
+                "member {member} is cut short: {e}"
+            )));
+            flush(current.take(), &mut report);
             return report;
         }
-        if current.as_ref().is_some_and(|s| s.key != key) && !flush(current.take(), &mut report) {
-            return report;
-        }
-        let sample = current.get_or_insert_with(|| Sample {
-            shard: shard.clone(),
-            key: key.to_string(),
-            ..Default::default()
-        });
-        attach(sample, &ext, data);
+        attach(sample, &member, &ext, data);
     }
     flush(current.take(), &mut report);
     report

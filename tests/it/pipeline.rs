@@ -151,7 +151,7 @@ fn generated_shards_give_every_row_exactly_once() {
         "--workers",
         "2",
         "--rows-per-file",
-        "100",
+        "40",
         "--out",
         path_str(&out),
         "--summary-json",
@@ -202,8 +202,8 @@ fn generated_shards_give_every_row_exactly_once() {
         BTreeSet::from(["decode_error".to_string()])
     );
     assert_eq!(status("outside"), BTreeSet::from(["bad_box".to_string()]));
-    // 126 rows at 100 per file -> 2 files
-    assert_eq!(s["files"].as_array().unwrap().len(), 2);
+    // Files are per shard: 54 and 72 rows at 40 per file -> 2 + 2 files.
+    assert_eq!(s["files"].as_array().unwrap().len(), 4);
     aggregate_matches_sql_and_polars(&out, "tiny");
 }
 
@@ -247,7 +247,7 @@ fn refuses_to_mix_runs_and_reports_missing_shards() {
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("no shard matches"), "{stderr}");
-    std::fs::write(tmp.path().join("part-00000.parquet"), b"x").unwrap();
+    std::fs::write(tmp.path().join("part-x-00000000-000.parquet"), b"x").unwrap();
     shard(
         &tmp.path().join("s.tar"),
         &[(
@@ -266,7 +266,10 @@ fn refuses_to_mix_runs_and_reports_missing_shards() {
         path_str(tmp.path()),
     ]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("--overwrite"), "{stderr}");
+    assert!(
+        stderr.contains("--overwrite") && stderr.contains("--resume"),
+        "{stderr}"
+    );
 }
 
 /// Union-of-boxes fraction by rasterising each box: independent of the library's exact
