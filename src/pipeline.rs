@@ -361,7 +361,9 @@ pub async fn run(
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     failures_by_code.sort();
-    let shard_errors = std::mem::take(&mut *shard_errors.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut shard_errors =
+        std::mem::take(&mut *shard_errors.lock().unwrap_or_else(|p| p.into_inner()));
+    shard_errors.sort();
     Ok(RunSummary {
         shards: cfg.shards.len() + cfg.completed.len(),
         shards_skipped: cfg.completed.len(),

@@ -12,6 +12,10 @@ use crate::ops::textures::TextureSet;
 use crate::ops::variants::{render, RenderCtx, Variant};
 use crate::source::Sample;
 
+/// Images with a side below this are recorded as `too_small`: upsampling a few pixels to a
+/// model's input says nothing about backgrounds.
+pub const MIN_SIDE: usize = 8;
+
 /// Everything the CPU stage needs, shared read-only by all workers.
 #[derive(Debug)]
 pub struct PrepareConfig {
@@ -71,6 +75,12 @@ fn prepare_inner(
     let (w, h) = dimensions(bytes, &cfg.limits)?;
     meta.width = Some(w);
     meta.height = Some(h);
+    if w < MIN_SIDE || h < MIN_SIDE {
+        return Err(ItemError::TooSmall {
+            width: w,
+            height: h,
+        });
+    }
     if let (Some(aw), Some(ah)) = (ann.width, ann.height) {
         if (aw, ah) != (w, h) {
             return Err(ItemError::SizeMismatch {

@@ -7,6 +7,7 @@ the Rust test shows exactly what differed.
   logits-raw MODEL.pt SIZE RAW...      the model on pixels Rust prepared (uint8 HWC files)
   variants WORKDIR                     masks, fills and resize vs Rust's files in WORKDIR
   clients PARQUET_DIR SUMMARY.json     DuckDB and Polars read the output, numbers must match
+  make-images DIR                      CMYK / progressive / 16-bit / palette / 1x1 test images
   aggregate-clients DIR SUMMARY.parquet BASELINE
                                        examples/aggregate.sql and aggregate_polars.py vs bgstream
 """
@@ -248,6 +249,25 @@ def cmd_aggregate_clients(pred_dir, summary_parquet, baseline):
     return 1 if problems else 0
 
 
+def cmd_make_images(outdir):
+    """Real encoder outputs for the bad-input corpus: CMYK, progressive, 16-bit PNG, palette
+    PNG (Pillow writes them; bgstream must decode them)."""
+    from PIL import Image
+
+    os.makedirs(outdir, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8))
+    rgb.convert("CMYK").save(os.path.join(outdir, "cmyk.jpg"), quality=90)
+    rgb.save(os.path.join(outdir, "progressive.jpg"), quality=90, progressive=True)
+    rgb.save(os.path.join(outdir, "plain.jpg"), quality=90)
+    rgb.save(os.path.join(outdir, "as_png.png"))
+    Image.fromarray((rng.integers(0, 65536, (80, 96)).astype(np.uint16))).save(os.path.join(outdir, "gray16.png"))
+    rgb.convert("P").save(os.path.join(outdir, "palette.png"))
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(os.path.join(outdir, "one.jpg"))
+    print(json.dumps({"dir": outdir}))
+    return 0
+
+
 def main(argv):
     cmds = {
         "logits": cmd_logits,
@@ -255,6 +275,7 @@ def main(argv):
         "variants": cmd_variants,
         "clients": cmd_clients,
         "aggregate-clients": cmd_aggregate_clients,
+        "make-images": cmd_make_images,
     }
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)

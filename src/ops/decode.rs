@@ -78,7 +78,7 @@ pub fn dimensions(bytes: &[u8], limits: &Limits) -> Result<(usize, usize), ItemE
     let (w, h) = match sniff(bytes)? {
         Format::Jpeg => {
             let mut d = JpegDecoder::new_with_options(ZCursor::new(bytes), options(limits));
-            d.decode_headers().map_err(jpeg_err)?;
+            d.decode_headers().map_err(|e| jpeg_err(bytes, e))?;
             let info = d
                 .info()
                 .ok_or_else(|| ItemError::Decode("no JPEG header".into()))?;
@@ -107,12 +107,44 @@ pub fn decode_into(
     }
 }
 
-fn jpeg_err(e: zune_jpeg::errors::DecodeErrors) -> ItemError {
-    let msg = e.to_string();
-    if msg.contains("rithmetic") || msg.contains("not supported") || msg.contains("Unsupported") {
-        ItemError::UnsupportedFormat(format!("JPEG: {msg}"))
-    } else {
-        ItemError::Decode(format!("JPEG: {msg}"))
+/// The frame header of a JPEG: `(SOF index n of marker 0xFFC0+n, sample precision)`, found
+/// by walking the marker segments. Used to name what zune-jpeg cannot decode (arithmetic
+/// coding, lossless, 12/16-bit) instead of reporting it as corruption.
+pub fn jpeg_frame(bytes: &[u8]) -> Option<(u8, u8)> {
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            return Some((marker - 0xC0, *bytes.get(i + 4)?));
+        }
+        if marker == 0xDA {
+            return None; // scan data before any frame header
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+fn jpeg_err(bytes: &[u8], e: zune_jpeg::errors::DecodeErrors) -> ItemError {
+    let unsupported = |what: &str| ItemError::UnsupportedFormat(format!("JPEG: {what} ({e})"));
+    match jpeg_frame(bytes) {
+        Some((n @ (9..=11 | 13..=15), _)) => unsupported(&format!("arithmetic coding (SOF{n})")),
+        Some((n @ (3 | 5..=7), _)) => {
+            unsupported(&format!("lossless or hierarchical coding (SOF{n})"))
+        }
+        Some((_, p)) if p != 8 => unsupported(&format!("{p}-bit samples")),
+        _ if matches!(e, zune_jpeg::errors::DecodeErrors::Unsupported(_)) => {
+            unsupported("unsupported coding")
+        }
+        _ => ItemError::Decode(format!("JPEG: {e}")),
     }
 }
 
@@ -126,7 +158,7 @@ fn decode_jpeg(
     limits: &Limits,
 ) -> Result<(usize, usize), ItemError> {
     let mut d = JpegDecoder::new_with_options(ZCursor::new(bytes), options(limits));
-    d.decode_headers().map_err(jpeg_err)?;
+    d.decode_headers().map_err(|e| jpeg_err(bytes, e))?;
     let info = d
         .info()
         .ok_or_else(|| ItemError::Decode("no JPEG header".into()))?;
@@ -142,7 +174,7 @@ fn decode_jpeg(
         )));
     }
     out.resize(size, 0);
-    d.decode_into(out).map_err(jpeg_err)?;
+    d.decode_into(out).map_err(|e| jpeg_err(bytes, e))?;
     Ok((w, h))
 }
 

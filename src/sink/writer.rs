@@ -111,13 +111,15 @@ impl ParquetSink {
     }
 
     pub fn handle(&mut self, msg: SinkMsg) -> Result<(), FatalError> {
-        let shard = match msg {
+        // A message can carry rows of several shards (a batch mixes them).
+        let mut touched: Vec<Arc<str>> = Vec::new();
+        match msg {
             SinkMsg::Rows(rows) => {
-                let Some(shard) = rows.first().map(|r| r.meta.shard.clone()) else {
-                    return Ok(());
-                };
                 let per_item = self.rows_per_item;
                 for row in rows {
+                    if !touched.contains(&row.meta.shard) {
+                        touched.push(row.meta.shard.clone());
+                    }
                     let st = self.shards.entry(row.meta.shard.clone()).or_default();
                     let entry = st.open_items.entry(row.meta.key.clone()).or_default();
                     entry.0 += 1;
@@ -130,13 +132,12 @@ impl ParquetSink {
                     }
                     st.rows.push(row);
                 }
-                shard
             }
             SinkMsg::Filtered(shard) => {
                 let st = self.shards.entry(shard.clone()).or_default();
                 st.done += 1;
                 st.filtered += 1;
-                shard
+                touched.push(shard);
             }
             SinkMsg::ShardRead {
                 shard,
@@ -146,16 +147,18 @@ impl ParquetSink {
                 let st = self.shards.entry(shard.clone()).or_default();
                 st.total = Some(samples);
                 st.error = error;
-                shard
+                touched.push(shard);
             }
-        };
-        let complete = self
-            .shards
-            .get(&shard)
-            .is_some_and(|st| st.total == Some(st.done) && st.open_items.is_empty());
-        if complete {
-            let st = self.shards.remove(&shard).expect("present");
-            self.write_shard(&shard, st)?;
+        }
+        for shard in touched {
+            let complete = self
+                .shards
+                .get(&shard)
+                .is_some_and(|st| st.total == Some(st.done) && st.open_items.is_empty());
+            if complete {
+                let st = self.shards.remove(&shard).expect("present");
+                self.write_shard(&shard, st)?;
+            }
         }
         Ok(())
     }
@@ -227,6 +230,9 @@ impl ParquetSink {
 
     /// Ends the run: shards still open are incomplete (interrupted) and are not written.
     pub fn finish(mut self) -> SinkReport {
+        for (k, st) in &self.shards {
+            tracing::debug!(shard = %k, total = ?st.total, done = st.done, open = st.open_items.len(), "incomplete shard");
+        }
         let mut incomplete: Vec<String> = self.shards.keys().map(|s| s.to_string()).collect();
         incomplete.sort();
         self.report.incomplete = incomplete;

@@ -119,6 +119,12 @@ pub fn read_shard(path: &Path, mut emit: impl FnMut(Sample) -> bool) -> ShardRep
             Ok(e) => e,
             Err(e) => {
                 report.error = Some(format!("tar read failed: {e}"));
+                // The sample being assembled may have lost members: say so.
+                if let Some(s) = current.as_mut() {
+                    s.problem = Some(ItemError::Truncated(format!(
+                        "shard ends inside this sample: {e}"
+                    )));
+                }
                 break;
             }
         };
@@ -151,7 +157,18 @@ pub fn read_shard(path: &Path, mut emit: impl FnMut(Sample) -> bool) -> ShardRep
         }
         let sample = current.as_mut().expect("set above");
         let mut data = Vec::with_capacity(entry.size() as usize);
-        if let Err(e) = entry.read_to_end(&mut data) {
+        let expected = entry.size();
+        let read = entry.read_to_end(&mut data).and_then(|n| {
+            if n as u64 == expected {
+                Ok(())
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{n} of {expected} bytes"),
+                ))
+            }
+        });
+        if let Err(e) = read {
             report.error = Some(format!("member {member} is truncated: {e}"));
             sample.problem = Some(ItemError::Truncated(format!(
                 "member {member} is cut short: {e}"

@@ -69,7 +69,10 @@ pub fn reference(args: &[&str]) -> serde_json::Value {
 pub fn bgstream(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bgstream"))
         .args(args)
-        .env("BGSTREAM_LOG", "error")
+        .env(
+            "BGSTREAM_LOG",
+            std::env::var("BGSTREAM_LOG").unwrap_or_else(|_| "error".into()),
+        )
         .output()
         .expect("bgstream runs");
     (
@@ -81,4 +84,23 @@ pub fn bgstream(args: &[&str]) -> (i32, String, String) {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// Runs SQL over the Parquet files of `dir` in DuckDB (`rows` is a view of them); returns
+/// the result rows as JSON arrays.
+pub fn reference_sql(dir: &Path, sql: &str) -> serde_json::Value {
+    let code = format!(
+        "import duckdb, json, sys\ncon = duckdb.connect()\ncon.execute(\"create view rows as select * from read_parquet('{}/*.parquet')\")\nprint(json.dumps(con.execute(sys.argv[1]).fetchall()))",
+        dir.display()
+    );
+    let out = Command::new(python())
+        .args(["-c", &code, sql])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
 }

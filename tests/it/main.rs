@@ -1,6 +1,7 @@
 //! One integration test binary (ripgrep style): each module is one area.
 
 mod aggregate;
+mod bad_input;
 mod common;
 mod model_reference;
 mod pipeline;
