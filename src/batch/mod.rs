@@ -193,17 +193,22 @@ impl Inference {
         if n == 0 {
             return Ok(());
         }
-        let host = buf.tensor.narrow(0, 0, n as i64);
+        // Always the full batch shape, even for the last partial batch: kernels chosen by
+        // batch size round differently, and a row must not depend on which other images
+        // shared its batch (determinism across threads, shard order and --resume). The
+        // unused slots hold stale pixels whose outputs are ignored.
+        let host = buf.tensor.shallow_clone();
         let input = if device.is_cuda() {
             host.to_device_(device, Kind::Uint8, true, false)
         } else {
             host
         };
-        let labels: Vec<i64> = buf
+        let mut labels: Vec<i64> = buf
             .slots
             .iter()
             .map(|(m, _)| m.label.unwrap_or(0))
             .collect();
+        labels.resize(buf.capacity, 0);
         let labels = Tensor::from_slice(&labels).to_device(device);
         let mut outputs = Vec::with_capacity(g.models.len());
         for (mi, model) in g.models.iter().enumerate() {

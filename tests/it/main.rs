@@ -5,5 +5,6 @@ mod bad_input;
 mod common;
 mod model_reference;
 mod pipeline;
+mod resume;
 mod schema;
 mod variants_reference;
