@@ -85,17 +85,18 @@ pub enum FatalError {
     },
     #[error("model {path}: {reason}")]
     Model { path: PathBuf, reason: String },
+    // libtorch errors are boxed so that the library builds without the `torch` feature.
     #[error("model {path} failed to load")]
     ModelLoad {
         path: PathBuf,
         #[source]
-        source: tch::TchError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("inference failed for model {model}")]
     Inference {
         model: String,
         #[source]
-        source: tch::TchError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("device {0:?} is not available: {1}")]
     Device(String, String),

@@ -3,7 +3,14 @@
 use std::sync::Arc;
 
 use crate::error::ItemError;
-use crate::infer::model::Prediction;
+
+/// Top-5 classes and probabilities, and the probability of the true label.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub top5: [i64; 5],
+    pub top5_prob: [f32; 5],
+    pub p_true: f32,
+}
 
 /// Identity and annotation facts of one image, shared by all its rows.
 #[derive(Debug, Clone, PartialEq)]

@@ -23,16 +23,26 @@
 //! - [`config`] / [`cli`]: validated configuration from clap arguments.
 //! - [`error`]: [`error::ItemError`] (recorded per image) vs [`error::FatalError`].
 
+//!
+//! Without the default `torch` feature the crate builds without libtorch: sources, ops,
+//! the CPU stage, the Parquet sink and the aggregate step (the fuzz target uses that).
+
 pub mod aggregate;
+#[cfg(feature = "torch")]
 pub mod batch;
+#[cfg(feature = "torch")]
 pub mod cli;
+#[cfg(feature = "torch")]
 pub mod config;
 pub mod error;
+#[cfg(feature = "torch")]
 pub mod infer;
 pub mod item;
 pub mod ops;
+#[cfg(feature = "torch")]
 pub mod pipeline;
 pub mod prepare;
 pub mod sink;
 pub mod source;
+#[cfg(feature = "torch")]
 pub mod summary;

@@ -7,6 +7,7 @@ use tch::{CModule, Device, Kind, Tensor};
 
 use super::Precision;
 use crate::error::FatalError;
+pub use crate::item::Prediction;
 use crate::ops::geometry::{Interpolation, Preprocess};
 
 /// The sidecar `NAME.json` next to `NAME.pt`.
@@ -86,14 +87,6 @@ pub struct Model {
     bias: Tensor,
 }
 
-/// Top-5 classes and probabilities, and the probability of the true label.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Prediction {
-    pub top5: [i64; 5],
-    pub top5_prob: [f32; 5],
-    pub p_true: f32,
-}
-
 /// Device tensors of a launched batch, read back later (so the GPU works meanwhile).
 pub struct PendingOutput {
     top_p: Tensor,
@@ -115,7 +108,7 @@ impl Model {
         let mut module =
             CModule::load_on_device(path, device).map_err(|source| FatalError::ModelLoad {
                 path: path.to_path_buf(),
-                source,
+                source: source.into(),
             })?;
         module.set_eval();
         let kind = precision.kind();
@@ -147,7 +140,7 @@ impl Model {
         let probe = Tensor::zeros([1, s, s, 3], (Kind::Uint8, self.device));
         let out = tch::no_grad(|| self.logits(&probe)).map_err(|source| FatalError::ModelLoad {
             path: self.path.clone(),
-            source,
+            source: source.into(),
         })?;
         let want = [1, self.sidecar.num_classes];
         if out.size() != want {
@@ -204,7 +197,7 @@ impl Model {
         };
         tch::no_grad(run).map_err(|source| FatalError::Inference {
             model: self.name().to_string(),
-            source,
+            source: source.into(),
         })
     }
 }
@@ -235,7 +228,7 @@ impl PendingOutput {
         };
         read().map_err(|source| FatalError::Inference {
             model: model.to_string(),
-            source,
+            source: source.into(),
         })
     }
 }

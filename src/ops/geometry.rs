@@ -232,6 +232,46 @@ mod tests {
         assert!(g.map_box(&[0.0, 0.0, 20.0, 375.0]).is_empty());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// The closed-form rectangle equals the per-pixel definition: output pixel u is
+        /// inside when its centre, mapped back to the original image, is in [x0, x1).
+        #[test]
+        fn mapped_box_matches_the_pixel_centre_definition(
+            w in 8usize..1500, h in 8usize..1500,
+            size in 8usize..300, pct in 0.5f64..=1.0,
+            fx0 in 0.0f64..1.0, fy0 in 0.0f64..1.0, fw in 0.0f64..1.0, fh in 0.0f64..1.0,
+        ) {
+            let p = Preprocess { input_size: size, crop_pct: pct, interpolation: Interpolation::Bilinear };
+            let g = Geometry::new(w, h, &p).unwrap();
+            proptest::prop_assert!(g.crop_x + size <= g.resized_w && g.crop_y + size <= g.resized_h);
+            let x0 = (fx0 * w as f64).floor();
+            let y0 = (fy0 * h as f64).floor();
+            let x1 = (x0 + 1.0 + (fw * (w as f64 - x0 - 1.0)).floor()).min(w as f64);
+            let y1 = (y0 + 1.0 + (fh * (h as f64 - y0 - 1.0)).floor()).min(h as f64);
+            let r = g.map_box(&[x0, y0, x1, y1]);
+            proptest::prop_assert!(r.x1 <= size && r.y1 <= size);
+            // (centre of output pixel u in original coordinates, expected inside)
+            let centre = |u: usize, crop: usize, resized: usize, src: usize| {
+                (u as f64 + crop as f64 + 0.5) * src as f64 / resized as f64
+            };
+            for u in 0..size {
+                let c = centre(u, g.crop_x, g.resized_w, w);
+                // Exact ties (a centre on an edge) may round either way in f64.
+                if (c - x0).abs() > 1e-9 && (c - x1).abs() > 1e-9 {
+                    proptest::prop_assert_eq!((r.x0..r.x1).contains(&u), x0 <= c && c < x1, "column {}", u);
+                }
+            }
+            for v in 0..size {
+                let c = centre(v, g.crop_y, g.resized_h, h);
+                if (c - y0).abs() > 1e-9 && (c - y1).abs() > 1e-9 {
+                    proptest::prop_assert_eq!((r.y0..r.y1).contains(&v), y0 <= c && c < y1, "row {}", v);
+                }
+            }
+        }
+    }
+
     #[test]
     fn box_validation_names_the_problem() {
         assert_eq!(validate_boxes(&[], 10, 10).unwrap_err().code(), "no_boxes");

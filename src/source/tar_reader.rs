@@ -65,17 +65,28 @@ fn attach(sample: &mut Sample, member: &str, ext: &str, data: Vec<u8>) {
 /// Reads `path`, calling `emit` for each sample in order. `emit` returns `false` to stop
 /// early (the consumer went away or the run is stopping). I/O and format errors end the
 /// shard and are reported, after every sample before them has been emitted.
-pub fn read_shard(path: &Path, mut emit: impl FnMut(Sample) -> bool) -> ShardReport {
-    let shard: Arc<str> = path.display().to_string().into();
+pub fn read_shard(path: &Path, emit: impl FnMut(Sample) -> bool) -> ShardReport {
+    match File::open(path) {
+        Ok(file) => read_archive(
+            BufReader::with_capacity(1 << 20, file),
+            path.display().to_string().into(),
+            emit,
+        ),
+        Err(e) => ShardReport {
+            error: Some(format!("cannot open: {e}")),
+            ..Default::default()
+        },
+    }
+}
+
+/// [`read_shard`] over any reader (the fuzz target feeds it raw bytes).
+pub fn read_archive(
+    reader: impl Read,
+    shard: Arc<str>,
+    mut emit: impl FnMut(Sample) -> bool,
+) -> ShardReport {
     let mut report = ShardReport::default();
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            report.error = Some(format!("cannot open: {e}"));
-            return report;
-        }
-    };
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+    let mut archive = tar::Archive::new(reader);
     let entries = match archive.entries() {
         Ok(e) => e,
         Err(e) => {

@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod bad_input;
+mod batcher;
 mod common;
 mod model_reference;
 mod pipeline;
