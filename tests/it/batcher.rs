@@ -15,7 +15,11 @@ use tch::Device;
 
 fn meta(i: usize) -> ItemMeta {
     ItemMeta {
-        shard: Arc::from(if i % 2 == 0 { "a.tar" } else { "b.tar" }),
+        shard: Arc::from(if i.is_multiple_of(2) {
+            "a.tar"
+        } else {
+            "b.tar"
+        }),
         key: format!("k{i}"),
         label: Some((i % 1000) as i64),
         fg_fraction: Some(0.3),
