@@ -4,22 +4,19 @@
 //!
 //!     cargo bench --bench cpu_stage [-- SECONDS]
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bgstream::ops::decode::{decode_into, Limits};
 use bgstream::ops::geometry::{Geometry, Interpolation, Preprocess};
 use bgstream::ops::resize::CropResizer;
-use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::Variant;
-use bgstream::prepare::{prepare, PrepareConfig, Scratch};
-use bgstream::source::Sample;
+use bgstream::prepare::{prepare, Scratch};
 
 const VARIANTS: &str =
     "original,bg_only,fg_white,fg_texture,fg_gauss,fg_uniform,fg_color:green,fg_color:grey";
@@ -54,29 +51,8 @@ fn main() {
     let limits = Limits::default();
     let variants = Variant::parse_list(VARIANTS).unwrap();
     let v = variants.len();
-    let mut textures = TextureSet::load(None).unwrap();
-    textures.prepare(224, P.interpolation).unwrap();
-    let cfg = PrepareConfig {
-        groups: vec![P],
-        variants,
-        textures,
-        seed: 0,
-        min_fg: 0.0,
-        max_fg: 1.0,
-        limits,
-        num_classes: 1000,
-    };
-    let samples: Vec<Sample> = entries
-        .iter()
-        .zip(&files)
-        .map(|(e, f)| Sample {
-            shard: Arc::from("bench"),
-            key: e.key.clone(),
-            image: Some(f.clone()),
-            json: Some(serde_json::to_vec(&e.annotation).unwrap()),
-            ..Default::default()
-        })
-        .collect();
+    let cfg = common::prepare_config(P, variants);
+    let samples = common::samples(&entries, &files);
 
     let mut buf = Vec::new();
     let decode = rate(n, secs, || {

@@ -1,19 +1,17 @@
 //! criterion benches of the pure CPU ops on real ImageNet JPEGs: decode, resize + crop,
 //! composite (all nine variants), and the whole per-sample CPU stage.
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use bgstream::ops::decode::{decode_into, Limits};
 use bgstream::ops::geometry::{Geometry, Interpolation, Preprocess};
 use bgstream::ops::resize::CropResizer;
 use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::{render, RenderCtx, Variant, DEFAULT_VARIANTS};
-use bgstream::prepare::{prepare, PrepareConfig, Scratch};
-use bgstream::source::Sample;
+use bgstream::prepare::{prepare, Scratch};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const P: Preprocess = Preprocess {
@@ -91,28 +89,8 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
-    let cfg = PrepareConfig {
-        groups: vec![P],
-        variants,
-        textures,
-        seed: 0,
-        min_fg: 0.0,
-        max_fg: 1.0,
-        limits,
-        num_classes: 1000,
-    };
-    let samples: Vec<Sample> = entries
-        .iter()
-        .zip(&files)
-        .map(|(e, f)| Sample {
-            shard: Arc::from("bench"),
-            key: e.key.clone(),
-            image: Some(f.clone()),
-            cls: None,
-            json: Some(serde_json::to_vec(&e.annotation).unwrap()),
-            problem: None,
-        })
-        .collect();
+    let cfg = common::prepare_config(P, variants);
+    let samples = common::samples(&entries, &files);
     let mut scratch = Scratch::default();
     g.throughput(Throughput::Elements(n));
     g.bench_function("prepare_sample_9_variants", |b| {

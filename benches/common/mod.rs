@@ -2,8 +2,15 @@
 //! their boxes, or the demo photos from the venv when ../shared is absent.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bgstream::ops::decode::Limits;
+use bgstream::ops::geometry::Preprocess;
+use bgstream::ops::textures::TextureSet;
+use bgstream::ops::variants::Variant;
+use bgstream::prepare::PrepareConfig;
 use bgstream::source::shard_writer::{read_imagenet_csv, read_manifest, Entry};
+use bgstream::source::Sample;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -28,4 +35,35 @@ pub fn entries() -> Vec<Entry> {
     read_manifest(&root().join("examples/demo/boxes.json"), Path::new(&photos))
         .expect("demo manifest")
         .0
+}
+
+/// The CPU stage config for one preprocessing, no filter, built-in textures.
+pub fn prepare_config(p: Preprocess, variants: Vec<Variant>) -> PrepareConfig {
+    let mut textures = TextureSet::load(None).unwrap();
+    textures.prepare(p.input_size, p.interpolation).unwrap();
+    PrepareConfig {
+        groups: vec![p],
+        variants,
+        textures,
+        seed: 0,
+        min_fg: 0.0,
+        max_fg: 1.0,
+        limits: Limits::default(),
+        num_classes: 1000,
+    }
+}
+
+/// Samples as a shard reader would produce them, from the entries and their file bytes.
+pub fn samples(entries: &[Entry], files: &[Vec<u8>]) -> Vec<Sample> {
+    entries
+        .iter()
+        .zip(files)
+        .map(|(e, f)| Sample {
+            shard: Arc::from("bench"),
+            key: e.key.clone(),
+            image: Some(f.clone()),
+            json: Some(serde_json::to_vec(&e.annotation).unwrap()),
+            ..Default::default()
+        })
+        .collect()
 }
