@@ -33,11 +33,17 @@ pub fn shared_data() -> Option<PathBuf> {
 
 /// scikit-image's bundled photos (chelsea, coffee, rocket, ...), from the venv.
 pub fn skimage_data() -> PathBuf {
+    let out = python_stdout(&[
+        "-c",
+        "import os, skimage.data as d; print(os.path.dirname(d.__file__))",
+    ]);
+    PathBuf::from(String::from_utf8(out).unwrap().trim())
+}
+
+/// Runs the venv's python with `args`; its stdout, or a panic with its stderr.
+fn python_stdout(args: &[&str]) -> Vec<u8> {
     let out = Command::new(python())
-        .args([
-            "-c",
-            "import os, skimage.data as d; print(os.path.dirname(d.__file__))",
-        ])
+        .args(args)
         .output()
         .expect("python runs");
     assert!(
@@ -45,7 +51,7 @@ pub fn skimage_data() -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    out.stdout
 }
 
 /// Runs `tests/reference.py ARGS`, returning its JSON report; panics with the report when
@@ -93,14 +99,5 @@ pub fn reference_sql(dir: &Path, sql: &str) -> serde_json::Value {
         "import duckdb, json, sys\ncon = duckdb.connect()\ncon.execute(\"create view rows as select * from read_parquet('{}/*.parquet')\")\nprint(json.dumps(con.execute(sys.argv[1]).fetchall()))",
         dir.display()
     );
-    let out = Command::new(python())
-        .args(["-c", &code, sql])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
+    serde_json::from_slice(&python_stdout(&["-c", &code, sql])).expect("json")
 }
