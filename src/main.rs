@@ -1,5 +1,6 @@
 //! Thin entry point: parse -> validated config -> run -> exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // Fail points (tikv's `fail`) are inert unless FAILPOINTS is set: the crash tests use
     // them to stop the process at exact points of a file commit.
