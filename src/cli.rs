@@ -33,6 +33,8 @@ pub enum Command {
     Shard(ShardArgs),
     /// Relative accuracies, Table 1, figures and an HTML report from the Parquet output.
     Aggregate(AggregateArgs),
+    /// Per model: pure forward vs end-to-end throughput in one process, and the CPU stage.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -156,4 +158,17 @@ pub struct AggregateArgs {
 pub enum SummaryFormat {
     Parquet,
     Csv,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The same options as a run; --out is a scratch folder (default: a temporary one).
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Batches timed for the pure forward measurement.
+    #[arg(long, default_value_t = 30)]
+    pub forward_iters: usize,
+    /// Samples timed for the one-core CPU-stage rate.
+    #[arg(long, default_value_t = 200)]
+    pub cpu_samples: usize,
 }

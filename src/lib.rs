@@ -21,6 +21,7 @@
 //! - [`aggregate`]: relative accuracies, Table 1, figures and the HTML report from the
 //!   Parquet output (`bgstream aggregate`).
 //! - [`config`] / [`cli`]: validated configuration from clap arguments.
+//! - [`bench`]: `bgstream bench` — forward vs end-to-end throughput per model.
 //! - [`error`]: [`error::ItemError`] (recorded per image) vs [`error::FatalError`].
 
 //!
@@ -30,6 +31,8 @@
 pub mod aggregate;
 #[cfg(feature = "torch")]
 pub mod batch;
+#[cfg(feature = "torch")]
+pub mod bench;
 #[cfg(feature = "torch")]
 pub mod cli;
 #[cfg(feature = "torch")]

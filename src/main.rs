@@ -11,7 +11,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use bgstream::aggregate::{self, AggregateConfig};
-use bgstream::cli::{AggregateArgs, Cli, Command, RunArgs, ShardArgs, SummaryFormat};
+use bgstream::cli::{AggregateArgs, BenchArgs, Cli, Command, RunArgs, ShardArgs, SummaryFormat};
 use bgstream::config::RunConfig;
 use bgstream::pipeline::{self, Counters};
 use bgstream::source::shard_writer;
@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Some(Command::Shard(a)) => shard(&a),
         Some(Command::Run(a)) => run(&a),
         Some(Command::Aggregate(a)) => aggregate_cmd(&a),
+        Some(Command::Bench(a)) => bench_cmd(&a),
         None => run(&cli.run),
     };
     match result {
@@ -202,4 +203,50 @@ fn reproducible_math() {
             std::env::set_var(key, value);
         }
     }
+}
+
+fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
+    let scratch = match &a.run.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::Builder::new().prefix("bench-").tempdir_in(dir)?
+        }
+        None => tempfile::tempdir()?,
+    };
+    let mut args = a.run.clone();
+    args.out = Some(scratch.path().join("probe"));
+    let cfg = RunConfig::from_args(&args)?;
+    let groups = bgstream::pipeline::group_models(cfg.load_models()?);
+    let prep = cfg.prepare_config(&groups)?;
+    let cpu = bgstream::bench::cpu_stage_rate(&cfg.shards, &prep, a.cpu_samples);
+    let variants = cfg.variants.len() as f64;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    println!(
+        "device {:?}, {:?}, batch {}, {} variants, {} CPU workers; CPU stage {:.1} images/s per core ({:.0} variant-images/s on all workers)",
+        cfg.device,
+        cfg.precision,
+        cfg.batch_size,
+        cfg.variants.len(),
+        cfg.workers,
+        cpu,
+        cpu * variants * cfg.workers as f64
+    );
+    println!(
+        "{:<28} {:>16} {:>22} {:>8}",
+        "model", "forward img/s", "end-to-end var-img/s", "ratio"
+    );
+    for (i, model) in groups.into_iter().flatten().enumerate() {
+        let name = model.name().to_string();
+        let forward = bgstream::bench::forward_rate(&model, cfg.batch_size, a.forward_iters)?;
+        let out = scratch.path().join(format!("e2e-{i}"));
+        let e2e = runtime.block_on(bgstream::bench::end_to_end(&cfg, model, &out))?;
+        println!(
+            "{name:<28} {forward:>16.1} {e2e:>22.1} {:>8.2}",
+            e2e / forward
+        );
+    }
+    Ok(0)
 }

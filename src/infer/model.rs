@@ -160,6 +160,10 @@ impl Model {
         &self.sidecar.name
     }
 
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     /// Logits for a uint8 NHWC batch already on the model's device. The NCHW view of NHWC
     /// memory is channels-last, which cuDNN runs fastest; normalisation happens here, on
     /// the device, in f32 before the cast to the model's precision.

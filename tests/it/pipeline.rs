@@ -397,3 +397,46 @@ fn real_imagenet_shards_end_to_end_with_duckdb_and_polars() {
     let table = aggregate_matches_sql_and_polars(&out, "tiny");
     eprintln!("{table}");
 }
+
+#[test]
+fn bench_reports_forward_and_end_to_end_throughput() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = tmp.path().join("b.tar");
+    shard(
+        &s,
+        &[(
+            "a",
+            jpeg(96, 80, false, 1),
+            Some("1"),
+            boxes(&[[10, 10, 58, 50]]),
+        )],
+    );
+    let (code, stdout, stderr) = common::bgstream(&[
+        "bench",
+        "--shards",
+        path_str(&s),
+        "--model",
+        path_str(&common::model("tiny")),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+        "--forward-iters",
+        "2",
+        "--out",
+        path_str(&tmp.path().join("scratch")),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("CPU stage"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("tiny"))
+        .expect("a row for the model");
+    let figures: Vec<f64> = row
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(figures.len(), 3, "{row}");
+    assert!(figures.iter().all(|f| *f > 0.0), "{row}");
+}

@@ -1,0 +1,75 @@
+//! `bgstream bench`: per model, pure forward throughput on the device and end-to-end
+//! pipeline throughput (shards -> Parquet) in the same process, with their ratio, and the
+//! CPU stage's rate per core — the figures that say whether the device is kept busy.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tch::{Kind, Tensor};
+
+use crate::config::RunConfig;
+use crate::error::FatalError;
+use crate::infer::Model;
+use crate::pipeline::{self, Counters};
+use crate::prepare::{prepare, PrepareConfig, Scratch};
+use crate::source::tar_reader::read_shard;
+
+/// Pure forward throughput (images/s) of `model` at `batch`: random uint8 batches already
+/// on the device, normalisation and top-5 included, one batch in flight as in the pipeline.
+pub fn forward_rate(model: &Model, batch: usize, iters: usize) -> Result<f64, FatalError> {
+    let s = model.sidecar.input_size as i64;
+    let input = Tensor::randint(256, [batch as i64, s, s, 3], (Kind::Uint8, model.device()));
+    let labels = Tensor::zeros([batch as i64], (Kind::Int64, model.device()));
+    let _g = tch::no_grad_guard();
+    for _ in 0..3 {
+        model.launch(&input, &labels)?.collect(model.name())?;
+    }
+    let start = Instant::now();
+    let mut pending = model.launch(&input, &labels)?;
+    for _ in 1..iters.max(1) {
+        let next = model.launch(&input, &labels)?;
+        std::mem::replace(&mut pending, next).collect(model.name())?;
+    }
+    pending.collect(model.name())?;
+    Ok((iters.max(1) * batch) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Images per second of the CPU stage on one core, over up to `n` samples of `shards`.
+pub fn cpu_stage_rate(shards: &[std::path::PathBuf], prep: &PrepareConfig, n: usize) -> f64 {
+    let mut samples = Vec::new();
+    for shard in shards {
+        read_shard(shard, |s| {
+            samples.push(s);
+            samples.len() < n
+        });
+        if samples.len() >= n {
+            break;
+        }
+    }
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut scratch = Scratch::default();
+    let start = Instant::now();
+    for s in &samples {
+        let _ = prepare(s, prep, &mut scratch);
+    }
+    samples.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Variant-images per second of the whole pipeline with `model` alone, writing to `out`.
+pub async fn end_to_end(cfg: &RunConfig, model: Model, out: &Path) -> Result<f64, FatalError> {
+    std::fs::create_dir_all(out).map_err(|e| FatalError::output(out, e))?;
+    let mut cfg = cfg.clone();
+    cfg.out = out.to_path_buf();
+    let summary = pipeline::run(
+        cfg,
+        vec![model],
+        Arc::new(Counters::default()),
+        std::future::pending(),
+    )
+    .await?;
+    let forwards: u64 = summary.accuracy.iter().map(|a| a.images).sum();
+    Ok(forwards as f64 / summary.elapsed.as_secs_f64())
+}
