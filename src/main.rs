@@ -225,7 +225,7 @@ fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     println!(
-        "device {:?}, {:?}, batch {}, {} variants, {} CPU workers; CPU stage {:.1} images/s per core ({:.0} variant-images/s on all workers)",
+        "device {:?}, {:?}, batch {}, {} variants, {} CPU workers; CPU stage {:.1} samples/s per core, filtered ones included ({:.0} variant-images/s on all workers)",
         cfg.device,
         cfg.precision,
         cfg.batch_size,

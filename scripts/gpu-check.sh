@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine from inside a kit made by scripts/gpu-kit (no build there):
+# refills the zeroed models with random weights, then for each model prints pure forward
+# vs end-to-end throughput (bgstream bench) and the PyTorch DataLoader baseline on the same
+# shards. Ends with one table. DEVICE=cpu makes it a dry run on a CPU machine.
+#   cd gpu-kit && bash gpu-check.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+device=${DEVICE:-cuda}
+precision=${PRECISION:-bf16}
+batch=${BATCH:-256}
+iters=${ITERS:-30}
+workers=${WORKERS:-$(nproc)}
+py=${PYTHON:-python3}
+torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+[ -x bgstream ] || { gunzip -k bgstream.gz && chmod +x bgstream; }
+"$py" - <<'PY'
+import glob, gzip, os, torch
+torch.manual_seed(0)
+for gz in glob.glob("models/*.pt.gz"):
+    pt = gz[:-3]
+    with gzip.open(gz) as f, open(pt, "wb") as g:
+        g.write(f.read())
+    m = torch.jit.load(pt)
+    if "lite0" not in pt:
+        with torch.no_grad():
+            for name, t in m.named_parameters():
+                t.normal_(0, 0.02) if t.dim() > 1 else t.fill_(1.0 if name.endswith("weight") else 0.0)
+            for name, b in m.named_buffers():
+                if name.endswith("running_var"):
+                    b.fill_(1.0)
+    m.save(pt)
+PY
+variants=original,bg_only,fg_white,fg_gauss,fg_uniform,fg_color:green,fg_color:yellow,fg_color:grey
+table=$(mktemp)
+for m in models/*.pt; do
+  name=$(basename "$m" .pt)
+  ./bgstream bench --shards 'shards/*.tar' --model "$m" --variants "$variants" --device "$device" \
+    --precision "$precision" --batch-size "$batch" --forward-iters "$iters" --no-progress \
+    --out scratch 2>/dev/null | tee -a "$table.raw" | grep "^$name " >> "$table" || echo "$name bench-failed" >> "$table"
+  base=$("$py" python_baseline.py --shards 'shards/*.tar' --model "$m" --out scratch/py-$name \
+    --workers "$workers" --batch-size "$batch" --device "$device" --precision "$precision" 2>/dev/null \
+    | "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["variant_images_per_s"], 1))' || echo failed)
+  echo "$name python $base" >> "$table"
+done
+echo
+grep -m1 "CPU stage" "$table.raw" || true
+printf '%-24s %14s %14s %8s %14s %9s\n' model forward_img/s bgstream_vi/s ratio python_vi/s bg/py
+awk '$2 == "python" { py[$1] = $3; next } { fw[$1] = $2; e2e[$1] = $3; r[$1] = $4; order[++n] = $1 }
+     END { for (i = 1; i <= n; i++) { m = order[i]; p = py[m];
+           printf "%-24s %14s %14s %8s %14s %9s\n", m, fw[m], e2e[m], r[m], p, (p + 0 > 0 ? sprintf("%.2f", e2e[m] / p) : "-") } }' "$table"
+rm -f "$table" "$table.raw"
