@@ -19,24 +19,7 @@ data=../shared/data/imagenet-val
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # COPIES copies of every real image (keys suffixed), 4 shards.
-.venv/bin/python - "$data" "$work" "$copies" <<'PY'
-import csv, io, json, os, sys, tarfile
-data, work, copies = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rows = {int(r["val_index"]): r for r in csv.DictReader(open(os.path.join(data, "annotations.csv")))}
-samples = []
-for name in sorted(os.listdir(os.path.join(data, "images"))):
-    r = rows[int(name.split("_")[-1].split(".")[0])]
-    boxes = [[float(v) for v in b.split()] for b in r["boxes"].split(";")]
-    for c in range(copies):
-        samples.append((f"{name.split('.')[0]}c{c}", os.path.join(data, "images", name), int(r["label"]), boxes))
-for s in range(4):
-    with tarfile.open(os.path.join(work, f"e2e-{s:06}.tar"), "w") as t:
-        for key, path, label, boxes in samples[s::4]:
-            for ext, payload in (("jpg", open(path, "rb").read()), ("cls", str(label).encode()),
-                                 ("json", json.dumps({"label": label, "boxes": boxes}).encode())):
-                info = tarfile.TarInfo(f"{key}.{ext}"); info.size = len(payload)
-                t.addfile(info, io.BytesIO(payload))
-PY
+.venv/bin/python benches/make_shards.py "$data" "$work" "$copies" 4 e2e
 variants=original,bg_only,fg_white,fg_gauss,fg_uniform,fg_color:green,fg_color:yellow,fg_color:grey
 start=$(date +%s.%N)
 target/release/bgstream --shards "$work/e2e-*.tar" --model "models/$model.pt" --variants "$variants" \
