@@ -37,7 +37,6 @@ pub struct Counters {
     /// Rows with a prediction (image x variant x model forward passes read back).
     pub forwards: AtomicU64,
     pub rows_written: AtomicU64,
-    pub shards_done: AtomicU64,
     /// Samples alive between reader and inference (backpressure check).
     pub in_flight: AtomicU64,
     pub in_flight_max: AtomicU64,
@@ -215,7 +214,6 @@ pub async fn run(
                         .unwrap_or_else(|p| p.into_inner())
                         .push((path.display().to_string(), e.clone()));
                 }
-                counters.shards_done.fetch_add(1, Ordering::Relaxed);
                 let msg = SinkMsg::ShardRead {
                     shard: path.display().to_string().into(),
                     samples: report.samples,
