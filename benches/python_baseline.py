@@ -109,7 +109,7 @@ def main():
         meta = json.load(open(os.path.splitext(p)[0] + ".json"))
         m = torch.jit.load(p, map_location=args.device).eval()
         dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-        m = m.to(dtype)
+        m = m.to(dtype).to(memory_format=torch.channels_last)
         mean = torch.tensor(meta["mean"], device=args.device).view(1, 3, 1, 1)
         std = torch.tensor(meta["std"], device=args.device).view(1, 3, 1, 1)
         models.append((meta, m, mean, std, dtype))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from inside a kit made by scripts/gpu-kit (no build there):
-# refills the zeroed models with random weights, then for each model prints pure forward
+# refills the zeroed models with random weights, freezes some (freeze_model.py), then for each model prints pure forward
 # vs end-to-end throughput (bgstream bench) and the PyTorch DataLoader baseline on the same
 # shards. Ends with one table. DEVICE=cpu makes it a dry run on a CPU machine.
 #   cd gpu-kit && bash gpu-check.sh
@@ -32,6 +32,12 @@ for gz in glob.glob("models/*.pt.gz"):
                     b.fill_(1.0)
     m.save(pt)
 PY
+# Frozen exports (weights as constants, conv+BN folded, fused ops) pay for some models and
+# not others; bench them beside the plain traced ones.
+for name in ${FREEZE-resnet50 mobilenetv3_large_100}; do
+  [ -f "models/$name.pt" ] && "$py" freeze_model.py "models/$name.pt" --precision "$precision" --device "$device" 2>/dev/null \
+    || echo "freeze $name failed" >&2
+done
 variants=original,bg_only,fg_white,fg_gauss,fg_uniform,fg_color:green,fg_color:yellow,fg_color:grey
 table=$(mktemp)
 for m in models/*.pt; do

@@ -51,8 +51,14 @@ pub struct RunArgs {
     /// auto, cpu, cuda or cuda:N. `auto` uses the first GPU when there is one.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: Precision,
+    /// Forward-pass precision (default: bf16 on CUDA, fp32 on CPU). A model frozen by
+    /// examples/freeze_model.py runs only in the precision it was frozen in.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Turn off cuDNN autotuning (on by default on CUDA: it picks the fastest kernels per
+    /// shape, which may differ between runs in the last bits).
+    #[arg(long)]
+    pub no_cudnn_benchmark: bool,
     /// Images per forward pass (per preprocessing group).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,

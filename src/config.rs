@@ -100,7 +100,11 @@ impl RunConfig {
         let variants = Variant::parse_list(&a.variants).map_err(FatalError::Config)?;
         let shards = expand_shards(&a.shards)?;
         let device = resolve_device(&a.device)?;
-        a.precision.check(device)?;
+        let precision = a.precision.unwrap_or(Precision::default_for(device));
+        precision.check(device)?;
+        if device.is_cuda() {
+            tch::Cuda::cudnn_set_benchmark(!a.no_cudnn_benchmark);
+        }
         if a.resume && a.overwrite {
             return Err(cfg_err("--resume and --overwrite contradict each other"));
         }
@@ -115,7 +119,7 @@ impl RunConfig {
             models: a.models.clone(),
             out,
             device,
-            precision: a.precision,
+            precision,
             batch_size: a.batch_size,
             variants,
             textures: a.textures.clone(),

@@ -81,7 +81,9 @@ pub fn resolve_device(spec: &str) -> Result<Device, FatalError> {
 }
 
 /// Arithmetic precision of the forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     Fp32,
@@ -95,6 +97,25 @@ impl Precision {
             Precision::Fp32 => Kind::Float,
             Precision::Bf16 => Kind::BFloat16,
             Precision::Fp16 => Kind::Half,
+        }
+    }
+
+    /// The CLI spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
+    /// The default when `--precision` is not given: bf16 on CUDA (tensor cores; top-1 may
+    /// flip on near-ties only), fp32 on CPU (bf16 convolutions are slow there).
+    pub fn default_for(device: Device) -> Self {
+        if device.is_cuda() {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
         }
     }
 
@@ -119,5 +140,11 @@ mod tests {
         let err = resolve_device("tpu").unwrap_err().to_string();
         assert!(err.contains("expected auto, cpu"), "{err}");
         assert!(resolve_device("cuda:x").is_err());
+    }
+
+    #[test]
+    fn precision_defaults_per_device() {
+        assert_eq!(Precision::default_for(Device::Cpu), Precision::Fp32);
+        assert_eq!(Precision::default_for(Device::Cuda(0)), Precision::Bf16);
     }
 }

@@ -23,6 +23,10 @@ pub struct Sidecar {
     pub mean: [f64; 3],
     pub std: [f64; 3],
     pub num_classes: i64,
+    /// Set by examples/freeze_model.py: the weights are constants in this precision, so the
+    /// model runs only with the same `--precision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_precision: Option<Precision>,
 }
 
 impl Sidecar {
@@ -104,6 +108,18 @@ impl Model {
                 path: path.to_path_buf(),
                 reason: "model file not found".into(),
             });
+        }
+        if let Some(frozen) = sidecar.frozen_precision {
+            if frozen != precision {
+                return Err(FatalError::Model {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "frozen in {0}; run it with --precision {0} (this run: {1})",
+                        frozen.name(),
+                        precision.name()
+                    ),
+                });
+            }
         }
         let mut module =
             CModule::load_on_device(path, device).map_err(|source| FatalError::ModelLoad {

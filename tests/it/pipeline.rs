@@ -440,3 +440,67 @@ fn bench_reports_forward_and_end_to_end_throughput() {
     assert_eq!(figures.len(), 3, "{row}");
     assert!(figures.iter().all(|f| *f > 0.0), "{row}");
 }
+
+#[test]
+fn frozen_export_predicts_like_the_traced_model_and_pins_its_precision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let frozen = tmp.path().join("tiny-frozen.pt");
+    let status = std::process::Command::new(common::python())
+        .arg(common::root().join("examples/freeze_model.py"))
+        .args([path_str(&common::model("tiny")), "--precision", "fp32"])
+        .args(["--device", "cpu", "--out", path_str(&frozen)])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let s = tmp.path().join("f.tar");
+    let samples: Vec<_> = (0..6u8)
+        .map(|i| {
+            (
+                ["a", "b", "c", "d", "e", "f"][i as usize],
+                jpeg(96, 80, i % 2 == 0, i),
+                Some("3"),
+                boxes(&[[10, 10, 58, 50]]),
+            )
+        })
+        .collect();
+    shard(&s, &samples);
+    let tiny = common::model("tiny");
+    let run = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "--shards",
+            path_str(&s),
+            "--model",
+            path_str(&tiny),
+            "--model",
+            path_str(&frozen),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+        ];
+        args.push(out);
+        args.extend_from_slice(extra);
+        common::bgstream(&args)
+    };
+    let out = tmp.path().join("out");
+    let (code, stdout, stderr) = run(&[], path_str(&out));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let rows = common::reference_sql(
+        &out,
+        "select a.top5_classes[1] = b.top5_classes[1], abs(a.p_true - b.p_true) < 1e-4 from rows a join rows b \
+         using (key, variant) where a.model = 'tiny' and b.model = 'tiny-frozen-fp32'",
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6 * V);
+    assert!(
+        rows.iter().all(|r| r[0] == true && r[1] == true),
+        "{rows:?}"
+    );
+    // A model frozen in fp32 refuses another precision before any image is read.
+    let (code, _, stderr) = run(&["--precision", "bf16"], path_str(&tmp.path().join("o2")));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("frozen in fp32; run it with --precision fp32"),
+        "{stderr}"
+    );
+}
