@@ -6,12 +6,16 @@
 --
 -- Accuracies count rows with status = 'ok'. The controlled columns keep only images the
 -- baseline classifies correctly (top-1) on 'original' (the paper's appendix A). Gaps are
--- accuracy on 'original' minus accuracy on background-switched (fg_*) variants. Intervals
+-- accuracy on 'original' minus accuracy on variants that keep the foreground and switch
+-- the background (fg_*, mixed_*, worst_bg:K). Intervals
 -- are 95% Wilson score intervals.
 WITH rows AS (
-    SELECT key, variant, model, top1_correct::INT AS t1, top5_correct::INT AS t5
+    -- worst_bg:K has K rows per (key, variant, model), one per candidate background: the
+    -- image counts only if every candidate row is ok, and is right only if all are right.
+    SELECT key, variant, model, min(top1_correct::INT) AS t1, min(top5_correct::INT) AS t5
     FROM read_parquet(getvariable('input'), union_by_name = true)
-    WHERE status = 'ok'
+    GROUP BY key, variant, model
+    HAVING bool_and(status = 'ok')
 ),
 acc AS (
     SELECT model, variant, count(*) AS n, sum(t1) AS k1, sum(t5) AS k5
@@ -55,8 +59,8 @@ SELECT
     coalesce(c.cn, 0)::UBIGINT AS controlled_images,
     c.c1 / c.cn AS controlled_top1,
     c.c5 / c.cn AS controlled_top5,
-    CASE WHEN starts_with(w.variant, 'fg_') THEN o.o1 - w.p1 END AS gap_top1,
-    CASE WHEN starts_with(w.variant, 'fg_') THEN o.o5 - w.p5 END AS gap_top5
+    CASE WHEN regexp_matches(w.variant, '^(fg_|mixed_|worst_bg:)') THEN o.o1 - w.p1 END AS gap_top1,
+    CASE WHEN regexp_matches(w.variant, '^(fg_|mixed_|worst_bg:)') THEN o.o5 - w.p5 END AS gap_top5
 FROM wilson w
 LEFT JOIN base b USING (variant)
 LEFT JOIN ctrl c USING (model, variant)

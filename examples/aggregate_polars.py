@@ -20,16 +20,18 @@ def wilson(p: pl.Expr, n: pl.Expr):
 
 
 def summary(source: str, baseline: str) -> pl.DataFrame:
+    # worst_bg:K has K rows per (key, variant, model), one per candidate background: the
+    # image counts only if every candidate row is ok, and is right only if all are right.
     rows = (
         pl.scan_parquet(source)
-        .filter(pl.col("status") == "ok")
-        .select(
-            "key",
-            "variant",
-            "model",
-            pl.col("top1_correct").cast(pl.Int64).alias("t1"),
-            pl.col("top5_correct").cast(pl.Int64).alias("t5"),
+        .group_by("key", "variant", "model")
+        .agg(
+            (pl.col("status") == "ok").all().alias("ok"),
+            pl.col("top1_correct").cast(pl.Int64).min().alias("t1"),
+            pl.col("top5_correct").cast(pl.Int64).min().alias("t5"),
         )
+        .filter(pl.col("ok"))
+        .drop("ok")
         .collect()
     )
     acc = rows.group_by("model", "variant").agg(
@@ -46,7 +48,7 @@ def summary(source: str, baseline: str) -> pl.DataFrame:
     )
     lo1, hi1 = wilson(pl.col("top1"), pl.col("n"))
     lo5, hi5 = wilson(pl.col("top5"), pl.col("n"))
-    switched = pl.col("variant").str.starts_with("fg_")
+    switched = pl.col("variant").str.contains("^(fg_|mixed_|worst_bg:)")
     return (
         acc.join(base, on="variant", how="left")
         .join(ctrl, on=["model", "variant"], how="left")

@@ -69,7 +69,19 @@ pub struct RunArgs {
     /// ../shared/data/textures, else the built-in set).
     #[arg(long, value_name = "DIR")]
     pub textures: Option<PathBuf>,
-    /// Seed of every random choice (noise, texture pick).
+    /// Coarse class map (JSON, schemas/class-map.schema.json): donors for mixed_* are
+    /// grouped by its classes (ImageNet-9 style) instead of the fine labels.
+    #[arg(long, value_name = "FILE.json")]
+    pub class_map: Option<PathBuf>,
+    /// Shards the donor bank for mixed_* and worst_bg:K is drawn from (default: all shards
+    /// of the run). Paths or globs, repeatable.
+    #[arg(long, num_args = 1.., value_name = "PATH|GLOB")]
+    pub donor_shards: Vec<String>,
+    /// Donor bank size: backgrounds kept for mixed_* and worst_bg:K, split evenly over the
+    /// classes (at least 2 per class). Memory: one crop per donor and input size.
+    #[arg(long, default_value_t = 2000)]
+    pub donors: usize,
+    /// Seed of every random choice (noise, texture pick, donor pairing).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Keep images whose union-of-boxes fraction is at least this.
@@ -109,16 +121,30 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ShardArgs {
-    /// Folder of images.
+    /// Folder of images; paths in the annotations are relative to it. Required except for
+    /// voc, where it defaults to DIR/JPEGImages.
     #[arg(long, value_name = "DIR")]
-    pub images: PathBuf,
-    /// ImageNet validation CSV (val_index,label,width,height,boxes) or a JSON manifest
-    /// ({"samples": [{"path","label","boxes"}]}), told apart by extension.
-    #[arg(long, value_name = "FILE")]
+    pub images: Option<PathBuf>,
+    /// ImageNet validation CSV (val_index,label,width,height,boxes), JSON manifest
+    /// ({"samples": [{"path","label","boxes"}]}), box CSV (path,label,x0,y0,x1,y1, one row
+    /// per box) or Pascal VOC folder (Annotations/, JPEGImages/, ImageSets/Main/).
+    #[arg(long, value_name = "FILE|DIR")]
     pub annotations: PathBuf,
-    /// synsets.txt (wnid per class line) to record wnids in the annotations.
+    /// Format of --annotations. Default: voc for a folder, manifest for .json, csv when the
+    /// header starts with `path`, else imagenet-csv.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::source::shard_writer::AnnotationFormat>,
+    /// synsets.txt (one class per line, first token = wnid or name): records wnids, and
+    /// lets the box CSV give labels as class names.
     #[arg(long, value_name = "FILE")]
     pub synsets: Option<PathBuf>,
+    /// voc: only the ids listed in DIR/ImageSets/Main/NAME.txt (e.g. train, val,
+    /// trainval). Default: every XML file in DIR/Annotations.
+    #[arg(long, value_name = "NAME")]
+    pub split: Option<String>,
+    /// voc: leave out objects marked difficult (before the label is chosen).
+    #[arg(long)]
+    pub voc_skip_difficult: bool,
     /// Output folder for the shards.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -155,6 +181,10 @@ pub struct AggregateArgs {
     /// Skip the SVG/PNG figures (they are always drawn for --report).
     #[arg(long)]
     pub no_figures: bool,
+    /// Score at a coarse level: a prediction is right when its class maps to the label's
+    /// coarse class (JSON, schemas/class-map.schema.json); unmapped labels are left out.
+    #[arg(long, value_name = "FILE.json")]
+    pub class_map: Option<PathBuf>,
     /// Example keys listed per Table-1 level.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,

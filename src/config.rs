@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tch::Device;
 
+use crate::classes::ClassMap;
 use crate::cli::RunArgs;
 use crate::error::FatalError;
 use crate::infer::{resolve_device, Model, Precision};
@@ -34,6 +35,14 @@ pub struct RunConfig {
     pub fail_fast: bool,
     /// Shards an earlier run completed (`--resume`); not read again.
     pub completed: Vec<ShardEntry>,
+    /// Coarse classes for donor choice (`--class-map`).
+    pub class_map: Option<ClassMap>,
+    pub class_map_path: Option<PathBuf>,
+    /// Shards the donor bank is drawn from: `--donor-shards`, else every shard of the run
+    /// (finished ones too, so a resumed run pairs images exactly as the first one did).
+    pub donor_shards: Vec<PathBuf>,
+    /// Donor bank size (split evenly over the donor classes, at least 2 each).
+    pub donors: usize,
 }
 
 /// Expands paths and globs; a pattern that matches nothing is an error.
@@ -108,6 +117,15 @@ impl RunConfig {
         if a.resume && a.overwrite {
             return Err(cfg_err("--resume and --overwrite contradict each other"));
         }
+        let class_map = a.class_map.as_deref().map(ClassMap::read).transpose()?;
+        let donor_shards = if a.donor_shards.is_empty() {
+            shards.clone()
+        } else {
+            expand_shards(&a.donor_shards)?
+        };
+        if a.donors == 0 {
+            return Err(cfg_err("--donors must be at least 1"));
+        }
         let completed = prepare_out_dir(&out, a.overwrite, a.resume)?;
         let done: HashSet<&str> = completed.iter().map(|e| e.shard.as_str()).collect();
         let shards: Vec<PathBuf> = shards
@@ -136,6 +154,10 @@ impl RunConfig {
             },
             fail_fast: a.fail_fast,
             completed,
+            class_map,
+            class_map_path: a.class_map.clone(),
+            donor_shards,
+            donors: a.donors,
         })
     }
 
@@ -161,7 +183,11 @@ impl RunConfig {
     pub fn prepare_config(&self, groups: &[Vec<Model>]) -> Result<PrepareConfig, FatalError> {
         let preprocess: Vec<_> = groups.iter().map(|g| g[0].sidecar.preprocess()).collect();
         let mut textures = TextureSet::default();
-        if self.variants.contains(&Variant::FgTexture) {
+        if self
+            .variants
+            .iter()
+            .any(|v| matches!(v, Variant::FgTexture | Variant::WorstBg { .. }))
+        {
             let dir = self.textures.clone().or_else(default_dir);
             textures = TextureSet::load(dir.as_deref())?;
             for p in &preprocess {
@@ -182,7 +208,16 @@ impl RunConfig {
                 .map(|m| m.sidecar.num_classes)
                 .min()
                 .unwrap_or(i64::MAX),
+            class_map: self.class_map.clone(),
+            donors: None,
         })
+    }
+
+    /// Donors per class for the bank: `--donors` split evenly, at least 2 (so an image
+    /// always has another of its class to pair with when the class has two).
+    pub fn donors_per_class(&self, prep: &PrepareConfig) -> usize {
+        let classes = prep.donor_classes().clamp(1, 1 << 20) as usize;
+        self.donors.div_ceil(classes).max(2)
     }
 
     /// What must not change between a run and its `--resume`.
@@ -195,6 +230,19 @@ impl RunConfig {
             "max_fg": self.max_fg,
             "max_pixels": self.limits.max_pixels,
             "textures": textures,
+            "donors": self.donor_identity(),
+        })
+    }
+
+    /// What decides the donor pairing, when a variant uses donors.
+    fn donor_identity(&self) -> serde_json::Value {
+        if !self.variants.iter().any(Variant::needs_donors) {
+            return serde_json::Value::Null;
+        }
+        serde_json::json!({
+            "bank_size": self.donors,
+            "donor_shards": self.donor_shards.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "class_map": self.class_map.as_ref().map(|m| (&m.name, &m.classes)),
         })
     }
 
@@ -250,6 +298,7 @@ impl RunConfig {
             "variants": self.variants.iter().map(Variant::name).collect::<Vec<_>>(),
             "seed": self.seed,
             "textures": textures,
+            "donors": self.donor_identity(),
             "filter": {
                 "min_fg": self.min_fg,
                 "max_fg": self.max_fg,

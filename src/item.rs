@@ -21,6 +21,34 @@ pub struct ItemMeta {
     pub fg_fraction: Option<f64>,
     pub width: Option<usize>,
     pub height: Option<usize>,
+    /// Per output slot, the background another source gave it (`image:KEY`,
+    /// `texture:NAME`); empty when no variant takes donors.
+    pub backgrounds: Vec<Option<Arc<str>>>,
+    /// Per output slot, an error that only that slot has (`no_donor`); empty when none.
+    pub slot_errors: Vec<Option<RowError>>,
+}
+
+impl ItemMeta {
+    pub fn new(shard: Arc<str>, key: String) -> Self {
+        ItemMeta {
+            shard,
+            key,
+            label: None,
+            fg_fraction: None,
+            width: None,
+            height: None,
+            backgrounds: Vec::new(),
+            slot_errors: Vec::new(),
+        }
+    }
+
+    pub fn background(&self, slot: usize) -> Option<Arc<str>> {
+        self.backgrounds.get(slot).cloned().flatten()
+    }
+
+    pub fn slot_error(&self, slot: usize) -> Option<&RowError> {
+        self.slot_errors.get(slot).and_then(Option::as_ref)
+    }
 }
 
 /// The CPU stage's result for one sample.
@@ -49,12 +77,17 @@ pub enum SinkMsg {
     },
 }
 
-/// One output row: (image, variant, model).
+/// One output row: (image, slot, model). A slot is a variant, or one candidate of
+/// `worst_bg:K`.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub meta: Arc<ItemMeta>,
+    /// Position in the run's slot list: the output order within an image.
+    pub slot: usize,
     pub variant: Arc<str>,
     pub model: Arc<str>,
+    /// The background another source gave this slot (`image:KEY`, `texture:NAME`).
+    pub background: Option<Arc<str>>,
     pub outcome: Result<Prediction, RowError>,
 }
 

@@ -13,6 +13,8 @@
 //!   textures. No runtime, no tch; tested without either.
 //! - [`prepare`]: the CPU stage for one sample (filter, decode once, resize once per model
 //!   preprocessing, all variants).
+//! - [`donors`]: the donor bank of other images' backgrounds (`mixed_*`, `worst_bg:K`),
+//!   fixed before the run; [`classes`]: coarse class maps.
 //! - [`batch`]: fixed-size uint8 NHWC batches, double-buffered (pinned on CUDA), and the
 //!   inference loop that owns the models.
 //! - [`infer`]: TorchScript models with their sidecars, devices, precision, CUDA loading.
@@ -33,10 +35,12 @@ pub mod aggregate;
 pub mod batch;
 #[cfg(feature = "torch")]
 pub mod bench;
+pub mod classes;
 #[cfg(feature = "torch")]
 pub mod cli;
 #[cfg(feature = "torch")]
 pub mod config;
+pub mod donors;
 pub mod error;
 #[cfg(feature = "torch")]
 pub mod infer;

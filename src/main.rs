@@ -122,33 +122,37 @@ fn spawn_progress(counters: Arc<Counters>) -> ProgressBar {
 }
 
 fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
-    let is_json = a
-        .annotations
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let (mut entries, missing) = if is_json {
-        shard_writer::read_manifest(&a.annotations, &a.images)?
-    } else {
-        shard_writer::read_imagenet_csv(&a.annotations, &a.images, a.synsets.as_deref())?
-    };
+    let mut found = shard_writer::collect(&shard_writer::ShardInputs {
+        format: a.format,
+        annotations: a.annotations.clone(),
+        images: a.images.clone(),
+        synsets: a.synsets.clone(),
+        split: a.split.clone(),
+        skip_difficult: a.voc_skip_difficult,
+    })?;
     if let Some(n) = a.limit {
-        entries.truncate(n);
+        found.entries.truncate(n);
     }
-    if entries.is_empty() {
+    if found.entries.is_empty() {
         anyhow::bail!(
-            "no annotated image of {} was found in {}",
+            "no annotated image of {} ({}) was found in {}",
             a.annotations.display(),
-            a.images.display()
+            found.format.name(),
+            found.images.display()
         );
     }
-    let shards = shard_writer::write_shards(&entries, &a.out, &a.prefix, a.shard_size)?;
+    let shards = shard_writer::write_shards(&found.entries, &a.out, &a.prefix, a.shard_size)?;
+    let without_objects = match found.without_objects.len() {
+        0 => String::new(),
+        n => format!("; {n} images without objects skipped"),
+    };
     println!(
-        "wrote {} samples into {} shard(s) under {} ({} annotated images not in {})",
-        entries.len(),
+        "wrote {} samples into {} shard(s) under {} ({} annotated images not in {}{without_objects})",
+        found.entries.len(),
         shards.len(),
         a.out.display(),
-        missing.len(),
-        a.images.display()
+        found.missing.len(),
+        found.images.display()
     );
     Ok(0)
 }
@@ -166,12 +170,19 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
         report: a.report.clone(),
         figures: !a.no_figures,
         examples: a.examples,
+        class_map: a.class_map.clone(),
     };
     let out = aggregate::run(&cfg)?;
     if out.data.duplicates > 0 {
         eprintln!(
             "bgstream: warning: {} (key, variant, model) rows appear more than once; the first was kept",
             out.data.duplicates
+        );
+    }
+    if out.data.unmapped > 0 {
+        eprintln!(
+            "bgstream: note: {} rows have a label outside the class map and were left out",
+            out.data.unmapped
         );
     }
     print!("{}", aggregate::render_table(&out.aggregate));

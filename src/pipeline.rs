@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{Group, Inference};
 use crate::config::RunConfig;
+use crate::donors::DonorBank;
 use crate::error::FatalError;
 use crate::infer::Model;
 use crate::item::{Prepared, SinkMsg};
@@ -119,6 +120,10 @@ type Tally = HashMap<(Arc<str>, Arc<str>), (u64, u64, u64)>;
 fn tally_rows(tally: &mut Tally, msg: &SinkMsg) {
     if let SinkMsg::Rows(rows) = msg {
         for r in rows {
+            // worst_bg:K is one verdict over K rows: `bgstream aggregate` computes it.
+            if r.variant.starts_with("worst_bg:") {
+                continue;
+            }
             if let Ok(p) = &r.outcome {
                 let t = tally
                     .entry((r.model.clone(), r.variant.clone()))
@@ -141,9 +146,27 @@ pub async fn run(
 ) -> Result<RunSummary, FatalError> {
     let start = Instant::now();
     let groups = group_models(models);
-    let prep = Arc::new(cfg.prepare_config(&groups)?);
+    let mut prep = cfg.prepare_config(&groups)?;
     cfg.check_identity(&cfg.identity(&groups, &prep.textures.names))?;
-    let variant_names: Vec<Arc<str>> = prep.variants.iter().map(|v| v.name().into()).collect();
+    if prep.needs_donors() && !cfg.shards.is_empty() {
+        let per_class = cfg.donors_per_class(&prep);
+        let (shards, readers) = (cfg.donor_shards.clone(), cfg.workers.max(cfg.readers));
+        let (mut back, bank) = tokio::task::spawn_blocking(move || {
+            let bank = DonorBank::build(&shards, &prep, per_class, readers);
+            (prep, bank)
+        })
+        .await
+        .map_err(join_error)?;
+        back.donors = Some(Arc::new(bank));
+        prep = back;
+    }
+    let prep = Arc::new(prep);
+    // One name per output slot: `worst_bg:K` repeats its name K times.
+    let variant_names: Vec<Arc<str>> = prep
+        .slots()
+        .iter()
+        .map(|&(vi, _)| prep.variants[vi].name().into())
+        .collect();
     let model_names: Vec<Arc<str>> = groups.iter().flatten().map(|m| m.name().into()).collect();
     let sink = ParquetSink::new(SinkConfig {
         dir: cfg.out.clone(),
@@ -339,8 +362,14 @@ pub async fn run(
     }
 
     let mut accuracy = Vec::new();
+    let mut unique: Vec<&Arc<str>> = Vec::new();
+    for v in &variant_names {
+        if !unique.contains(&v) && !v.starts_with("worst_bg:") {
+            unique.push(v);
+        }
+    }
     for model in &model_names {
-        for variant in &variant_names {
+        for &variant in &unique {
             let (images, top1, top5) = tally
                 .get(&(model.clone(), variant.clone()))
                 .copied()

@@ -3,14 +3,18 @@
 
 use std::sync::Arc;
 
+use crate::classes::ClassMap;
+use crate::donors::{DonorBank, SlotSource};
 use crate::error::ItemError;
 use crate::item::{ItemMeta, Prepared};
+
+use crate::ops::background::paste_foreground;
 use crate::ops::decode::{decode_into, dimensions, Limits};
-use crate::ops::geometry::{foreground_fraction, validate_boxes, Geometry, Preprocess};
+use crate::ops::geometry::{foreground_fraction, validate_boxes, Geometry, Preprocess, Rect};
 use crate::ops::resize::CropResizer;
 use crate::ops::textures::TextureSet;
 use crate::ops::variants::{render, RenderCtx, Variant};
-use crate::source::Sample;
+use crate::source::{Annotation, Sample};
 
 /// Images with a side below this are recorded as `too_small`: upsampling a few pixels to a
 /// model's input says nothing about backgrounds.
@@ -28,27 +32,58 @@ pub struct PrepareConfig {
     pub limits: Limits,
     /// Labels must be below this (the smallest `num_classes` of the models).
     pub num_classes: i64,
+    /// Coarse classes for donor choice (`--class-map`); fine labels without it.
+    pub class_map: Option<ClassMap>,
+    /// Backgrounds of other images, for `mixed_*` and `worst_bg:K` (built before the run).
+    pub donors: Option<std::sync::Arc<DonorBank>>,
+}
+
+impl PrepareConfig {
+    /// One entry per output image of a sample: (variant index, candidate number).
+    /// `worst_bg:K` gives K entries; every other variant one.
+    pub fn slots(&self) -> Vec<(usize, usize)> {
+        self.variants
+            .iter()
+            .enumerate()
+            .flat_map(|(vi, v)| (0..v.slots()).map(move |c| (vi, c)))
+            .collect()
+    }
+
+    /// Whether any variant takes other images' backgrounds.
+    pub fn needs_donors(&self) -> bool {
+        self.variants.iter().any(Variant::needs_donors)
+    }
+
+    /// The class donors are grouped by: the coarse class with `--class-map`, else the label.
+    pub fn donor_class(&self, label: i64) -> Option<i64> {
+        match &self.class_map {
+            Some(m) => m.coarse(label).map(|c| c as i64),
+            None => Some(label),
+        }
+    }
+
+    /// How many donor classes there are (for `mixed_next`'s wrap-around).
+    pub fn donor_classes(&self) -> i64 {
+        self.class_map
+            .as_ref()
+            .map_or(self.num_classes, |m| m.len() as i64)
+    }
 }
 
 /// Per-worker reusable buffers.
 #[derive(Default)]
 pub struct Scratch {
     decoded: Vec<u8>,
-    crop: Vec<u8>,
+    decoded_size: (usize, usize),
+    /// Per preprocessing group: the crop and the boxes in its pixels.
+    pub crops: Vec<(Vec<u8>, Vec<Rect>)>,
     resizer: CropResizer,
 }
 
 /// Runs the CPU stage on one sample. Never panics on bad input: every problem becomes
 /// [`Prepared::Failed`] with what is known of the item.
 pub fn prepare(sample: &Sample, cfg: &PrepareConfig, scratch: &mut Scratch) -> Prepared {
-    let mut meta = ItemMeta {
-        shard: sample.shard.clone(),
-        key: sample.key.clone(),
-        label: None,
-        fg_fraction: None,
-        width: None,
-        height: None,
-    };
+    let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
     match prepare_inner(sample, cfg, scratch, &mut meta) {
         Ok(Some(groups)) => Prepared::Ready(Arc::new(meta), groups),
         Ok(None) => Prepared::Filtered(meta),
@@ -56,12 +91,13 @@ pub fn prepare(sample: &Sample, cfg: &PrepareConfig, scratch: &mut Scratch) -> P
     }
 }
 
-fn prepare_inner(
+/// The header-only half of the stage: annotation, label range, image size, boxes and the
+/// foreground filter. `Ok(None)` when the filter drops the image. Never decodes pixels.
+pub fn admit(
     sample: &Sample,
     cfg: &PrepareConfig,
-    s: &mut Scratch,
     meta: &mut ItemMeta,
-) -> Result<Option<Vec<Vec<u8>>>, ItemError> {
+) -> Result<Option<Annotation>, ItemError> {
     let ann = sample.annotation()?;
     meta.label = Some(ann.label);
     if ann.label >= cfg.num_classes {
@@ -71,7 +107,6 @@ fn prepare_inner(
         });
     }
     let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;
-    // Headers only: filtered images are never decoded.
     let (w, h) = dimensions(bytes, &cfg.limits)?;
     meta.width = Some(w);
     meta.height = Some(h);
@@ -95,31 +130,86 @@ fn prepare_inner(
     if fg < cfg.min_fg || fg > cfg.max_fg {
         return Ok(None);
     }
-    let (dw, dh) = decode_into(bytes, &mut s.decoded, &cfg.limits)?;
-    if (dw, dh) != (w, h) {
+    Ok(Some(ann))
+}
+
+/// Decodes `bytes` and resamples it once per preprocessing group into `s.crops`, with the
+/// boxes mapped to each crop's pixels.
+pub fn crop_groups(
+    bytes: &[u8],
+    ann: &Annotation,
+    cfg: &PrepareConfig,
+    s: &mut Scratch,
+) -> Result<(), ItemError> {
+    let (w, h) = decode_into(bytes, &mut s.decoded, &cfg.limits)?;
+    s.decoded_size = (w, h);
+    s.crops.resize_with(cfg.groups.len(), Default::default);
+    for (p, (crop, rects)) in cfg.groups.iter().zip(&mut s.crops) {
+        let g = Geometry::new(w, h, p)?;
+        crop.resize(g.size * g.size * 3, 0);
+        s.resizer
+            .resize_crop(&s.decoded, &g, p.interpolation, crop)?;
+        rects.clear();
+        rects.extend(ann.boxes.iter().map(|b| g.map_box(b)));
+    }
+    Ok(())
+}
+
+fn prepare_inner(
+    sample: &Sample,
+    cfg: &PrepareConfig,
+    s: &mut Scratch,
+    meta: &mut ItemMeta,
+) -> Result<Option<Vec<Vec<u8>>>, ItemError> {
+    let Some(ann) = admit(sample, cfg, meta)? else {
+        return Ok(None);
+    };
+    let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;
+    let (w, h) = (meta.width.unwrap_or(0), meta.height.unwrap_or(0));
+    crop_groups(bytes, &ann, cfg, s)?;
+    if s.decoded_size != (w, h) {
+        let (dw, dh) = s.decoded_size;
         return Err(ItemError::Decode(format!(
             "header says {w}x{h}, pixels are {dw}x{dh}"
         )));
     }
+    let sources = match &cfg.donors {
+        Some(bank) => {
+            let sources = bank.plan(&sample.key, ann.label, cfg);
+            meta.backgrounds = sources.iter().map(|s| bank.source_label(s)).collect();
+            meta.slot_errors = sources.iter().map(SlotSource::error).collect();
+            sources
+        }
+        None => Vec::new(),
+    };
+    let slots = cfg.slots();
     let mut groups = Vec::with_capacity(cfg.groups.len());
-    for p in &cfg.groups {
-        let g = Geometry::new(w, h, p)?;
-        let frame = g.size * g.size * 3;
-        s.crop.resize(frame, 0);
-        s.resizer
-            .resize_crop(&s.decoded, &g, p.interpolation, &mut s.crop)?;
-        let rects: Vec<_> = ann.boxes.iter().map(|b| g.map_box(b)).collect();
+    for (gi, (p, (crop, rects))) in cfg.groups.iter().zip(&s.crops).enumerate() {
+        let size = p.input_size;
+        let frame = size * size * 3;
         let textures: Vec<&[u8]> = (0..cfg.textures.len())
-            .filter_map(|i| cfg.textures.get(g.size, p.interpolation, i))
+            .filter_map(|i| cfg.textures.get(size, p.interpolation, i))
             .collect();
         let ctx = RenderCtx {
             key: &sample.key,
             seed: cfg.seed,
             textures: &textures,
         };
-        let mut out = vec![0u8; frame * cfg.variants.len()];
-        for (v, dst) in cfg.variants.iter().zip(out.chunks_exact_mut(frame)) {
-            render(v, &s.crop, g.size, &rects, &ctx, dst);
+        let mut out = vec![0u8; frame * slots.len()];
+        for (si, (&(vi, _), dst)) in slots.iter().zip(out.chunks_exact_mut(frame)).enumerate() {
+            let background = match sources.get(si) {
+                Some(SlotSource::Donor(d)) => {
+                    cfg.donors.as_ref().and_then(|b| b.background(*d, gi))
+                }
+                Some(SlotSource::Texture(t)) => textures.get(*t).copied(),
+                // An error slot keeps zeros; the batcher never sends it to a model.
+                Some(SlotSource::Missing(_)) => continue,
+                Some(SlotSource::Own) | None => None,
+            };
+            match background {
+                Some(bg) => paste_foreground(crop, size, rects, bg, dst),
+                None => render(&cfg.variants[vi], crop, size, rects, &ctx, dst),
+            }
         }
         groups.push(out);
     }

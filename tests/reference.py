@@ -6,6 +6,7 @@ the Rust test shows exactly what differed.
   logits MODEL.pt OUT.json IMAGE...    Pillow preprocessing (torchvision rules) + TorchScript
   logits-raw MODEL.pt SIZE RAW...      the model on pixels Rust prepared (uint8 HWC files)
   variants WORKDIR                     masks, fills and resize vs Rust's files in WORKDIR
+  bg-model OUTDIR                      a TorchScript model that reads only the background
   clients PARQUET_DIR SUMMARY.json     DuckDB and Polars read the output, numbers must match
   make-images DIR                      CMYK / progressive / 16-bit / palette / 1x1 test images
   aggregate-clients DIR SUMMARY.parquet BASELINE
@@ -96,6 +97,41 @@ def mask_from_boxes(boxes, w, h, rw, rh, cx, cy, size):
     return mask
 
 
+def largest_free_rect(mask):
+    """Brute force over row spans: for rows y0..y1 the columns free in all of them form
+    runs; each run is a candidate. Largest area, ties to the smallest (y0, x0, y1, x1)."""
+    size = mask.shape[0]
+    free = ~mask
+    best = None
+    for y0 in range(size):
+        cols = np.ones(size, dtype=bool)
+        for y1 in range(y0 + 1, size + 1):
+            cols &= free[y1 - 1]
+            if not cols.any():
+                break
+            padded = np.concatenate(([False], cols, [False])).astype(np.int8)
+            edges = np.flatnonzero(np.diff(padded))
+            for x0, x1 in zip(edges[::2], edges[1::2]):
+                key = (-(x1 - x0) * (y1 - y0), y0, int(x0), y1, int(x1))
+                if best is None or key < best:
+                    best = key
+    if best is None:
+        return None
+    _, y0, x0, y1, x1 = best
+    return x0, y0, x1, y1
+
+
+def tiled(crop, mask):
+    rect = largest_free_rect(mask)
+    if rect is None:
+        return np.zeros_like(crop)
+    x0, y0, x1, y1 = rect
+    size = crop.shape[0]
+    ys = y0 + (np.arange(size) - y0) % (y1 - y0)
+    xs = x0 + (np.arange(size) - x0) % (x1 - x0)
+    return np.where(mask[..., None], crop[ys][:, xs], crop)
+
+
 COLOURS = {"green": (0, 255, 0), "yellow": (255, 255, 0), "grey": (128, 128, 128)}
 
 
@@ -108,6 +144,7 @@ def cmd_variants(workdir):
         manifest = json.load(f)
     report = {"images": 0, "mask_mismatch": [], "fill_mismatch": [], "resize": []}
     failed = False
+    tiled_of = {}
     for item in manifest["items"]:
         size = item["size"]
         meta = {"input_size": size, "crop_pct": item["crop_pct"], "interpolation": item["interpolation"]}
@@ -126,8 +163,11 @@ def cmd_variants(workdir):
         texture = None
         if item.get("texture"):
             texture = np.fromfile(item["texture"], dtype=np.uint8).reshape(size, size, 3)
+        tiled_of[item["key"]] = tiled(crop, mask)
         expected = {
             "bg_only": np.where(mask[..., None], np.uint8(255), crop),
+            "bg_only_black": np.where(mask[..., None], np.uint8(0), crop),
+            "bg_tiled": tiled_of[item["key"]],
             "fg_white": np.where(mask[..., None], crop, np.uint8(255)),
         }
         for name, rgb in COLOURS.items():
@@ -147,6 +187,20 @@ def cmd_variants(workdir):
                 failed = True
                 report["mask_mismatch"].append({"key": item["key"], "variant": name})
         report["images"] += 1
+        item["_mask"], item["_crop"] = mask, crop
+    # Mixed: this image's foreground on the donor's bg_tiled crop, both rebuilt here.
+    for item in manifest["items"]:
+        if "donor" not in item:
+            continue
+        size = item["size"]
+        got = np.fromfile(os.path.join(workdir, f"{item['key']}.mixed.raw"), dtype=np.uint8).reshape(size, size, 3)
+        exp = np.where(item["_mask"][..., None], item["_crop"], tiled_of[item["donor"]])
+        bad = np.argwhere(np.any(got != exp, axis=-1))
+        if len(bad):
+            failed = True
+            report["fill_mismatch"].append({"key": item["key"], "variant": "mixed", "pixels": int(len(bad)), "first": bad[:3].tolist()})
+    for item in manifest["items"]:
+        item.pop("_mask", None), item.pop("_crop", None)
     # Stated tolerance: Rust resamples the crop window directly (fast_image_resize), Pillow
     # resizes the whole image then crops: same filter, different edge handling and rounding.
     worst = max(r["mean_abs"] for r in report["resize"])
@@ -268,8 +322,31 @@ def cmd_make_images(outdir):
     return 0
 
 
+def cmd_bg_model(outdir):
+    """A classifier that looks only at the background: the mean of the top-left 4x4 pixels
+    picks the class whose grey level 64c + 32 is nearest (c in 0..3). Input size 32, no
+    crop, mean 0 / std 1, so it sees raw levels / 255."""
+    import torch
+
+    class BgReader(torch.nn.Module):
+        def forward(self, x):
+            v = x[:, :, :4, :4].float().mean(dim=(1, 2, 3)) * 255.0
+            centres = torch.arange(4, dtype=torch.float32, device=x.device) * 64.0 + 32.0
+            return -((v[:, None] - centres[None, :]) ** 2) / 100.0
+
+    os.makedirs(outdir, exist_ok=True)
+    torch.jit.script(BgReader()).save(os.path.join(outdir, "bgreader.pt"))
+    meta = {"name": "bgreader", "weights": "none", "input_size": 32, "crop_pct": 1.0,
+            "interpolation": "bilinear", "mean": [0, 0, 0], "std": [1, 1, 1], "num_classes": 4}
+    with open(os.path.join(outdir, "bgreader.json"), "w") as f:
+        json.dump(meta, f)
+    print(json.dumps({"model": os.path.join(outdir, "bgreader.pt")}))
+    return 0
+
+
 def main(argv):
     cmds = {
+        "bg-model": cmd_bg_model,
         "logits": cmd_logits,
         "logits-raw": cmd_logits_raw,
         "variants": cmd_variants,

@@ -50,6 +50,8 @@ pub fn prepare_config(p: Preprocess, variants: Vec<Variant>) -> PrepareConfig {
         max_fg: 1.0,
         limits: Limits::default(),
         num_classes: 1000,
+        class_map: None,
+        donors: None,
     }
 }
 

@@ -26,5 +26,7 @@ pub fn config() -> PrepareConfig {
         max_fg: 1.0,
         limits: Limits { max_pixels: 4_000_000 },
         num_classes: 1000,
+        class_map: None,
+        donors: None,
     }
 }

@@ -11,10 +11,36 @@ use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
+use crate::classes::ClassMap;
 use crate::error::FatalError;
 
 pub const TOP1: u8 = 1;
 pub const TOP5: u8 = 2;
+/// A `worst_bg:K` candidate row that is not ok: the image drops out of that cell.
+const INVALID: u8 = 4;
+
+/// Variants with several rows per (image, model), reduced to one verdict: right only if
+/// every row is right (`worst_bg:K`, one row per candidate background).
+pub fn is_multi_row(variant: &str) -> bool {
+    variant.starts_with("worst_bg:")
+}
+
+/// The worst candidate of one image under a `worst_bg:K` variant for one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorstCase {
+    /// The candidate with the lowest probability of the true label.
+    pub background: Option<String>,
+    pub p_true: f32,
+    pub candidates: u32,
+}
+
+/// How to read the predictions.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoadOptions<'a> {
+    /// Score at the coarse level: right when the predicted class maps to the label's
+    /// coarse class; rows whose label is unmapped are left out.
+    pub class_map: Option<&'a ClassMap>,
+}
 
 /// The predictions of a directory, interned.
 #[derive(Debug, Default)]
@@ -30,6 +56,12 @@ pub struct Loaded {
     pub keys: Vec<String>,
     /// (model id, variant id) -> (key id, TOP1 | TOP5 bits), sorted by key id.
     pub cells: HashMap<(usize, usize), Vec<(u32, u8)>>,
+    /// (model id, variant id, key id) -> worst candidate, for `worst_bg:K` variants.
+    pub worst: HashMap<(usize, usize, u32), WorstCase>,
+    /// Rows left out because the class map has no coarse class for their label.
+    pub unmapped: u64,
+    /// The class map's name, when one was applied.
+    pub class_map: Option<String>,
 }
 
 const REQUIRED: [(&str, &str); 6] = [
@@ -46,6 +78,47 @@ fn bad(path: &Path, reason: impl Into<String>) -> FatalError {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
+}
+
+/// One verdict per key from its rows (sorted by key): right only if all rows are right,
+/// dropped if any row is INVALID.
+fn reduce_all(list: &[(u32, u8)]) -> Vec<(u32, u8)> {
+    let mut out: Vec<(u32, u8)> = Vec::new();
+    for chunk in list.chunk_by(|a, b| a.0 == b.0) {
+        if chunk.iter().any(|e| e.1 & INVALID != 0) {
+            continue;
+        }
+        let bits = chunk.iter().fold(TOP1 | TOP5, |acc, e| acc & e.1);
+        out.push((chunk[0].0, bits));
+    }
+    out
+}
+
+/// Per row, TOP1 | TOP5 at the coarse level, or `None` when the label is unmapped.
+fn coarse_bits(
+    batch: &RecordBatch,
+    map: &ClassMap,
+    path: &Path,
+) -> Result<Vec<Option<u8>>, FatalError> {
+    let label = batch
+        .column_by_name("label")
+        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>().cloned())
+        .ok_or_else(|| bad(path, "column label is not Int64"))?;
+    let top = batch
+        .column_by_name("top5_classes")
+        .and_then(|c| c.as_list_opt::<i32>().cloned())
+        .ok_or_else(|| bad(path, "column top5_classes is not a list"))?;
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let want = map.coarse(label.is_valid(i).then(|| label.value(i))?)?;
+            let classes = top.value(i);
+            let classes = classes.as_primitive_opt::<arrow::datatypes::Int64Type>()?;
+            let hit = |c: i64| map.coarse(c) == Some(want);
+            let top1 = !classes.is_empty() && hit(classes.value(0));
+            let top5 = classes.iter().flatten().any(hit);
+            Some((u8::from(top1) * TOP1) | (u8::from(top5) * TOP5))
+        })
+        .collect())
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FatalError> {
@@ -85,6 +158,19 @@ fn strings(
 /// Loads every `*.parquet` under `dir` (recursively, sorted). A file without the required
 /// columns is an error naming the file; so is a directory without Parquet files.
 pub fn load(dir: &Path) -> Result<Loaded, FatalError> {
+    load_with(dir, LoadOptions::default())
+}
+
+/// Optional columns a file may have (older files lack `background`).
+fn optional_indices(schema: &arrow::datatypes::Schema, names: &[&str]) -> Vec<usize> {
+    names
+        .iter()
+        .filter_map(|n| schema.index_of(n).ok())
+        .collect()
+}
+
+/// [`load`] with options.
+pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError> {
     let mut files = Vec::new();
     collect(dir, &mut files)?;
     files.sort();
@@ -124,10 +210,19 @@ pub fn load(dir: &Path) -> Result<Loaded, FatalError> {
                 ));
             }
         }
-        let indices: Vec<usize> = REQUIRED
+        let mut indices: Vec<usize> = REQUIRED
             .iter()
             .map(|(n, _)| schema.index_of(n).expect("checked above"))
             .collect();
+        if opts.class_map.is_some() {
+            for name in ["label", "top5_classes"] {
+                indices.push(schema.index_of(name).map_err(|_| {
+                    bad(path, format!("no column {name:?}, needed for --class-map"))
+                })?);
+            }
+        }
+        indices.extend(optional_indices(&schema, &["background", "p_true"]));
+        indices.sort_unstable();
         let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
         let reader = builder
             .with_projection(mask)
@@ -152,29 +247,92 @@ pub fn load(dir: &Path) -> Result<Loaded, FatalError> {
                 .as_boolean()
                 .clone();
             out.rows += batch.num_rows() as u64;
+            let coarse = match opts.class_map {
+                Some(map) => Some(coarse_bits(&batch, map, path)?),
+                None => None,
+            };
+            let background = batch
+                .column_by_name("background")
+                .map(|c| c.as_string::<i32>().clone());
+            let p_true = batch.column_by_name("p_true").and_then(|c| {
+                c.as_primitive_opt::<arrow::datatypes::Float32Type>()
+                    .cloned()
+            });
             for i in 0..batch.num_rows() {
+                let multi = is_multi_row(variant.value(i));
                 if status.value(i) != "ok" {
                     *out.error_rows
                         .entry(status.value(i).to_string())
                         .or_default() += 1;
+                    if multi {
+                        // One failed candidate voids the image's verdict for this variant.
+                        let m = intern(&mut model_ids, &mut out.models, model.value(i));
+                        let v = intern(&mut variant_ids, &mut out.variants, variant.value(i));
+                        let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
+                        out.cells.entry((m, v)).or_default().push((k, INVALID));
+                    }
                     continue;
                 }
+                let bits = match &coarse {
+                    Some(c) => match c[i] {
+                        Some(bits) => bits,
+                        None => {
+                            out.unmapped += 1;
+                            continue;
+                        }
+                    },
+                    None => {
+                        (u8::from(!top1.is_null(i) && top1.value(i)) * TOP1)
+                            | (u8::from(!top5.is_null(i) && top5.value(i)) * TOP5)
+                    }
+                };
                 let m = intern(&mut model_ids, &mut out.models, model.value(i));
                 let v = intern(&mut variant_ids, &mut out.variants, variant.value(i));
                 let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
-                let bits = (u8::from(!top1.is_null(i) && top1.value(i)) * TOP1)
-                    | (u8::from(!top5.is_null(i) && top5.value(i)) * TOP5);
                 out.cells.entry((m, v)).or_default().push((k, bits));
+                if multi {
+                    let p = p_true
+                        .as_ref()
+                        .filter(|p| !p.is_null(i))
+                        .map_or(f32::NAN, |p| p.value(i));
+                    let bg = background
+                        .as_ref()
+                        .filter(|b| !b.is_null(i))
+                        .map(|b| b.value(i).to_string());
+                    let w = out.worst.entry((m, v, k)).or_insert(WorstCase {
+                        background: None,
+                        p_true: f32::INFINITY,
+                        candidates: 0,
+                    });
+                    w.candidates += 1;
+                    // Lowest p_true wins; ties go to the smaller name, so files' order
+                    // does not matter.
+                    if p < w.p_true || (p == w.p_true && bg < w.background) {
+                        w.p_true = p;
+                        w.background = bg;
+                    }
+                }
             }
         }
     }
     out.keys = keys_by_id;
     out.files = files;
-    for list in out.cells.values_mut() {
+    for ((_, v), list) in out.cells.iter_mut() {
+        if is_multi_row(&out.variants[*v]) {
+            list.sort_unstable();
+            *list = reduce_all(list);
+            continue;
+        }
         list.sort_by_key(|e| e.0);
         let before = list.len();
         list.dedup_by_key(|e| e.0);
         out.duplicates += (before - list.len()) as u64;
     }
+    out.worst.retain(|(m, v, k), _| {
+        out.cells
+            .get(&(*m, *v))
+            .is_some_and(|l| l.binary_search_by_key(k, |e| e.0).is_ok())
+    });
+    out.class_map = opts.class_map.map(|m| m.name.clone());
     Ok(out)
 }

@@ -63,6 +63,31 @@ pub struct Level {
     pub examples: Vec<String>,
 }
 
+/// ImageNet-9-style figures of one model (Xiao et al., 2020, "Noise or Signal").
+#[derive(Debug, Clone, PartialEq)]
+pub struct BgRow {
+    pub model: String,
+    /// Top-1 on `bg_only_black` ("Only-BG-B") and `bg_tiled` ("Only-BG-T").
+    pub only_bg_black: Option<f64>,
+    pub only_bg_tiled: Option<f64>,
+    pub mixed_same: Option<f64>,
+    pub mixed_rand: Option<f64>,
+    pub mixed_next: Option<f64>,
+    /// top-1(mixed_same) - top-1(mixed_rand) over the images that have both rows.
+    pub bg_gap: Option<f64>,
+    pub bg_gap_images: u64,
+    /// `worst_bg:K`: share of images that no candidate background flips.
+    pub challenge_variant: Option<String>,
+    pub challenge_top1: Option<f64>,
+    pub challenge_images: u64,
+}
+
+/// Variants that keep the foreground and change the background: their gap to `original`
+/// measures how much the background mattered.
+pub fn keeps_foreground(variant: &str) -> bool {
+    variant.starts_with("fg_") || variant.starts_with("mixed_") || variant.starts_with("worst_bg:")
+}
+
 #[derive(Debug, Clone)]
 pub struct Aggregate {
     pub baseline: String,
@@ -75,6 +100,10 @@ pub struct Aggregate {
     pub nested: bool,
     /// Images every model gets right from the background alone.
     pub common: u64,
+    /// ImageNet-9-style figures, when the data has any of those variants.
+    pub backgrounds: Vec<BgRow>,
+    /// The class map the accuracies were scored with (coarse level), if any.
+    pub class_map: Option<String>,
 }
 
 fn counts(list: &[(u32, u8)], keep: impl Fn(u32) -> bool) -> (u64, u64, u64) {
@@ -156,7 +185,7 @@ pub fn compute(
             let (cn, ca, cb) = counts(cell(m, v), |k| controlled[k as usize]);
             let (top1, top5) = (rate(a, n), rate(b, n));
             let (b1, b5) = (rate(ba, bn), rate(bb, bn));
-            let switched = data.variants[v].starts_with("fg_");
+            let switched = keeps_foreground(&data.variants[v]);
             let (l1, h1) = wilson(a, n);
             let (l5, h5) = wilson(b, n);
             let finite = |x: f64| x.is_finite().then_some(x);
@@ -202,7 +231,66 @@ pub fn compute(
         levels,
         nested,
         common,
+        backgrounds: backgrounds(data, &order),
+        class_map: data.class_map.clone(),
     })
+}
+
+/// BG-Gap and challenge accuracy per model (empty when no such variant was run).
+fn backgrounds(data: &Loaded, order: &[usize]) -> Vec<BgRow> {
+    let vid = |name: &str| data.variants.iter().position(|v| v == name);
+    let challenge = data
+        .variants
+        .iter()
+        .position(|v| v.starts_with("worst_bg:"));
+    let names = [
+        "bg_only_black",
+        "bg_tiled",
+        "mixed_same",
+        "mixed_rand",
+        "mixed_next",
+    ];
+    if names.iter().all(|n| vid(n).is_none()) && challenge.is_none() {
+        return Vec::new();
+    }
+    let cell = |m: usize, v: Option<usize>| {
+        v.and_then(|v| data.cells.get(&(m, v)))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    };
+    let top1 = |m: usize, v: Option<usize>| {
+        let (n, a, _) = counts(cell(m, v), |_| true);
+        rate(a, n)
+    };
+    order
+        .iter()
+        .map(|&m| {
+            let (same, rand) = (cell(m, vid("mixed_same")), cell(m, vid("mixed_rand")));
+            // Paired: only images with both rows (a no_donor slot drops one side).
+            let rand_of: std::collections::HashMap<u32, u8> = rand.iter().copied().collect();
+            let (mut n, mut d) = (0u64, 0i64);
+            for (k, bits) in same {
+                if let Some(rb) = rand_of.get(k) {
+                    n += 1;
+                    d += i64::from(bits & TOP1 != 0) - i64::from(rb & TOP1 != 0);
+                }
+            }
+            let (cn, _, _) = counts(cell(m, challenge), |_| true);
+            BgRow {
+                model: data.models[m].clone(),
+                only_bg_black: top1(m, vid("bg_only_black")),
+                only_bg_tiled: top1(m, vid("bg_tiled")),
+                mixed_same: top1(m, vid("mixed_same")),
+                mixed_rand: top1(m, vid("mixed_rand")),
+                mixed_next: top1(m, vid("mixed_next")),
+                bg_gap: (n > 0).then(|| d as f64 / n as f64),
+                bg_gap_images: n,
+                challenge_variant: challenge.map(|v| data.variants[v].clone()),
+                challenge_top1: top1(m, challenge),
+                challenge_images: cn,
+            }
+        })
+        .collect()
 }
 
 /// The paper's Table 1, generalised to every model: sets of images correct from the

@@ -35,6 +35,8 @@ pub struct AggregateConfig {
     pub report: Option<PathBuf>,
     pub figures: bool,
     pub examples: usize,
+    /// Score at a coarse level (`--class-map`, ImageNet-9 style).
+    pub class_map: Option<PathBuf>,
 }
 
 /// What an aggregate run produced.
@@ -114,7 +116,17 @@ fn atomic_write(
 
 /// Loads, computes and writes everything the config asks for.
 pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
-    let data = load(&cfg.input)?;
+    let class_map = cfg
+        .class_map
+        .as_deref()
+        .map(crate::classes::ClassMap::read)
+        .transpose()?;
+    let data = load::load_with(
+        &cfg.input,
+        load::LoadOptions {
+            class_map: class_map.as_ref(),
+        },
+    )?;
     let aggregate = compute(&data, cfg.baseline.as_deref(), cfg.examples)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| FatalError::output(&cfg.out, e))?;
     let batch = summary_batch(&aggregate.rows);
@@ -165,6 +177,16 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         })?;
         written.push(path);
     }
+    if cfg.csv && !aggregate.backgrounds.is_empty() {
+        let path = cfg.out.join("backgrounds.csv");
+        atomic_write(&path, |f| write_backgrounds_csv(f, &aggregate.backgrounds))?;
+        written.push(path);
+    }
+    if cfg.csv && !data.worst.is_empty() {
+        let path = cfg.out.join("worst_backgrounds.csv");
+        atomic_write(&path, |f| write_worst_csv(f, &data))?;
+        written.push(path);
+    }
     let svgs = if cfg.figures || cfg.report.is_some() {
         let figs = plots::figures(&aggregate);
         let svgs = plots::write_figures(&figs, &cfg.out)?;
@@ -186,6 +208,92 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
     })
 }
 
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |x| x.to_string())
+}
+
+fn write_backgrounds_csv(f: File, rows: &[metrics::BgRow]) -> Result<(), String> {
+    let mut w = csv::Writer::from_writer(f);
+    let e = |e: csv::Error| e.to_string();
+    w.write_record([
+        "model",
+        "only_bg_black_top1",
+        "only_bg_tiled_top1",
+        "mixed_same_top1",
+        "mixed_rand_top1",
+        "mixed_next_top1",
+        "bg_gap",
+        "bg_gap_images",
+        "challenge_variant",
+        "challenge_top1",
+        "challenge_images",
+    ])
+    .map_err(e)?;
+    for r in rows {
+        w.write_record([
+            r.model.clone(),
+            opt(r.only_bg_black),
+            opt(r.only_bg_tiled),
+            opt(r.mixed_same),
+            opt(r.mixed_rand),
+            opt(r.mixed_next),
+            opt(r.bg_gap),
+            r.bg_gap_images.to_string(),
+            r.challenge_variant.clone().unwrap_or_default(),
+            opt(r.challenge_top1),
+            r.challenge_images.to_string(),
+        ])
+        .map_err(e)?;
+    }
+    w.flush().map_err(|err| err.to_string())
+}
+
+/// Per (model, variant, image): the candidate background with the lowest probability of
+/// the true label, and whether any candidate flipped the prediction.
+fn write_worst_csv(f: File, data: &Loaded) -> Result<(), String> {
+    let mut w = csv::Writer::from_writer(f);
+    let e = |e: csv::Error| e.to_string();
+    w.write_record([
+        "model",
+        "variant",
+        "key",
+        "worst_background",
+        "worst_p_true",
+        "candidates",
+        "all_correct",
+    ])
+    .map_err(e)?;
+    let mut rows: Vec<_> = data.worst.iter().collect();
+    rows.sort_by(|a, b| {
+        let name = |(m, v, k): &(usize, usize, u32)| {
+            (
+                &data.models[*m],
+                &data.variants[*v],
+                &data.keys[*k as usize],
+            )
+        };
+        name(a.0).cmp(&name(b.0))
+    });
+    for (&(m, v, k), wc) in rows {
+        let correct = data
+            .cells
+            .get(&(m, v))
+            .and_then(|l| l.binary_search_by_key(&k, |e| e.0).ok().map(|i| l[i].1))
+            .is_some_and(|bits| bits & load::TOP1 != 0);
+        w.write_record([
+            data.models[m].clone(),
+            data.variants[v].clone(),
+            data.keys[k as usize].clone(),
+            wc.background.clone().unwrap_or_default(),
+            wc.p_true.to_string(),
+            wc.candidates.to_string(),
+            correct.to_string(),
+        ])
+        .map_err(e)?;
+    }
+    w.flush().map_err(|err| err.to_string())
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{:.1}", 100.0 * x))
 }
@@ -200,6 +308,9 @@ pub fn render_table(a: &Aggregate) -> String {
         "baseline: {} (relative = accuracy / baseline accuracy on the same variant)",
         a.baseline
     );
+    if let Some(map) = &a.class_map {
+        let _ = writeln!(o, "scored at the coarse level of class map {map}");
+    }
     let _ = writeln!(
         o,
         "{:<mw$} {:<vw$} {:>6} {:>6} {:>13} {:>6} {:>7} {:>8} {:>7} {:>7}",
@@ -221,6 +332,42 @@ pub fn render_table(a: &Aggregate) -> String {
             pct(r.gap_top1),
             pct(r.gap_top5),
         );
+    }
+    if !a.backgrounds.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nBackgrounds (ImageNet-9 style; top-1 %; BG-Gap = mixed_same - mixed_rand on the same images; challenge = no candidate background flips it):"
+        );
+        let _ = writeln!(
+            o,
+            "{:<mw$} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>16}",
+            "model",
+            "only_bg_b",
+            "only_bg_t",
+            "mixed_same",
+            "mixed_rand",
+            "mixed_next",
+            "bg_gap",
+            "challenge"
+        );
+        for r in &a.backgrounds {
+            let challenge = match &r.challenge_variant {
+                Some(v) => format!("{} {v}", pct(r.challenge_top1)),
+                None => "-".into(),
+            };
+            let _ = writeln!(
+                o,
+                "{:<mw$} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7} {:>16}",
+                r.model,
+                pct(r.only_bg_black),
+                pct(r.only_bg_tiled),
+                pct(r.mixed_same),
+                pct(r.mixed_rand),
+                pct(r.mixed_next),
+                pct(r.bg_gap),
+                challenge
+            );
+        }
     }
     if !a.levels.is_empty() {
         let _ = writeln!(

@@ -51,7 +51,11 @@ pub fn figures(a: &Aggregate) -> Vec<Figure> {
             })
             .collect()
     };
-    let switched: Vec<&String> = a.variants.iter().filter(|v| v.starts_with("fg_")).collect();
+    let switched: Vec<&String> = a
+        .variants
+        .iter()
+        .filter(|v| super::metrics::keeps_foreground(v))
+        .collect();
     let mut out = Vec::new();
     if a.variants.iter().any(|v| v == "bg_only") {
         out.push(Figure {

@@ -38,8 +38,12 @@ code {{ background: #f6f6f6; padding: 0 0.2rem; }}
 </style></head><body>
 <h1>bgstream report</h1>
 <p>{files} Parquet file(s), {rows} rows, {keys} images, {models} model(s), {variants} variant(s).
-Baseline model: <code>{base}</code>. Intervals are 95% Wilson score intervals.</p>
+Baseline model: <code>{base}</code>. Intervals are 95% Wilson score intervals.{coarse}</p>
 "#,
+        coarse = a.class_map.as_ref().map_or(String::new(), |m| format!(
+            " Scored at the coarse level of class map <code>{}</code>.",
+            esc(m)
+        )),
         files = data.files.len(),
         rows = data.rows,
         keys = data.keys.len(),
@@ -120,6 +124,37 @@ Baseline model: <code>{base}</code>. Intervals are 95% Wilson score intervals.</
         );
     }
     h.push_str("</table>\n");
+
+    if !a.backgrounds.is_empty() {
+        h.push_str(
+            "<h2>Backgrounds, ImageNet-9 style</h2><p>Top-1 (%) with the foreground removed              (boxes black: <code>bg_only_black</code>; boxes filled by tiling the background:              <code>bg_tiled</code>) and with the foreground pasted onto another image's tiled              background of the same / a random / the next class (<code>mixed_*</code>).              BG-Gap = mixed_same − mixed_rand on the images that have both. Challenge accuracy:              share of images that no candidate background of <code>worst_bg:K</code> flips              (Xiao et al., 2020).</p>\n<table id=\"backgrounds\"><tr><th>model</th>             <th>only-BG-B</th><th>only-BG-T</th><th>mixed-same</th><th>mixed-rand</th>             <th>mixed-next</th><th>BG-Gap</th><th>challenge</th></tr>\n",
+        );
+        for r in &a.backgrounds {
+            let challenge = match &r.challenge_variant {
+                Some(v) => format!(
+                    "{} <small>({}, {} images)</small>",
+                    pct(r.challenge_top1),
+                    esc(v),
+                    r.challenge_images
+                ),
+                None => "–".into(),
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} <small>({} images)</small></td><td>{}</td></tr>",
+                esc(&r.model),
+                pct(r.only_bg_black),
+                pct(r.only_bg_tiled),
+                pct(r.mixed_same),
+                pct(r.mixed_rand),
+                pct(r.mixed_next),
+                signed(r.bg_gap),
+                r.bg_gap_images,
+                challenge
+            );
+        }
+        h.push_str("</table>\n");
+    }
 
     if !a.levels.is_empty() {
         let _ = writeln!(

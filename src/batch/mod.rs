@@ -89,6 +89,7 @@ impl Group {
 /// The inference stage state.
 pub struct Inference {
     pub groups: Vec<Group>,
+    /// Variant name per output slot (`worst_bg:K` repeats K times).
     variants: Vec<Arc<str>>,
     model_names: Vec<Vec<Arc<str>>>,
     device: Device,
@@ -146,6 +147,22 @@ impl Inference {
                 for (gi, group_pixels) in pixels.iter().enumerate() {
                     let frame = self.groups[gi].buffers[0].frame;
                     for (vi, px) in group_pixels.chunks_exact(frame).enumerate() {
+                        if let Some(e) = meta.slot_error(vi) {
+                            // This slot has no image (no donor): its rows are errors.
+                            let rows = self.model_names[gi]
+                                .iter()
+                                .map(|model| Row {
+                                    meta: meta.clone(),
+                                    slot: vi,
+                                    variant: self.variants[vi].clone(),
+                                    model: model.clone(),
+                                    background: None,
+                                    outcome: Err(e.clone()),
+                                })
+                                .collect();
+                            emit(SinkMsg::Rows(rows));
+                            continue;
+                        }
                         let g = &mut self.groups[gi];
                         g.buffers[g.current].push(&meta, vi, px);
                         if g.buffers[g.current].is_full() {
@@ -166,11 +183,13 @@ impl Inference {
         let mut rows = Vec::new();
         for names in &self.model_names {
             for model in names {
-                for variant in &self.variants {
+                for (slot, variant) in self.variants.iter().enumerate() {
                     rows.push(Row {
                         meta: meta.clone(),
+                        slot,
                         variant: variant.clone(),
                         model: model.clone(),
+                        background: None,
                         outcome: outcome(model),
                     });
                 }
@@ -237,8 +256,10 @@ impl Inference {
             for ((meta, vi), p) in batch.slots.iter().zip(preds) {
                 rows.push(Row {
                     meta: meta.clone(),
+                    slot: *vi,
                     variant: self.variants[*vi].clone(),
                     model: model.clone(),
+                    background: meta.background(*vi),
                     outcome: Ok(p),
                 });
             }

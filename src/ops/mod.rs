@@ -2,8 +2,10 @@
 //!
 //! The order is the card's: [`decode`] once per image, [`resize`] once per distinct model
 //! preprocessing (with the centre crop folded into the resampling), then [`variants`]
-//! composes every variant in the cropped output space with boxes mapped by [`geometry`].
+//! composes every variant in the cropped output space with boxes mapped by [`geometry`];
+//! [`background`] builds backgrounds from the image itself and pastes foregrounds.
 
+pub mod background;
 pub mod decode;
 pub mod geometry;
 pub mod resize;

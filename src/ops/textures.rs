@@ -93,7 +93,9 @@ impl TextureSet {
                 paths.sort();
                 for p in paths {
                     let bytes = std::fs::read(&p).map_err(|e| FatalError::io(&p, e))?;
-                    add(p.display().to_string(), &bytes, &mut set)?;
+                    // Named relative to the folder: the names go into rows and run identity.
+                    let name = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+                    add(name, &bytes, &mut set)?;
                 }
                 if set.names.is_empty() {
                     return Err(FatalError::Textures {

@@ -9,6 +9,12 @@
 //! | `fg_gauss` | outside the boxes, per channel `clamp(round(N(128, 64²)), 0, 255)` |
 //! | `fg_uniform` | outside the boxes, per channel a uniform integer in `0..=255` |
 //! | `fg_color:NAME` or `fg_color:R,G,B` | outside the boxes one colour; names: green (0,255,0), yellow (255,255,0), grey/gray (128,128,128), red, blue, black, white |
+//! | `bg_only_black` | every box filled black (ImageNet-9 "Only-BG-B") |
+//! | `bg_tiled` | every box pixel replaced by tiling the largest box-free rectangle of the crop, tiles anchored at its corner; black if the boxes cover the crop (ImageNet-9 "Only-BG-T") |
+//! | `mixed_same` | this image's boxes pasted where they are onto the `bg_tiled` crop of another image of the same class (ImageNet-9 "Mixed-Same"); donors in [`crate::donors`] |
+//! | `mixed_rand` | ... of an image of a random other class ("Mixed-Rand") |
+//! | `mixed_next` | ... of an image of the next class, `(class + 1) mod classes` ("Mixed-Next") |
+//! | `worst_bg:K` | K rows per image and model: this image's boxes on K candidate backgrounds (the texture set, then donors of other classes); `bgstream aggregate` counts the image correct only if every candidate leaves it correct |
 //!
 //! Noise comes from ChaCha8 seeded with `xxh3(key ++ "/" ++ variant name, seed)`, so each
 //! image gets its own noise, identical on every run with the same `--seed` and independent
@@ -34,7 +40,16 @@ pub enum Variant {
     FgGauss,
     FgUniform,
     FgColor { name: String, rgb: [u8; 3] },
+    BgOnlyBlack,
+    BgTiled,
+    MixedSame,
+    MixedRand,
+    MixedNext,
+    WorstBg { k: usize },
 }
+
+/// The largest `K` of `worst_bg:K` (each candidate is a forward pass per model).
+pub const MAX_WORST_K: usize = 64;
 
 /// The paper's set, in this order, is the default of `--variants`.
 pub const DEFAULT_VARIANTS: &str =
@@ -64,10 +79,25 @@ impl std::str::FromStr for Variant {
             "fg_texture" => Variant::FgTexture,
             "fg_gauss" => Variant::FgGauss,
             "fg_uniform" => Variant::FgUniform,
+            "bg_only_black" => Variant::BgOnlyBlack,
+            "bg_tiled" => Variant::BgTiled,
+            "mixed_same" => Variant::MixedSame,
+            "mixed_rand" => Variant::MixedRand,
+            "mixed_next" => Variant::MixedNext,
+            other if other.starts_with("worst_bg:") => {
+                let k = other["worst_bg:".len()..]
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|k| (1..=MAX_WORST_K).contains(k))
+                    .ok_or_else(|| {
+                        format!("bad {other:?}: worst_bg:K needs K in 1..={MAX_WORST_K}")
+                    })?;
+                Variant::WorstBg { k }
+            }
             other => {
                 let Some(spec) = other.strip_prefix("fg_color:") else {
                     return Err(format!(
-                        "unknown variant {other:?} (known: {DEFAULT_VARIANTS}, fg_color:R,G,B)"
+                        "unknown variant {other:?} (known: {DEFAULT_VARIANTS}, fg_color:R,G,B, {EXTRA_VARIANTS}, worst_bg:K)"
                     ));
                 };
                 let rgb = match named_colour(spec) {
@@ -105,7 +135,29 @@ impl Variant {
             Variant::FgGauss => "fg_gauss".into(),
             Variant::FgUniform => "fg_uniform".into(),
             Variant::FgColor { name, .. } => format!("fg_color:{name}"),
+            Variant::BgOnlyBlack => "bg_only_black".into(),
+            Variant::BgTiled => "bg_tiled".into(),
+            Variant::MixedSame => "mixed_same".into(),
+            Variant::MixedRand => "mixed_rand".into(),
+            Variant::MixedNext => "mixed_next".into(),
+            Variant::WorstBg { k } => format!("worst_bg:{k}"),
         }
+    }
+
+    /// Images (and rows per model) this variant makes per input image.
+    pub fn slots(&self) -> usize {
+        match self {
+            Variant::WorstBg { k } => *k,
+            _ => 1,
+        }
+    }
+
+    /// Whether it takes other images' backgrounds (a donor bank, built before the run).
+    pub fn needs_donors(&self) -> bool {
+        matches!(
+            self,
+            Variant::MixedSame | Variant::MixedRand | Variant::MixedNext | Variant::WorstBg { .. }
+        )
     }
 
     /// Parses a comma-separated list; `fg_color:R,G,B` keeps its commas.
@@ -144,6 +196,9 @@ impl Variant {
         Ok(out)
     }
 }
+
+/// The variants beyond the paper (ImageNet-9 style, see the module table).
+pub const EXTRA_VARIANTS: &str = "bg_only_black,bg_tiled,mixed_same,mixed_rand,mixed_next";
 
 /// Per-image inputs to [`render`].
 pub struct RenderCtx<'a> {
@@ -209,7 +264,8 @@ fn copy_rect(dst: &mut [u8], src: &[u8], size: usize, r: &Rect) {
 }
 
 /// Writes `variant` of `src` (`size*size*3`, the cropped image) into `out`. `rects` are
-/// the foreground boxes mapped to output pixels.
+/// the foreground boxes mapped to output pixels. Variants that need donors are composed by
+/// the caller with [`super::background::paste_foreground`]; here they leave `out` black.
 pub fn render(
     variant: &Variant,
     src: &[u8],
@@ -231,11 +287,21 @@ pub fn render(
             out.copy_from_slice(src);
             return;
         }
-        Variant::BgOnly => {
+        Variant::BgOnly | Variant::BgOnlyBlack => {
+            let fill = if *variant == Variant::BgOnly { 255 } else { 0 };
             out.copy_from_slice(src);
             for r in rects {
-                fill_rect(out, size, r, [255; 3]);
+                fill_rect(out, size, r, [fill; 3]);
             }
+            return;
+        }
+        Variant::BgTiled => {
+            super::background::tile_background(src, size, rects, out);
+            return;
+        }
+        Variant::MixedSame | Variant::MixedRand | Variant::MixedNext | Variant::WorstBg { .. } => {
+            debug_assert!(false, "{} is composed from donors", variant.name());
+            out.fill(0);
             return;
         }
         Variant::FgWhite => fill_rect(out, size, &full, [255; 3]),
@@ -294,6 +360,14 @@ mod tests {
         assert!(Variant::parse_list("original,original").is_err());
         assert!(Variant::parse_list("fg_color:300,0,0").is_err());
         assert_eq!(Variant::parse_list(DEFAULT_VARIANTS).unwrap().len(), 9);
+        let extra = Variant::parse_list(&format!("{EXTRA_VARIANTS},worst_bg:5")).unwrap();
+        assert_eq!(extra.len(), 6);
+        assert!(extra
+            .iter()
+            .all(|v| v.name().parse::<Variant>().as_ref() == Ok(v)));
+        assert_eq!(extra[5].slots(), 5);
+        assert!(Variant::parse_list("worst_bg:0").is_err());
+        assert!(Variant::parse_list("worst_bg:x").is_err());
     }
 
     #[test]

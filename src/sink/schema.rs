@@ -23,6 +23,7 @@ pub fn predictions_schema() -> SchemaRef {
         Field::new("label", DataType::Int64, true),
         Field::new("variant", DataType::Utf8, false),
         Field::new("model", DataType::Utf8, false),
+        Field::new("background", DataType::Utf8, true),
         Field::new("top5_classes", list(DataType::Int64), true),
         Field::new("top5_probs", list(DataType::Float32), true),
         Field::new("p_true", DataType::Float32, true),
@@ -44,6 +45,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
     let mut label = Int64Builder::with_capacity(n);
     let mut variant = StringBuilder::with_capacity(n, n * 12);
     let mut model = StringBuilder::with_capacity(n, n * 16);
+    let mut background = StringBuilder::new();
     let mut top5 = ListBuilder::new(Int64Builder::with_capacity(n * 5));
     let mut probs = ListBuilder::new(Float32Builder::with_capacity(n * 5));
     let mut p_true = Float32Builder::with_capacity(n);
@@ -61,6 +63,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
         label.append_option(m.label);
         variant.append_value(&r.variant);
         model.append_value(&r.model);
+        background.append_option(r.background.as_deref());
         fg.append_option(m.fg_fraction.map(|f| f as f32));
         width.append_option(m.width.map(|w| w as i32));
         height.append_option(m.height.map(|h| h as i32));
@@ -95,6 +98,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
         Arc::new(label.finish()),
         Arc::new(variant.finish()),
         Arc::new(model.finish()),
+        Arc::new(background.finish()),
         Arc::new(top5.finish()),
         Arc::new(probs.finish()),
         Arc::new(p_true.finish()),

@@ -64,7 +64,6 @@ pub struct SinkReport {
 pub struct ParquetSink {
     cfg: SinkConfig,
     rows_per_item: usize,
-    variant_pos: HashMap<Arc<str>, usize>,
     model_pos: HashMap<Arc<str>, usize>,
     shards: HashMap<Arc<str>, ShardState>,
     manifest: Manifest,
@@ -97,7 +96,6 @@ impl ParquetSink {
         let pos = |v: &[Arc<str>]| v.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
         Ok(ParquetSink {
             rows_per_item: cfg.variants.len() * cfg.models.len(),
-            variant_pos: pos(&cfg.variants),
             model_pos: pos(&cfg.models),
             cfg,
             shards: HashMap::new(),
@@ -178,11 +176,11 @@ impl ParquetSink {
     }
 
     fn write_shard(&mut self, shard: &str, mut st: ShardState) -> Result<(), FatalError> {
-        let (vp, mp) = (&self.variant_pos, &self.model_pos);
+        let mp = &self.model_pos;
         st.rows.sort_by(|a, b| {
-            (a.meta.key.as_str(), vp.get(&a.variant), mp.get(&a.model)).cmp(&(
+            (a.meta.key.as_str(), a.slot, mp.get(&a.model)).cmp(&(
                 b.meta.key.as_str(),
-                vp.get(&b.variant),
+                b.slot,
                 mp.get(&b.model),
             ))
         });

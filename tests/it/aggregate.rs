@@ -52,6 +52,7 @@ fn known_rows(bg_only_b: &[usize]) -> Vec<Row> {
             fg_fraction: Some(0.3),
             width: Some(100),
             height: Some(100),
+            ..ItemMeta::new("".into(), String::new())
         });
         for m in ["A", "B", "C"] {
             for v in ["original", "bg_only", "fg_white"] {
@@ -76,8 +77,10 @@ fn known_rows(bg_only_b: &[usize]) -> Vec<Row> {
                 };
                 rows.push(Row {
                     meta: meta.clone(),
+                    slot: 0,
                     variant: v.into(),
                     model: m.into(),
+                    background: None,
                     outcome,
                 });
             }
@@ -103,6 +106,7 @@ fn config(input: &Path, out: &Path, baseline: Option<&str>) -> AggregateConfig {
         report: None,
         figures: false,
         examples: 5,
+        class_map: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn meta(i: usize) -> ItemMeta {
         fg_fraction: Some(0.3),
         width: Some(64),
         height: Some(64),
+        ..ItemMeta::new("".into(), String::new())
     }
 }
 

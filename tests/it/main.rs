@@ -1,6 +1,7 @@
 //! One integration test binary (ripgrep style): each module is one area.
 
 mod aggregate;
+mod backgrounds;
 mod bad_input;
 mod batcher;
 mod common;
@@ -8,4 +9,5 @@ mod model_reference;
 mod pipeline;
 mod resume;
 mod schema;
+mod shard_formats;
 mod variants_reference;

@@ -1,0 +1,174 @@
+//! Coarse class maps (ImageNet-9 style): fine labels grouped into super-classes, used by
+//! `--class-map` for donor classes at run time and for coarse accuracies in `aggregate`.
+//!
+//! Format (`schemas/class-map.schema.json`):
+//! `{"name": "...", "classes": [{"name": "dog", "labels": [151, "152-268"]}, ...]}` — labels
+//! are indices or inclusive `"a-b"` ranges; the order of `classes` is the coarse index (so
+//! `mixed_next` takes the next entry). A label in no class is unmapped.
+//!
+//! The flat form of the ImageNet-9 backgrounds challenge (`in_to_in9.json`:
+//! `{"0": -1, "151": 0, ...}`, fine label -> coarse index, -1 unmapped) is read as well; its
+//! classes are then named by their index.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::FatalError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassMap {
+    pub name: String,
+    pub classes: Vec<String>,
+    coarse: HashMap<i64, usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    about: Option<String>,
+    classes: Vec<RawClass>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClass {
+    name: String,
+    labels: Vec<LabelSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelSpec {
+    One(i64),
+    Range(String),
+}
+
+impl ClassMap {
+    pub fn from_json(text: &str, origin: &str) -> Result<Self, String> {
+        if let Ok(flat) = serde_json::from_str::<HashMap<String, i64>>(text) {
+            return Self::from_flat(&flat, origin);
+        }
+        let raw: RawMap = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let _ = raw.about;
+        if raw.classes.is_empty() {
+            return Err("no classes".into());
+        }
+        let mut coarse = HashMap::new();
+        let mut names = Vec::new();
+        for (ci, c) in raw.classes.iter().enumerate() {
+            if names.contains(&c.name) {
+                return Err(format!("class {:?} listed twice", c.name));
+            }
+            names.push(c.name.clone());
+            for spec in &c.labels {
+                let (lo, hi) = match spec {
+                    LabelSpec::One(v) => (*v, *v),
+                    LabelSpec::Range(s) => s
+                        .split_once('-')
+                        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                        .filter(|(a, b): &(i64, i64)| a <= b)
+                        .ok_or_else(|| {
+                            format!("class {:?}: bad range {s:?} (want \"a-b\")", c.name)
+                        })?,
+                };
+                if lo < 0 {
+                    return Err(format!("class {:?}: negative label {lo}", c.name));
+                }
+                for label in lo..=hi {
+                    if let Some(prev) = coarse.insert(label, ci) {
+                        if prev != ci {
+                            return Err(format!(
+                                "label {label} is in both {:?} and {:?}",
+                                raw.classes[prev].name, c.name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ClassMap {
+            name: raw.name.unwrap_or_else(|| origin.to_string()),
+            classes: names,
+            coarse,
+        })
+    }
+
+    fn from_flat(flat: &HashMap<String, i64>, origin: &str) -> Result<Self, String> {
+        let mut coarse = HashMap::new();
+        for (k, &v) in flat {
+            let label: i64 = k
+                .trim()
+                .parse()
+                .map_err(|_| format!("key {k:?} is not a class index"))?;
+            if v >= 0 {
+                coarse.insert(label, v as usize);
+            }
+        }
+        let n = coarse.values().max().map_or(0, |m| m + 1);
+        if n == 0 {
+            return Err("no label maps to a class".into());
+        }
+        Ok(ClassMap {
+            name: origin.to_string(),
+            classes: (0..n).map(|i| i.to_string()).collect(),
+            coarse,
+        })
+    }
+
+    pub fn read(path: &Path) -> Result<Self, FatalError> {
+        let text = std::fs::read_to_string(path).map_err(|e| FatalError::io(path, e))?;
+        Self::from_json(&text, &path.display().to_string()).map_err(|reason| FatalError::Input {
+            path: path.to_path_buf(),
+            reason: format!("class map: {reason}"),
+        })
+    }
+
+    /// The coarse index of a fine label.
+    pub fn coarse(&self, label: i64) -> Option<usize> {
+        self.coarse.get(&label).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.classes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.classes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_order() {
+        let m = ClassMap::from_json(
+            r#"{"name": "t", "classes": [{"name": "a", "labels": [1, "3-5"]}, {"name": "b", "labels": [2]}]}"#,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(m.coarse(4), Some(0));
+        assert_eq!(m.coarse(2), Some(1));
+        assert_eq!(m.coarse(6), None);
+        assert_eq!(m.classes, ["a", "b"]);
+        let flat = ClassMap::from_json(r#"{"0": -1, "1": 1, "2": 0}"#, "in9").unwrap();
+        assert_eq!(
+            (flat.coarse(0), flat.coarse(1), flat.len()),
+            (None, Some(1), 2)
+        );
+        for bad in [
+            r#"{"classes": []}"#,
+            r#"{"classes": [{"name": "a", "labels": ["5-3"]}]}"#,
+            r#"{"classes": [{"name": "a", "labels": [1]}, {"name": "b", "labels": [1]}]}"#,
+            r#"{"classes": [{"name": "a", "labels": [1]}, {"name": "a", "labels": [2]}]}"#,
+        ] {
+            assert!(ClassMap::from_json(bad, "x").is_err(), "{bad}");
+        }
+    }
+}

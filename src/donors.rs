@@ -1,0 +1,357 @@
+//! The donor bank: other images' backgrounds for `mixed_same`, `mixed_rand`, `mixed_next`
+//! and `worst_bg:K`.
+//!
+//! Pairing images with donors while streaming is the hard part: workers finish in any
+//! order, shards are read concurrently, `--resume` skips finished shards and ranks see only
+//! their share. A pool of "recent" backgrounds would make every row depend on all of that.
+//! So the bank is fixed before the run, from the whole shard list (`--donor-shards`, default
+//! the run's shards including finished ones), and every choice is a pure function of
+//! (image key, class, seed):
+//!
+//! - **Bank**: for every donor class (the label, or its coarse class with `--class-map`),
+//!   the `--donors-per-class` images that pass the same checks and filter as the run with
+//!   the smallest `xxh3(key, seed ^ BANK_SALT)` — a seeded uniform sample of that class,
+//!   bounded in memory (one `bg_tiled` crop per donor and preprocessing).
+//! - `mixed_same`: among the bank's donors of the image's class, other than the image
+//!   itself, the one with the smallest `xxh3(key 0 donor_key, seed ^ salt)`.
+//! - `mixed_next`: the same over class `(class + 1) mod classes`.
+//! - `mixed_rand`: "random" is uniform over the *other classes that have donors*, then
+//!   uniform within the class: class number `xxh3(key, seed ^ salt) mod n` of the sorted
+//!   other classes, then the smallest-hash donor in it.
+//! - `worst_bg:K`: the texture set in its order, then donors of other classes by ascending
+//!   `xxh3(key 0 donor_key, seed ^ salt)`, the first K.
+//!
+//! A slot without a candidate (no other image of that class in the bank, an unmapped label)
+//! becomes a row with status `no_donor`. The scan reads every shard once more before the
+//! run (no decoding except the chosen donors); its cost is in the log.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::item::{ItemMeta, RowError};
+use crate::ops::background::tile_background;
+use crate::ops::variants::Variant;
+use crate::prepare::{admit, crop_groups, PrepareConfig, Scratch};
+use crate::source::tar_reader::read_shard;
+use crate::source::Annotation;
+
+const BANK_SALT: u64 = 0x646f_6e6f_725f_6261;
+const SAME_SALT: u64 = 0x6d69_7865_645f_7361;
+const RAND_SALT: u64 = 0x6d69_7865_645f_7261;
+const NEXT_SALT: u64 = 0x6d69_7865_645f_6e65;
+const WORST_SALT: u64 = 0x776f_7273_745f_6267;
+
+/// One bank entry.
+#[derive(Debug)]
+pub struct Donor {
+    pub key: Arc<str>,
+    pub class: i64,
+    /// `image:KEY`, written to the `background` column of the rows it serves.
+    pub label: Arc<str>,
+    /// Per preprocessing group, the donor's `bg_tiled` crop.
+    backgrounds: Vec<Vec<u8>>,
+}
+
+/// Where one output slot of an image gets its pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotSource {
+    /// The variant renders from the image alone.
+    Own,
+    /// The bank donor with this index.
+    Donor(usize),
+    /// Texture number `i` of the texture set.
+    Texture(usize),
+    /// No candidate: the slot's rows are errors.
+    Missing(RowError),
+}
+
+impl SlotSource {
+    pub fn error(&self) -> Option<RowError> {
+        match self {
+            SlotSource::Missing(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct DonorBank {
+    pub donors: Vec<Donor>,
+    /// Donor class -> donor indices, by ascending bank hash.
+    by_class: BTreeMap<i64, Vec<usize>>,
+    /// `texture:NAME` per texture of the set.
+    texture_labels: Vec<Arc<str>>,
+}
+
+fn pair_hash(key: &str, donor: &str, seed: u64, salt: u64) -> u64 {
+    let mut m = Vec::with_capacity(key.len() + donor.len() + 1);
+    m.extend_from_slice(key.as_bytes());
+    m.push(0);
+    m.extend_from_slice(donor.as_bytes());
+    xxh3_64_with_seed(&m, seed ^ salt)
+}
+
+fn no_donor(what: String) -> SlotSource {
+    SlotSource::Missing(RowError {
+        code: "no_donor",
+        message: what,
+    })
+}
+
+/// A scanned candidate: (bank hash, shard, key) orders it; the rest builds it.
+struct Candidate {
+    rank: (u64, Arc<str>, String),
+    class: i64,
+    bytes: Vec<u8>,
+    ann: Annotation,
+}
+
+impl DonorBank {
+    /// Scans `shards` with `threads` readers and builds the bank for `cfg`.
+    pub fn build(
+        shards: &[PathBuf],
+        cfg: &PrepareConfig,
+        per_class: usize,
+        threads: usize,
+    ) -> DonorBank {
+        let start = Instant::now();
+        let per_class = per_class.max(1);
+        let best: Mutex<BTreeMap<i64, Vec<Candidate>>> = Mutex::default();
+        let next = AtomicUsize::new(0);
+        let scanned = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.clamp(1, shards.len().max(1)) {
+                scope.spawn(|| {
+                    while let Some(path) = shards.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        read_shard(path, |sample| {
+                            scanned.fetch_add(1, Ordering::Relaxed);
+                            let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
+                            let Ok(Some(ann)) = admit(&sample, cfg, &mut meta) else {
+                                return true;
+                            };
+                            let Some(class) = cfg.donor_class(ann.label) else {
+                                return true;
+                            };
+                            let rank = (
+                                xxh3_64_with_seed(sample.key.as_bytes(), cfg.seed ^ BANK_SALT),
+                                sample.shard.clone(),
+                                sample.key.clone(),
+                            );
+                            let mut best = best.lock().unwrap_or_else(|p| p.into_inner());
+                            let list = best.entry(class).or_default();
+                            if list.len() < per_class || list.last().is_some_and(|c| rank < c.rank)
+                            {
+                                let at = list.partition_point(|c| c.rank < rank);
+                                list.insert(
+                                    at,
+                                    Candidate {
+                                        rank,
+                                        class,
+                                        bytes: sample.image.unwrap_or_default(),
+                                        ann,
+                                    },
+                                );
+                                list.truncate(per_class);
+                            }
+                            true
+                        });
+                    }
+                });
+            }
+        });
+        let candidates: Vec<Candidate> = best
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_values()
+            .flatten()
+            .collect();
+        // Decode and tile the chosen ones, in parallel, keeping the (class, rank) order.
+        let built: Vec<Mutex<Option<Donor>>> =
+            candidates.iter().map(|_| Mutex::default()).collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1) {
+                scope.spawn(|| {
+                    let mut scratch = Scratch::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(c) = candidates.get(i) else { break };
+                        let donor = Self::tile(c, cfg, &mut scratch);
+                        *built[i].lock().unwrap_or_else(|p| p.into_inner()) = donor;
+                    }
+                });
+            }
+        });
+        let mut bank = DonorBank {
+            texture_labels: cfg
+                .textures
+                .names
+                .iter()
+                .map(|n| Arc::from(format!("texture:{n}")))
+                .collect(),
+            ..Default::default()
+        };
+        for d in built
+            .into_iter()
+            .filter_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        {
+            bank.by_class
+                .entry(d.class)
+                .or_default()
+                .push(bank.donors.len());
+            bank.donors.push(d);
+        }
+        tracing::info!(
+            donors = bank.donors.len(),
+            classes = bank.by_class.len(),
+            scanned = scanned.load(Ordering::Relaxed),
+            shards = shards.len(),
+            seconds = start.elapsed().as_secs_f64(),
+            "donor bank built"
+        );
+        bank
+    }
+
+    fn tile(c: &Candidate, cfg: &PrepareConfig, scratch: &mut Scratch) -> Option<Donor> {
+        crop_groups(&c.bytes, &c.ann, cfg, scratch).ok()?;
+        let backgrounds = scratch
+            .crops
+            .iter()
+            .zip(&cfg.groups)
+            .map(|((crop, rects), p)| {
+                let mut bg = vec![0u8; crop.len()];
+                tile_background(crop, p.input_size, rects, &mut bg);
+                bg
+            })
+            .collect();
+        Some(Donor {
+            key: c.rank.2.as_str().into(),
+            class: c.class,
+            label: format!("image:{}", c.rank.2).into(),
+            backgrounds,
+        })
+    }
+
+    /// The donor's background at preprocessing group `group`.
+    pub fn background(&self, donor: usize, group: usize) -> Option<&[u8]> {
+        self.donors
+            .get(donor)?
+            .backgrounds
+            .get(group)
+            .map(Vec::as_slice)
+    }
+
+    pub fn len(&self) -> usize {
+        self.donors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.donors.is_empty()
+    }
+
+    /// The label of a source, for the `background` column.
+    pub fn source_label(&self, s: &SlotSource) -> Option<Arc<str>> {
+        match s {
+            SlotSource::Donor(d) => self.donors.get(*d).map(|d| d.label.clone()),
+            SlotSource::Texture(t) => self.texture_labels.get(*t).cloned(),
+            _ => None,
+        }
+    }
+
+    fn smallest(&self, key: &str, class: i64, seed: u64, salt: u64) -> Option<usize> {
+        self.by_class
+            .get(&class)?
+            .iter()
+            .copied()
+            .filter(|&d| &*self.donors[d].key != key)
+            .min_by_key(|&d| (pair_hash(key, &self.donors[d].key, seed, salt), d))
+    }
+
+    /// `worst_bg:K`'s candidates: half textures, half donors of other classes (one side
+    /// fills in when the other runs short), each side in the image's own hash order.
+    fn worst_candidates(
+        &self,
+        key: &str,
+        class: Option<i64>,
+        k: usize,
+        seed: u64,
+    ) -> Vec<SlotSource> {
+        let mut textures: Vec<(u64, usize)> = self
+            .texture_labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (pair_hash(key, l, seed, WORST_SALT), i))
+            .collect();
+        textures.sort_unstable();
+        let mut donors: Vec<(u64, usize)> = self
+            .by_class
+            .iter()
+            .filter(|(&c, _)| Some(c) != class)
+            .flat_map(|(_, ds)| ds.iter().copied())
+            .map(|d| (pair_hash(key, &self.donors[d].key, seed, WORST_SALT), d))
+            .collect();
+        donors.sort_unstable();
+        let half = k.div_ceil(2).min(textures.len());
+        let d = (k - half).min(donors.len());
+        let t = (k - d).min(textures.len());
+        let mut out: Vec<SlotSource> = textures[..t]
+            .iter()
+            .map(|&(_, i)| SlotSource::Texture(i))
+            .chain(donors[..d].iter().map(|&(_, i)| SlotSource::Donor(i)))
+            .collect();
+        let found = out.len();
+        out.resize_with(k, || {
+            no_donor(format!("worst_bg:{k}: only {found} candidate backgrounds"))
+        });
+        out
+    }
+
+    /// Every slot's source for an image of `label` (see the module rules).
+    pub fn plan(&self, key: &str, label: i64, cfg: &PrepareConfig) -> Vec<SlotSource> {
+        let class = cfg.donor_class(label);
+        let seed = cfg.seed;
+        let mut out = Vec::new();
+        for v in &cfg.variants {
+            let missing = |what: &str| match class {
+                Some(c) => no_donor(format!("no {what} donor for class {c} in the bank")),
+                None => no_donor(format!("label {label} is in no class of the class map")),
+            };
+            match v {
+                Variant::MixedSame => out.push(
+                    class
+                        .and_then(|c| self.smallest(key, c, seed, SAME_SALT))
+                        .map_or_else(|| missing("same-class"), SlotSource::Donor),
+                ),
+                Variant::MixedNext => out.push(
+                    class
+                        .and_then(|c| {
+                            let n = cfg.donor_classes().max(1);
+                            self.smallest(key, (c + 1).rem_euclid(n), seed, NEXT_SALT)
+                        })
+                        .map_or_else(|| missing("next-class"), SlotSource::Donor),
+                ),
+                Variant::MixedRand => {
+                    let pick = class.and_then(|c| {
+                        let others: Vec<i64> =
+                            self.by_class.keys().copied().filter(|&k| k != c).collect();
+                        if others.is_empty() {
+                            return None;
+                        }
+                        let h = xxh3_64_with_seed(key.as_bytes(), seed ^ RAND_SALT);
+                        let chosen = others[(h % others.len() as u64) as usize];
+                        self.smallest(key, chosen, seed, RAND_SALT)
+                    });
+                    out.push(pick.map_or_else(|| missing("other-class"), SlotSource::Donor));
+                }
+                Variant::WorstBg { k } => out.extend(self.worst_candidates(key, class, *k, seed)),
+                _ => out.push(SlotSource::Own),
+            }
+        }
+        out
+    }
+}
