@@ -1,0 +1,224 @@
+//! The box CSV reader of `bgstream shard`: `path,label,x0,y0,x1,y1`, one row per box.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::{bad, check_unique_keys, key_from_path, read_synsets, Entry};
+use crate::error::FatalError;
+use crate::ops::geometry::BBox;
+use crate::source::Annotation;
+
+/// One image of a box CSV: its rows grouped, in the order of first appearance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvImage {
+    pub path: PathBuf,
+    pub label: i64,
+    pub boxes: Vec<BBox>,
+}
+
+const BOX_CSV_HEADER: [&str; 6] = ["path", "label", "x0", "y0", "x1", "y1"];
+
+/// Reads a box CSV (`path,label,x0,y0,x1,y1`, see the module docs). `classes` are the
+/// `--synsets` names (may be empty): `label` is a class index or one of them. The error
+/// is the reason with its line number, for the caller to prefix with the file name.
+pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage>, String> {
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in classes.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
+        by_name.entry(name.as_str()).or_insert(i);
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(data);
+    let header = reader.headers().map_err(|e| e.to_string())?;
+    if !header
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .eq(BOX_CSV_HEADER)
+    {
+        return Err(format!(
+            "the header is {:?}, expected {}",
+            header.iter().collect::<Vec<_>>(),
+            BOX_CSV_HEADER.join(",")
+        ));
+    }
+    let mut images: Vec<CsvImage> = Vec::new();
+    // path -> (index in `images`, line of its first row)
+    let mut seen: HashMap<String, (usize, u64)> = HashMap::new();
+    for row in reader.records() {
+        let row = row.map_err(|e| e.to_string())?;
+        let line = row.position().map_or(0, |p| p.line());
+        let at = |reason: String| format!("line {line}: {reason}");
+        let path = &row[0];
+        if path.is_empty() {
+            return Err(at("empty path".into()));
+        }
+        let label = csv_label(&row[1], &by_name).map_err(at)?;
+        let mut bbox = [0.0; 4];
+        for (v, (field, name)) in bbox.iter_mut().zip(row.iter().zip(BOX_CSV_HEADER).skip(2)) {
+            *v = field
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| at(format!("{name} is {field:?}, not a number")))?;
+        }
+        match seen.get(path) {
+            Some(&(i, first)) if images[i].label != label => {
+                return Err(at(format!(
+                    "{path} has label {label} here but {} on line {first}",
+                    images[i].label
+                )))
+            }
+            Some(&(i, _)) => images[i].boxes.push(bbox),
+            None => {
+                seen.insert(path.to_string(), (images.len(), line));
+                images.push(CsvImage {
+                    path: PathBuf::from(path),
+                    label,
+                    boxes: vec![bbox],
+                });
+            }
+        }
+    }
+    Ok(images)
+}
+
+/// A class index, or a class name of `--synsets`.
+fn csv_label(field: &str, by_name: &HashMap<&str, usize>) -> Result<i64, String> {
+    if let Ok(n) = field.parse::<i64>() {
+        return if n >= 0 {
+            Ok(n)
+        } else {
+            Err(format!("label {n} is negative"))
+        };
+    }
+    match by_name.get(field) {
+        Some(&i) => Ok(i as i64),
+        None if by_name.is_empty() => Err(format!(
+            "label {field:?} is not a class index (class names need --synsets)"
+        )),
+        None => Err(format!(
+            "label {field:?} is neither a class index nor a class name of --synsets"
+        )),
+    }
+}
+
+/// Reads a box CSV (see the module docs); `synsets` (optional) gives class names, which are
+/// also recorded in `wnid`. Sizes are not recorded: the run reads them from the image.
+pub fn read_box_csv(
+    csv_path: &Path,
+    images: &Path,
+    synsets: Option<&Path>,
+) -> Result<(Vec<Entry>, Vec<String>), FatalError> {
+    let classes = match synsets {
+        Some(p) => read_synsets(p)?,
+        None => Vec::new(),
+    };
+    let file = File::open(csv_path).map_err(|e| FatalError::io(csv_path, e))?;
+    let rows = parse_box_csv(BufReader::new(file), &classes).map_err(|r| bad(csv_path, r))?;
+    let mut entries = Vec::new();
+    let mut missing = Vec::new();
+    for img in rows {
+        let key = key_from_path(&img.path);
+        let image = images.join(&img.path);
+        if !image.is_file() {
+            missing.push(key);
+            continue;
+        }
+        entries.push(Entry {
+            key,
+            image,
+            annotation: Annotation {
+                label: img.label,
+                boxes: img.boxes,
+                width: None,
+                height: None,
+                wnid: usize::try_from(img.label)
+                    .ok()
+                    .and_then(|i| classes.get(i))
+                    .filter(|n| !n.is_empty())
+                    .cloned(),
+            },
+        });
+    }
+    check_unique_keys(&entries, csv_path)?;
+    Ok((entries, missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csv_rows(text: &str, classes: &[&str]) -> Result<Vec<CsvImage>, String> {
+        let classes: Vec<String> = classes.iter().map(|s| s.to_string()).collect();
+        parse_box_csv(text.as_bytes(), &classes)
+    }
+
+    #[test]
+    fn box_csv_groups_rows_by_path() {
+        let rows = csv_rows(
+            "path,label,x0,y0,x1,y1\n\
+             a/cat.jpg,3,0,0,10,10\n\
+             b.jpg,5,1,2,3,4\n\
+             a/cat.jpg, 3 ,20,20,30,30.5\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                CsvImage {
+                    path: "a/cat.jpg".into(),
+                    label: 3,
+                    boxes: vec![[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.5]],
+                },
+                CsvImage {
+                    path: "b.jpg".into(),
+                    label: 5,
+                    boxes: vec![[1.0, 2.0, 3.0, 4.0]],
+                },
+            ]
+        );
+        assert_eq!(key_from_path(&rows[0].path), "cat");
+    }
+
+    #[test]
+    fn box_csv_labels_must_agree() {
+        let e = csv_rows(
+            "path,label,x0,y0,x1,y1\na.jpg,1,0,0,5,5\nb.jpg,2,0,0,5,5\na.jpg,2,0,0,5,5\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("line 4:") && e.contains("label 2 here but 1 on line 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn box_csv_class_names_come_from_synsets() {
+        let text =
+            "path,label,x0,y0,x1,y1\na.jpg,dog,0,0,5,5\na.jpg,2,1,1,5,5\nb.jpg,cat,0,0,5,5\n";
+        let rows = csv_rows(text, &["cat", "", "dog"]).unwrap();
+        assert_eq!((rows[0].label, rows[0].boxes.len()), (2, 2));
+        assert_eq!(rows[1].label, 0);
+        let e = csv_rows(text, &[]).unwrap_err();
+        assert!(
+            e.starts_with("line 2:") && e.contains("need --synsets"),
+            "{e}"
+        );
+        let e = csv_rows(text, &["cat"]).unwrap_err();
+        assert!(
+            e.starts_with("line 2:") && e.contains("neither a class index nor"),
+            "{e}"
+        );
+        let e = csv_rows("path,label,x0,y0,x1,y1\na.jpg,-1,0,0,5,5\n", &[]).unwrap_err();
+        assert!(e.contains("negative"), "{e}");
+        let e = csv_rows("path,label,x0,y0,x1,y1\na.jpg,1,0,zero,5,5\n", &[]).unwrap_err();
+        assert!(e.contains("y0 is \"zero\""), "{e}");
+        let e = csv_rows("path,label,x,y,w,h\na.jpg,1,0,0,5,5\n", &[]).unwrap_err();
+        assert!(e.contains("expected path,label,x0,y0,x1,y1"), "{e}");
+        assert!(csv_rows("path,label,x0,y0,x1,y1\na.jpg,1,0,0,5\n", &[]).is_err());
+    }
+}
