@@ -111,6 +111,13 @@ pub struct RunArgs {
     /// Finish the run in --out: keep its complete shards, redo the rest.
     #[arg(long)]
     pub resume: bool,
+    /// This process's rank in a split run (with --world-size; default: torchrun's RANK,
+    /// else Slurm's SLURM_PROCID, else 0). Shard i of the sorted list goes to rank i mod W.
+    #[arg(long, value_name = "R")]
+    pub rank: Option<usize>,
+    /// Number of ranks of a split run (default: WORLD_SIZE, else SLURM_NTASKS, else 1).
+    #[arg(long, value_name = "W")]
+    pub world_size: Option<usize>,
     /// Also write the run summary as JSON here.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,

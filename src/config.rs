@@ -13,7 +13,9 @@ use crate::ops::decode::Limits;
 use crate::ops::textures::{default_dir, TextureSet};
 use crate::ops::variants::Variant;
 use crate::prepare::PrepareConfig;
+use crate::ranks::{Plan, Rank};
 use crate::sink::manifest::{self, ShardEntry};
+use crate::sink::writer::shard_file_stem;
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -33,6 +35,7 @@ pub struct RunConfig {
     pub rows_per_file: usize,
     pub limits: Limits,
     pub fail_fast: bool,
+    pub overwrite: bool,
     /// Shards an earlier run completed (`--resume`); not read again.
     pub completed: Vec<ShardEntry>,
     /// Coarse classes for donor choice (`--class-map`).
@@ -43,6 +46,10 @@ pub struct RunConfig {
     pub donor_shards: Vec<PathBuf>,
     /// Donor bank size (split evenly over the donor classes, at least 2 each).
     pub donors: usize,
+    /// This process's place in a split run (`--rank`, torchrun, Slurm).
+    pub rank: Rank,
+    /// The shards `rank` was given (before `--resume` drops the finished ones).
+    pub rank_shards: Vec<PathBuf>,
 }
 
 /// Expands paths and globs; a pattern that matches nothing is an error.
@@ -108,7 +115,8 @@ impl RunConfig {
         }
         let variants = Variant::parse_list(&a.variants).map_err(FatalError::Config)?;
         let shards = expand_shards(&a.shards)?;
-        let device = resolve_device(&a.device)?;
+        let rank = Rank::from_env(a.rank, a.world_size)?;
+        let device = resolve_device(&a.device, rank.local_rank)?;
         let precision = a.precision.unwrap_or(Precision::default_for(device));
         precision.check(device)?;
         if device.is_cuda() {
@@ -126,11 +134,14 @@ impl RunConfig {
         if a.donors == 0 {
             return Err(cfg_err("--donors must be at least 1"));
         }
-        let completed = prepare_out_dir(&out, a.overwrite, a.resume)?;
+        let rank_shards = rank.assign(&shards);
+        let completed = prepare_out_dir(&out, a.overwrite, a.resume, &rank, &rank_shards)?;
+        Plan::write(&out, &rank, &rank_shards)?;
         let done: HashSet<&str> = completed.iter().map(|e| e.shard.as_str()).collect();
-        let shards: Vec<PathBuf> = shards
-            .into_iter()
+        let shards: Vec<PathBuf> = rank_shards
+            .iter()
             .filter(|p| !done.contains(p.display().to_string().as_str()))
+            .cloned()
             .collect();
         Ok(RunConfig {
             shards,
@@ -153,11 +164,14 @@ impl RunConfig {
                 max_pixels: a.max_pixels,
             },
             fail_fast: a.fail_fast,
+            overwrite: a.overwrite,
             completed,
             class_map,
             class_map_path: a.class_map.clone(),
             donor_shards,
             donors: a.donors,
+            rank,
+            rank_shards,
         })
     }
 
@@ -231,6 +245,7 @@ impl RunConfig {
             "max_pixels": self.limits.max_pixels,
             "textures": textures,
             "donors": self.donor_identity(),
+            "world_size": (self.rank.world_size > 1).then_some(self.rank.world_size),
         })
     }
 
@@ -249,6 +264,18 @@ impl RunConfig {
     /// Records the run's identity in `--out`, or checks it against the run being resumed.
     pub fn check_identity(&self, identity: &serde_json::Value) -> Result<(), FatalError> {
         let path = self.out.join(manifest::RUN);
+        // Ranks share `_run.json`: each writes the same identity through its own temporary.
+        let tmp = self.out.join(format!("_run.{}.json.tmp", self.rank.tag()));
+        let write = || {
+            std::fs::write(&tmp, serde_json::to_vec_pretty(identity).expect("json"))
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| FatalError::output(&path, e))
+        };
+        if self.overwrite && self.rank.world_size > 1 {
+            // A split run's --overwrite replaces this rank's files, never the others'; the
+            // shared identity is simply rewritten.
+            return write();
+        }
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let before: serde_json::Value =
@@ -258,18 +285,13 @@ impl RunConfig {
                     })?;
                 if &before != identity {
                     return Err(FatalError::Config(format!(
-                        "--resume: this run differs from the one in {} (models, variants, seed, filter or textures); was {before}, now {identity}",
+                        "this run differs from the one in {} (models, variants, seed, filter, textures, donors or world size); pass --overwrite to replace it; was {before}, now {identity}",
                         self.out.display()
                     )));
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let tmp = path.with_extension("json.tmp");
-                std::fs::write(&tmp, serde_json::to_vec_pretty(identity).expect("json"))
-                    .and_then(|()| std::fs::rename(&tmp, &path))
-                    .map_err(|e| FatalError::output(&path, e))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => write(),
             Err(e) => Err(FatalError::io(&path, e)),
         }
     }
@@ -307,6 +329,7 @@ impl RunConfig {
             "device": format!("{:?}", self.device),
             "precision": self.precision,
             "batch_size": self.batch_size,
+            "rank": self.rank,
             "shards": self.shards.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         })
         .to_string()
@@ -320,26 +343,47 @@ impl RunConfig {
 /// - `resume`: keeps the files of complete shards, deletes everything else an interrupted
 ///   run left (files of incomplete shards, `*.tmp`), and drops torn manifest lines.
 /// - neither: refuses a folder that already holds a run.
+///
+/// A rank of a split run (`W > 1`) only looks at its own files — the part files of its
+/// shards, its manifest and plan — since the other ranks write beside it at the same time.
 fn prepare_out_dir(
     out: &Path,
     overwrite: bool,
     resume: bool,
+    rank: &Rank,
+    shards: &[PathBuf],
 ) -> Result<Vec<ShardEntry>, FatalError> {
     std::fs::create_dir_all(out).map_err(|e| FatalError::output(out, e))?;
+    let manifest_name = rank.manifest_name();
+    let split = rank.world_size > 1;
+    let stems: Vec<String> = shards
+        .iter()
+        .map(|p| format!("{}-", shard_file_stem(&p.display().to_string())))
+        .collect();
+    let mine = |name: &str| -> bool {
+        let own_meta = name == manifest_name
+            || name == format!("{manifest_name}.tmp")
+            || name == rank.plan_name()
+            || name == format!("{}.tmp", rank.plan_name());
+        if split {
+            own_meta
+                || ((name.ends_with(".parquet") || name.ends_with(".parquet.tmp"))
+                    && stems.iter().any(|s| name.starts_with(s.as_str())))
+        } else {
+            own_meta
+                || name.ends_with(".parquet")
+                || name.ends_with(".tmp")
+                || name == manifest::RUN
+        }
+    };
     let leftovers: Vec<PathBuf> = std::fs::read_dir(out)
         .map_err(|e| FatalError::output(out, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".parquet")
-                || name.ends_with(".tmp")
-                || name == manifest::MANIFEST
-                || name == manifest::RUN
-        })
+        .filter(|p| mine(p.file_name().and_then(|n| n.to_str()).unwrap_or("")))
         .collect();
     let remove = |p: &Path| std::fs::remove_file(p).map_err(|e| FatalError::output(p, e));
     if resume {
-        let entries = manifest::read(out)?;
+        let entries = manifest::read(out, &manifest_name)?;
         let keep: HashSet<&str> = entries
             .iter()
             .flat_map(|e| e.files.iter().map(String::as_str))
@@ -350,17 +394,24 @@ fn prepare_out_dir(
                 remove(p)?;
             }
         }
-        manifest::compact(out, &entries)?;
+        manifest::compact(out, &manifest_name, &entries)?;
         return Ok(entries);
     }
-    if leftovers.is_empty() {
+    // A plan alone (a rank that started and wrote nothing yet) is not a run to protect.
+    let holds_run = leftovers.iter().any(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n != rank.plan_name())
+    });
+    if !holds_run {
         return Ok(Vec::new());
     }
     if !overwrite {
         return Err(FatalError::Config(format!(
-            "{} already holds a run ({} file(s)); pass --resume to finish it, --overwrite to replace it, or choose another --out",
+            "{} already holds a run ({} file(s){}); pass --resume to finish it, --overwrite to replace it, or choose another --out",
             out.display(),
-            leftovers.len()
+            leftovers.len(),
+            if split { format!(" of rank {}", rank.rank) } else { String::new() }
         )));
     }
     for p in &leftovers {

@@ -22,7 +22,8 @@
 //! - [`pipeline`]: the wiring — bounded channels, stage threads, shutdown, summary.
 //! - [`aggregate`]: relative accuracies, Table 1, figures and the HTML report from the
 //!   Parquet output (`bgstream aggregate`).
-//! - [`config`] / [`cli`]: validated configuration from clap arguments.
+//! - [`config`] / [`cli`]: validated configuration from clap arguments; [`ranks`]: which
+//!   part of a split run (Slurm, torchrun) this process does.
 //! - [`bench`]: `bgstream bench` — forward vs end-to-end throughput per model.
 //! - [`error`]: [`error::ItemError`] (recorded per image) vs [`error::FatalError`].
 
@@ -49,6 +50,7 @@ pub mod ops;
 #[cfg(feature = "torch")]
 pub mod pipeline;
 pub mod prepare;
+pub mod ranks;
 pub mod sink;
 pub mod source;
 #[cfg(feature = "torch")]

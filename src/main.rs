@@ -53,6 +53,17 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> anyhow::Result<u8> {
     let cfg = RunConfig::from_args(args)?;
+    if cfg.rank.world_size > 1 {
+        eprintln!(
+            "bgstream: rank {} of {} ({}): {} of the run's shards, {} still to do, on {:?}",
+            cfg.rank.rank,
+            cfg.rank.world_size,
+            cfg.rank.source,
+            cfg.rank_shards.len(),
+            cfg.shards.len(),
+            cfg.device
+        );
+    }
     let models = cfg.load_models()?;
     let counters = Arc::new(Counters::default());
     let progress = (!args.no_progress).then(|| spawn_progress(counters.clone()));
@@ -173,6 +184,9 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
         class_map: a.class_map.clone(),
     };
     let out = aggregate::run(&cfg)?;
+    for w in &out.warnings {
+        eprintln!("bgstream: warning: {w}");
+    }
     if out.data.duplicates > 0 {
         eprintln!(
             "bgstream: warning: {} (key, variant, model) rows appear more than once; the first was kept",

@@ -178,6 +178,7 @@ pub async fn run(
         )],
         variants: variant_names.clone(),
         models: model_names.clone(),
+        manifest: cfg.rank.manifest_name(),
     })?;
     let device = cfg.device;
     let batch_size = cfg.batch_size;

@@ -6,6 +6,7 @@
 //! the summary (Parquet / CSV), paper-style figures ([`plots`]) and an HTML report
 //! ([`report`]).
 
+pub mod completeness;
 pub mod load;
 pub mod metrics;
 pub mod plots;
@@ -41,6 +42,8 @@ pub struct AggregateConfig {
 
 /// What an aggregate run produced.
 pub struct AggregateOutput {
+    /// Missing ranks and unfinished shards (see [`completeness`]).
+    pub warnings: Vec<String>,
     pub data: Loaded,
     pub aggregate: Aggregate,
     pub written: Vec<PathBuf>,
@@ -128,6 +131,7 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         },
     )?;
     let aggregate = compute(&data, cfg.baseline.as_deref(), cfg.examples)?;
+    let warnings = completeness::check(&cfg.input);
     std::fs::create_dir_all(&cfg.out).map_err(|e| FatalError::output(&cfg.out, e))?;
     let batch = summary_batch(&aggregate.rows);
     let mut written = Vec::new();
@@ -197,11 +201,12 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         Vec::new()
     };
     if let Some(path) = &cfg.report {
-        let html = report::render(&aggregate, &data, &svgs);
+        let html = report::render(&aggregate, &data, &svgs, &warnings);
         report::write(path, &html).map_err(|e| FatalError::output(path, e))?;
         written.push(path.clone());
     }
     Ok(AggregateOutput {
+        warnings,
         data,
         aggregate,
         written,

@@ -21,7 +21,12 @@ fn num(v: Option<f64>) -> String {
 }
 
 /// Renders the report; `svgs` are the figure files to inline.
-pub fn render(a: &Aggregate, data: &Loaded, svgs: &[std::path::PathBuf]) -> String {
+pub fn render(
+    a: &Aggregate,
+    data: &Loaded,
+    svgs: &[std::path::PathBuf],
+    warnings: &[String],
+) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -51,6 +56,13 @@ Baseline model: <code>{base}</code>. Intervals are 95% Wilson score intervals.{c
         variants = a.variants.len(),
         base = esc(&a.baseline),
     );
+    if !warnings.is_empty() {
+        h.push_str("<div id=\"warnings\"><p><b>Incomplete output</b>: the numbers below cover only what was written.</p><ul>\n");
+        for w in warnings {
+            let _ = writeln!(h, "<li>{}</li>", esc(w));
+        }
+        h.push_str("</ul></div>\n");
+    }
     if !data.error_rows.is_empty() {
         let mut codes: Vec<_> = data.error_rows.iter().collect();
         codes.sort();

@@ -34,7 +34,9 @@ pub fn load_cuda() -> Result<(), String> {
 }
 
 /// `auto | cpu | cuda | cuda:N` to a tch device. `auto` falls back to CPU with one message.
-pub fn resolve_device(spec: &str) -> Result<Device, FatalError> {
+/// `auto` and `cuda` take GPU `local_rank mod count` when a launcher set a local rank (one
+/// process per GPU); `cuda:N` is taken as given.
+pub fn resolve_device(spec: &str, local_rank: Option<usize>) -> Result<Device, FatalError> {
     let spec = spec.trim();
     if spec == "cpu" {
         return Ok(Device::Cpu);
@@ -48,15 +50,19 @@ pub fn resolve_device(spec: &str) -> Result<Device, FatalError> {
     });
     match spec {
         "auto" => Ok(match cuda {
-            Ok(_) => Device::Cuda(0),
+            Ok(count) => Device::Cuda(local_rank.unwrap_or(0) % count.max(1) as usize),
             Err(why) => {
                 tracing::warn!("no usable GPU ({why}); running on CPU");
                 Device::Cpu
             }
         }),
         _ => {
+            let count = || {
+                cuda.clone()
+                    .map_err(|why| FatalError::Device(spec.into(), why))
+            };
             let index: usize = match spec.strip_prefix("cuda") {
-                Some("") => 0,
+                Some("") => local_rank.unwrap_or(0) % count()?.max(1) as usize,
                 Some(rest) => rest
                     .strip_prefix(':')
                     .and_then(|n| n.parse().ok())
@@ -68,7 +74,7 @@ pub fn resolve_device(spec: &str) -> Result<Device, FatalError> {
                     ))
                 }
             };
-            let count = cuda.map_err(|why| FatalError::Device(spec.into(), why))?;
+            let count = count()?;
             if index as i64 >= count {
                 return Err(FatalError::Device(
                     spec.into(),
@@ -136,10 +142,10 @@ mod tests {
 
     #[test]
     fn cpu_always_resolves_and_bad_specs_are_clear() {
-        assert_eq!(resolve_device("cpu").unwrap(), Device::Cpu);
-        let err = resolve_device("tpu").unwrap_err().to_string();
+        assert_eq!(resolve_device("cpu", Some(3)).unwrap(), Device::Cpu);
+        let err = resolve_device("tpu", None).unwrap_err().to_string();
         assert!(err.contains("expected auto, cpu"), "{err}");
-        assert!(resolve_device("cuda:x").is_err());
+        assert!(resolve_device("cuda:x", None).is_err());
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn open(dir: &Path) -> Result<Self, FatalError> {
-        let path = dir.join(MANIFEST);
+    /// Opens `dir/name` (`_manifest.jsonl`, or a rank's own manifest) for appending.
+    pub fn open(dir: &Path, name: &str) -> Result<Self, FatalError> {
+        let path = dir.join(name);
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -65,9 +66,9 @@ impl Manifest {
     }
 }
 
-/// Complete shards recorded in `dir` (a torn or unparsable line is not a completion).
-pub fn read(dir: &Path) -> Result<Vec<ShardEntry>, FatalError> {
-    let path = dir.join(MANIFEST);
+/// Complete shards recorded in `dir/name` (a torn or unparsable line is not a completion).
+pub fn read(dir: &Path, name: &str) -> Result<Vec<ShardEntry>, FatalError> {
+    let path = dir.join(name);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -82,9 +83,9 @@ pub fn read(dir: &Path) -> Result<Vec<ShardEntry>, FatalError> {
 }
 
 /// Rewrites the manifest without torn lines (before appending to it again).
-pub fn compact(dir: &Path, entries: &[ShardEntry]) -> Result<(), FatalError> {
-    let path = dir.join(MANIFEST);
-    let tmp = dir.join("_manifest.jsonl.tmp");
+pub fn compact(dir: &Path, name: &str, entries: &[ShardEntry]) -> Result<(), FatalError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut text = String::new();
     for e in entries {
         text.push_str(&serde_json::to_string(e).expect("entry serialises"));

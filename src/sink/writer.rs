@@ -35,6 +35,8 @@ pub struct SinkConfig {
     /// Output order of variants and models (their position in the run's lists).
     pub variants: Vec<Arc<str>>,
     pub models: Vec<Arc<str>>,
+    /// The manifest's file name in `dir` (one per rank when a run is split).
+    pub manifest: String,
 }
 
 #[derive(Default)]
@@ -92,7 +94,7 @@ pub fn shard_file_stem(shard: &str) -> String {
 impl ParquetSink {
     pub fn new(cfg: SinkConfig) -> Result<Self, FatalError> {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| FatalError::output(&cfg.dir, e))?;
-        let manifest = Manifest::open(&cfg.dir)?;
+        let manifest = Manifest::open(&cfg.dir, &cfg.manifest)?;
         let pos = |v: &[Arc<str>]| v.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
         Ok(ParquetSink {
             rows_per_item: cfg.variants.len() * cfg.models.len(),

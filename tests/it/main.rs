@@ -7,6 +7,7 @@ mod batcher;
 mod common;
 mod model_reference;
 mod pipeline;
+mod ranks;
 mod resume;
 mod schema;
 mod shard_formats;

@@ -12,9 +12,9 @@ use jpeg_encoder::{ColorType, Encoder};
 
 use crate::common::{self, path_str};
 
-const SHARDS: usize = 12;
+pub(crate) const SHARDS: usize = 12;
 
-fn shards(dir: &Path) -> String {
+pub(crate) fn shards(dir: &Path) -> String {
     for s in 0..SHARDS {
         let mut b = tar::Builder::new(File::create(dir.join(format!("r-{s:06}.tar"))).unwrap());
         for k in 0..4 {
@@ -45,7 +45,7 @@ fn shards(dir: &Path) -> String {
     format!("{}/r-*.tar", dir.display())
 }
 
-fn command(glob: &str, out: &Path, extra: &[&str]) -> Command {
+pub(crate) fn command(glob: &str, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bgstream"));
     c.args([
         "--shards",
@@ -72,7 +72,7 @@ fn command(glob: &str, out: &Path, extra: &[&str]) -> Command {
 }
 
 /// Every row of `dir`, sorted, as JSON text (all columns).
-fn sorted_rows(dir: &Path) -> String {
+pub(crate) fn sorted_rows(dir: &Path) -> String {
     common::reference_sql(
         dir,
         "select * from rows order by shard, key, variant, model",
@@ -101,7 +101,7 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn status(c: &mut Command) -> (i32, String) {
+pub(crate) fn status(c: &mut Command) -> (i32, String) {
     let out = c.output().unwrap();
     (
         out.status.code().unwrap_or(-1),

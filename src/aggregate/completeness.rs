@@ -1,0 +1,112 @@
+//! Is the output complete? Every folder with run files is checked on its own: each rank of
+//! a split run wrote a plan (`_rank-R-of-W.json`, the shards it was given) and a manifest
+//! (the shards it finished). Missing ranks and unfinished shards become warnings: the
+//! numbers are still computed from what is there.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::ranks::{parse_tag, Plan};
+use crate::sink::manifest::{self, MANIFEST};
+
+fn dirs_with_runs(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut has_run = false;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            dirs_with_runs(&p, out);
+        } else if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+            has_run |= name.starts_with("_manifest") && name.ends_with(".jsonl")
+                || name.starts_with("_rank-") && name.ends_with(".json");
+        }
+    }
+    if has_run {
+        out.push(dir.to_path_buf());
+    }
+}
+
+/// Warnings about missing ranks and unfinished shards under `dir` (recursively).
+pub fn check(dir: &Path) -> Vec<String> {
+    let mut dirs = Vec::new();
+    dirs_with_runs(dir, &mut dirs);
+    dirs.sort();
+    dirs.iter().flat_map(|d| check_one(d)).collect()
+}
+
+fn check_one(dir: &Path) -> Vec<String> {
+    // (world size, rank) -> plan / finished shards
+    let mut plans: BTreeMap<(usize, usize), Plan> = BTreeMap::new();
+    let mut done: BTreeMap<(usize, usize), BTreeSet<String>> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("_rank-") && name.ends_with(".json") {
+            match std::fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Plan>(&b).ok())
+            {
+                Some(plan) => {
+                    plans.insert((plan.world_size, plan.rank), plan);
+                }
+                None => warnings.push(format!("{}: unreadable rank plan", e.path().display())),
+            }
+        } else if name.starts_with("_manifest") && name.ends_with(".jsonl") {
+            let (rank, world) = if name == MANIFEST {
+                (0, 1)
+            } else {
+                match parse_tag(&name) {
+                    Some(t) => t,
+                    None => continue,
+                }
+            };
+            let shards = manifest::read(dir, &name)
+                .map(|es| es.into_iter().map(|e| e.shard).collect())
+                .unwrap_or_default();
+            done.insert((world, rank), shards);
+        }
+    }
+    let worlds: BTreeSet<usize> = plans.keys().chain(done.keys()).map(|k| k.0).collect();
+    if worlds.len() > 1 {
+        warnings.push(format!(
+            "{}: files of runs split {} ways are mixed in one folder",
+            dir.display(),
+            worlds
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ));
+    }
+    for &w in &worlds {
+        for r in 0..w {
+            let who = if w == 1 {
+                dir.display().to_string()
+            } else {
+                format!("{}: rank {r} of {w}", dir.display())
+            };
+            match (plans.get(&(w, r)), done.get(&(w, r))) {
+                (None, None) => warnings.push(format!(
+                    "{who} left no plan and no manifest: it never ran, or ran elsewhere; its shards are missing"
+                )),
+                (None, Some(_)) => warnings.push(format!(
+                    "{who} has a manifest but no plan: cannot tell whether it finished"
+                )),
+                (Some(plan), finished) => {
+                    let empty = BTreeSet::new();
+                    let finished = finished.unwrap_or(&empty);
+                    let missing = plan.shards.iter().filter(|s| !finished.contains(*s)).count();
+                    if missing > 0 {
+                        warnings.push(format!(
+                            "{who}: {missing} of {} shards not complete (rerun it with --resume)",
+                            plan.shards.len()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    warnings
+}
