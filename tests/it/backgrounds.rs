@@ -41,13 +41,6 @@ fn solid_jpeg(path: &Path, level: u8) {
     std::fs::write(path, out).unwrap();
 }
 
-fn add(b: &mut tar::Builder<File>, name: &str, data: &[u8]) {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    b.append_data(&mut h, name, data).unwrap();
-}
-
 /// Three shards; image `cC_iI` has label C; classes are spread over the shards.
 fn shards(dir: &Path) -> Vec<PathBuf> {
     let mut builders: Vec<_> = (0..3)
@@ -60,8 +53,8 @@ fn shards(dir: &Path) -> Vec<PathBuf> {
         for c in 0..CLASSES {
             let key = format!("c{c}_i{i}");
             let b = &mut builders[((c + i) % 3) as usize].0;
-            add(b, &format!("{key}.jpg"), &image(c, i * CLASSES + c));
-            add(
+            common::tar_add(b, &format!("{key}.jpg"), &image(c, i * CLASSES + c));
+            common::tar_add(
                 b,
                 &format!("{key}.json"),
                 format!(r#"{{"label": {c}, "boxes": [[16, 16, 48, 48]]}}"#).as_bytes(),
@@ -254,15 +247,8 @@ fn bg_gap_and_challenge_accuracy_on_a_model_that_reads_the_background() {
         assert_eq!(acc(v), want, "{v}");
     }
     let agg = s.dir.join("p-agg");
-    let (code, stdout, stderr) = common::bgstream(&[
-        "aggregate",
-        "--in",
-        path_str(&out),
-        "--out",
-        path_str(&agg),
-        "--report",
-        path_str(&s.dir.join("r.html")),
-    ]);
+    let report = s.dir.join("r.html");
+    let (code, stdout, stderr) = common::aggregate(&out, &agg, &["--report", path_str(&report)]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let table = std::fs::read_to_string(agg.join("backgrounds.csv")).unwrap();
     let line = table.lines().nth(1).unwrap();
@@ -326,14 +312,7 @@ fn bg_gap_and_challenge_accuracy_on_a_model_that_reads_the_background() {
         right += usize::from(want);
     }
     let agg1 = s.dir.join("one-agg");
-    let (code, _, stderr) = common::bgstream(&[
-        "aggregate",
-        "--in",
-        path_str(&one),
-        "--out",
-        path_str(&agg1),
-        "--no-figures",
-    ]);
+    let (code, _, stderr) = common::aggregate(&one, &agg1, &["--no-figures"]);
     assert_eq!(code, 0, "{stderr}");
     let table = std::fs::read_to_string(agg1.join("backgrounds.csv")).unwrap();
     let challenge: f64 = table
@@ -386,16 +365,8 @@ fn coarse_class_map_groups_donors_and_scores_coarse_accuracy() {
     );
     // Scored at the coarse level: predicting class 1 for a class-0 image is right there.
     let agg = s.dir.join("m-agg");
-    let (code, stdout, stderr) = common::bgstream(&[
-        "aggregate",
-        "--in",
-        path_str(&out),
-        "--out",
-        path_str(&agg),
-        "--no-figures",
-        "--class-map",
-        path_str(&map),
-    ]);
+    let (code, stdout, stderr) =
+        common::aggregate(&out, &agg, &["--no-figures", "--class-map", path_str(&map)]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("coarse level of class map t"), "{stdout}");
     let fine = sql(

@@ -101,3 +101,18 @@ pub fn reference_sql(dir: &Path, sql: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&python_stdout(&["-c", &code, sql])).expect("json")
 }
+
+/// Appends one regular member (mode 0644) to a tar being built.
+pub fn tar_add<W: std::io::Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, name, data).unwrap();
+}
+
+/// `bgstream aggregate --in INPUT --out OUT EXTRA...`; returns (exit code, stdout, stderr).
+pub fn aggregate(input: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["aggregate", "--in", path_str(input), "--out", path_str(out)];
+    args.extend_from_slice(extra);
+    bgstream(&args)
+}

@@ -28,22 +28,15 @@ fn jpeg(w: u16, h: u16, gray: bool, seed: u8) -> Vec<u8> {
     out
 }
 
-fn add(b: &mut tar::Builder<File>, name: &str, data: &[u8]) {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    b.append_data(&mut h, name, data).unwrap();
-}
-
 /// Writes a shard of (key, image bytes, cls, json) samples.
 fn shard(path: &Path, samples: &[(&str, Vec<u8>, Option<&str>, String)]) {
     let mut b = tar::Builder::new(File::create(path).unwrap());
     for (key, img, cls, json) in samples {
-        add(&mut b, &format!("{key}.jpg"), img);
+        common::tar_add(&mut b, &format!("{key}.jpg"), img);
         if let Some(c) = cls {
-            add(&mut b, &format!("{key}.cls"), c.as_bytes());
+            common::tar_add(&mut b, &format!("{key}.cls"), c.as_bytes());
         }
-        add(&mut b, &format!("{key}.json"), json.as_bytes());
+        common::tar_add(&mut b, &format!("{key}.json"), json.as_bytes());
     }
     b.finish().unwrap();
 }

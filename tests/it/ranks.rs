@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{self, path_str};
+use crate::common;
 use crate::resume::{command, shards, sorted_rows, status, SHARDS};
 
 /// Runs ranks 0..world of one split run into `out` at the same time; each rank's launcher
@@ -49,14 +49,7 @@ fn slurm(world: usize) -> impl Fn(usize) -> Vec<(String, String)> {
 }
 
 fn aggregate_warnings(out: &Path, dir: &Path) -> String {
-    let (code, _, stderr) = common::bgstream(&[
-        "aggregate",
-        "--in",
-        path_str(out),
-        "--out",
-        path_str(dir),
-        "--no-figures",
-    ]);
+    let (code, _, stderr) = common::aggregate(out, dir, &["--no-figures"]);
     assert_eq!(code, 0, "{stderr}");
     stderr
 }
