@@ -71,6 +71,8 @@ pub struct RunSummary {
     pub shard_errors: Vec<(String, String)>,
     pub skipped_members: u64,
     pub failures_by_code: Vec<(String, u64)>,
+    /// Rows per variant whose slot found no donor background (status `no_donor`).
+    pub no_donor: Vec<(String, u64)>,
     pub accuracy: Vec<Accuracy>,
     pub elapsed: Duration,
     pub interrupted: bool,
@@ -117,9 +119,14 @@ pub fn group_models(models: Vec<Model>) -> Vec<Vec<Model>> {
 /// (model, variant) -> (images, top-1 hits, top-5 hits).
 type Tally = HashMap<(Arc<str>, Arc<str>), (u64, u64, u64)>;
 
-fn tally_rows(tally: &mut Tally, msg: &SinkMsg) {
+fn tally_rows(tally: &mut Tally, no_donor: &mut HashMap<Arc<str>, u64>, msg: &SinkMsg) {
     if let SinkMsg::Rows(rows) = msg {
         for r in rows {
+            if let Err(e) = &r.outcome {
+                if e.code == "no_donor" {
+                    *no_donor.entry(r.variant.clone()).or_default() += 1;
+                }
+            }
             // worst_bg:K is one verdict over K rows: `bgstream aggregate` computes it.
             if r.variant.starts_with("worst_bg:") {
                 continue;
@@ -322,8 +329,9 @@ pub async fn run(
         tokio::task::spawn_blocking(move || {
             let mut sink = sink;
             let mut tally = Tally::new();
+            let mut no_donor = HashMap::new();
             while let Ok(msg) = sink_rx.recv_blocking() {
-                tally_rows(&mut tally, &msg);
+                tally_rows(&mut tally, &mut no_donor, &msg);
                 if let Err(e) = sink.handle(msg) {
                     first_error.set(e, &stop);
                     // Keep draining so upstream never blocks; nothing more is written.
@@ -334,7 +342,7 @@ pub async fn run(
                     .rows_written
                     .store(sink.rows_written(), Ordering::Relaxed);
             }
-            (sink.finish(), tally)
+            (sink.finish(), tally, no_donor)
         })
     };
 
@@ -357,7 +365,12 @@ pub async fn run(
         h.await.map_err(join_error)?;
     }
     let failures = infer.await.map_err(join_error)?;
-    let (report, tally) = writer.await.map_err(join_error)?;
+    let (report, tally, no_donor) = writer.await.map_err(join_error)?;
+    let mut no_donor: Vec<(String, u64)> = no_donor
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    no_donor.sort();
     if let Some(e) = first_error.take() {
         return Err(e);
     }
@@ -406,6 +419,7 @@ pub async fn run(
         shard_errors,
         skipped_members: skipped_members.load(Ordering::Relaxed),
         failures_by_code,
+        no_donor,
         accuracy,
         elapsed: start.elapsed(),
         interrupted,

@@ -78,6 +78,12 @@ pub fn render(s: &RunSummary) -> String {
     for (code, n) in &s.failures_by_code {
         let _ = writeln!(o, "  failed: {n} x {code}");
     }
+    for (variant, n) in &s.no_donor {
+        let _ = writeln!(
+            o,
+            "  {variant}: {n} row(s) without a donor background (status no_donor; see the README on donors)"
+        );
+    }
     for (shard, e) in &s.shard_errors {
         let _ = writeln!(o, "  shard error: {shard}: {e}");
     }
@@ -151,6 +157,7 @@ pub fn to_json(s: &RunSummary) -> serde_json::Value {
         "files": s.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "shard_errors": s.shard_errors,
         "failures_by_code": s.failures_by_code,
+        "no_donor_rows": s.no_donor,
         "elapsed_s": s.elapsed.as_secs_f64(),
         "interrupted": s.interrupted,
         "shards_completed": s.shards_completed,

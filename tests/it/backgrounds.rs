@@ -331,56 +331,74 @@ fn bg_gap_and_challenge_accuracy_on_a_model_that_reads_the_background() {
 fn coarse_class_map_groups_donors_and_scores_coarse_accuracy() {
     let s = setup();
     let map = s.dir.join("coarse.json");
-    // Classes 0 and 1 are "dark", 2 and 3 "light".
+    // Classes 0 and 1 are "dark", 2 is "light"; 3 is in no class.
     std::fs::write(
         &map,
-        r#"{"name": "t", "classes": [{"name": "dark", "labels": ["0-1"]}, {"name": "light", "labels": [2, 3]}]}"#,
+        r#"{"name": "t", "classes": [{"name": "dark", "labels": ["0-1"]}, {"name": "light", "labels": [2]}]}"#,
     )
     .unwrap();
     let all: Vec<&Path> = s.shards.iter().map(PathBuf::as_path).collect();
+    let summary = s.dir.join("m.json");
     let out = run(
         &s,
         "m",
         "original,mixed_same,mixed_next",
         &all,
-        &["--class-map", path_str(&map)],
+        &[
+            "--class-map",
+            path_str(&map),
+            "--summary-json",
+            path_str(&summary),
+        ],
     );
-    let coarse = "case when label <= 1 then 0 else 1 end";
+    let coarse = |col: &str| format!("case when {col} <= 1 then 0 when {col} = 2 then 1 end");
     let r = sql(
         &out,
         &format!(
-            "select variant, count(*) filter (where ({coarse}) = \
-             (select case when any_value(label) <= 1 then 0 else 1 end from rows r2 \
-              where r2.key = regexp_extract(rows.background, '^image:(.*)$', 1))) \
-             from rows where variant <> 'original' group by variant order by variant"
+            "select variant, count(*) filter (where status = 'ok' and ({}) = \
+             (select {} from rows r2 \
+              where r2.key = regexp_extract(rows.background, '^image:(.*)$', 1))), \
+             count(*) filter (where status = 'no_donor' and label = 3) \
+             from rows where variant <> 'original' group by variant order by variant",
+            coarse("label"),
+            coarse("any_value(r2.label)")
         ),
     );
     assert_eq!(
         r,
         [
-            serde_json::json!(["mixed_next", 0]),
-            serde_json::json!(["mixed_same", 12])
+            serde_json::json!(["mixed_next", 0, 3]),
+            serde_json::json!(["mixed_same", 9, 3])
         ],
-        "same coarse class for mixed_same, the other one for mixed_next"
+        "same coarse class for mixed_same, the other one for mixed_next, none for unmapped"
     );
-    // Scored at the coarse level: predicting class 1 for a class-0 image is right there.
+    let s_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(
+        s_json["no_donor_rows"],
+        serde_json::json!([["mixed_next", 3], ["mixed_same", 3]])
+    );
+    // Scored at the coarse level: predicting class 1 for a class-0 image is right there;
+    // label 3 is left out.
     let agg = s.dir.join("m-agg");
     let (code, stdout, stderr) =
         common::aggregate(&out, &agg, &["--no-figures", "--class-map", path_str(&map)]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("coarse level of class map t"), "{stdout}");
-    let fine = sql(
+    assert!(stderr.contains("outside the class map"), "{stderr}");
+    let want = sql(
         &out,
         &format!(
-            "select avg((({coarse}) = (case when top5_classes[1] <= 1 then 0 else 1 end))::int) \
-             from rows where variant = 'mixed_same'"
+            "select avg(coalesce(({}) = ({}), false)::int) from rows \
+             where variant = 'mixed_same' and status = 'ok' and label <= 2",
+            coarse("label"),
+            coarse("top5_classes[1]")
         ),
     );
-    let summary = std::fs::read_to_string(agg.join("summary.csv")).unwrap();
-    let line = summary
-        .lines()
-        .find(|l| l.contains(",mixed_same,"))
-        .unwrap();
-    let top1: f64 = line.split(',').nth(3).unwrap().parse().unwrap();
-    assert_eq!(top1, fine[0][0].as_f64().unwrap(), "{summary}");
+    let table = std::fs::read_to_string(agg.join("summary.csv")).unwrap();
+    let line = table.lines().find(|l| l.contains(",mixed_same,")).unwrap();
+    let cols: Vec<&str> = line.split(',').collect();
+    assert_eq!(cols[2], "9", "{table}");
+    let top1: f64 = cols[3].parse().unwrap();
+    assert_eq!(top1, want[0][0].as_f64().unwrap(), "{table}");
 }
