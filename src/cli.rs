@@ -48,7 +48,9 @@ pub struct RunArgs {
     /// Output directory for the Parquet files.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N. `auto` uses the first GPU when there is one.
+    /// auto, cpu, cuda, cuda:N, a list cuda:0,cuda:1 or cuda:all (one inference worker per
+    /// GPU, fed by the shared CPU stages). `auto` uses the first GPU when there is one
+    /// (`LOCAL_RANK`'s under torchrun or Slurm).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Forward-pass precision (default: bf16 on CUDA, fp32 on CPU). A model frozen by

@@ -8,7 +8,7 @@ use tch::Device;
 use crate::classes::ClassMap;
 use crate::cli::RunArgs;
 use crate::error::FatalError;
-use crate::infer::{resolve_device, Model, Precision};
+use crate::infer::{resolve_devices, Model, Precision};
 use crate::ops::decode::Limits;
 use crate::ops::textures::{default_dir, TextureSet};
 use crate::ops::variants::Variant;
@@ -22,7 +22,10 @@ pub struct RunConfig {
     pub shards: Vec<PathBuf>,
     pub models: Vec<PathBuf>,
     pub out: PathBuf,
+    /// The first of `devices` (where `bench` measures).
     pub device: Device,
+    /// One inference worker per device (`--device cuda:0,cuda:1`, `cuda:all`).
+    pub devices: Vec<Device>,
     pub precision: Precision,
     pub batch_size: usize,
     pub variants: Vec<Variant>,
@@ -116,7 +119,8 @@ impl RunConfig {
         let variants = Variant::parse_list(&a.variants).map_err(FatalError::Config)?;
         let shards = expand_shards(&a.shards)?;
         let rank = Rank::from_env(a.rank, a.world_size)?;
-        let device = resolve_device(&a.device, rank.local_rank)?;
+        let devices = resolve_devices(&a.device, rank.local_rank)?;
+        let device = devices[0];
         let precision = a.precision.unwrap_or(Precision::default_for(device));
         precision.check(device)?;
         if device.is_cuda() {
@@ -148,6 +152,7 @@ impl RunConfig {
             models: a.models.clone(),
             out,
             device,
+            devices,
             precision,
             batch_size: a.batch_size,
             variants,
@@ -175,12 +180,17 @@ impl RunConfig {
         })
     }
 
-    /// Loads every model (fatal errors before any image is read).
+    /// Loads every model on the first device (fatal errors before any image is read).
     pub fn load_models(&self) -> Result<Vec<Model>, FatalError> {
+        self.load_models_on(self.device)
+    }
+
+    /// Loads every model on `device`.
+    pub fn load_models_on(&self, device: Device) -> Result<Vec<Model>, FatalError> {
         let models = self
             .models
             .iter()
-            .map(|p| Model::load(p, self.device, self.precision))
+            .map(|p| Model::load(p, device, self.precision))
             .collect::<Result<Vec<_>, _>>()?;
         let mut names: Vec<&str> = models.iter().map(Model::name).collect();
         names.sort();
@@ -327,6 +337,7 @@ impl RunConfig {
                 "definition": "area of the union of boxes (x1, y1 exclusive) / image area",
             },
             "device": format!("{:?}", self.device),
+            "devices": self.devices.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>(),
             "precision": self.precision,
             "batch_size": self.batch_size,
             "rank": self.rank,

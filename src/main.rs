@@ -61,7 +61,7 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
             cfg.rank.source,
             cfg.rank_shards.len(),
             cfg.shards.len(),
-            cfg.device
+            cfg.devices
         );
     }
     let models = cfg.load_models()?;

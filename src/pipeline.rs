@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tch::Device;
+
 use crate::batch::{Group, Inference};
 use crate::config::RunConfig;
 use crate::donors::DonorBank;
@@ -187,12 +189,21 @@ pub async fn run(
         models: model_names.clone(),
         manifest: cfg.rank.manifest_name(),
     })?;
-    let device = cfg.device;
     let batch_size = cfg.batch_size;
-    let groups: Vec<Group> = groups
-        .into_iter()
-        .map(|models| Group::new(models, batch_size, device))
-        .collect();
+    // One inference worker per device, each with its own copy of the models.
+    let mut per_device: Vec<(Device, Vec<Group>)> = Vec::with_capacity(cfg.devices.len());
+    let mut first = Some(groups);
+    for &device in &cfg.devices {
+        let groups = match first.take() {
+            Some(g) => g,
+            None => group_models(cfg.load_models_on(device)?),
+        };
+        let groups = groups
+            .into_iter()
+            .map(|models| Group::new(models, batch_size, device))
+            .collect();
+        per_device.push((device, groups));
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let first_error = Arc::new(FirstError::default());
@@ -277,12 +288,13 @@ pub async fn run(
     drop(sample_rx);
     drop(prep_tx);
 
-    let infer = {
+    let mut infer = Vec::new();
+    for (device, groups) in per_device {
         let (counters, stop, first_error) = (counters.clone(), stop.clone(), first_error.clone());
         let fail_fast = cfg.fail_fast;
         let variants = variant_names.clone();
-        let sink_tx = sink_tx.clone();
-        tokio::task::spawn_blocking(move || {
+        let (sink_tx, prep_rx) = (sink_tx.clone(), prep_rx.clone());
+        infer.push(tokio::task::spawn_blocking(move || {
             let _no_grad = tch::no_grad_guard();
             let mut inference = Inference::new(groups, variants, device, counters.clone());
             let mut emit = |msg: SinkMsg| sink_tx.send_blocking(msg).is_ok();
@@ -318,10 +330,13 @@ pub async fn run(
             })();
             if let Err(e) = result {
                 first_error.set(e, &stop);
+                // Keep draining so the CPU stages never block on a worker that stopped.
+                while prep_rx.recv_blocking().is_ok() {}
             }
             failures
-        })
-    };
+        }));
+    }
+    drop(prep_rx);
     drop(sink_tx);
 
     let writer = {
@@ -364,7 +379,12 @@ pub async fn run(
     for h in cpu {
         h.await.map_err(join_error)?;
     }
-    let failures = infer.await.map_err(join_error)?;
+    let mut failures: HashMap<&'static str, u64> = HashMap::new();
+    for h in infer {
+        for (code, n) in h.await.map_err(join_error)? {
+            *failures.entry(code).or_default() += n;
+        }
+    }
     let (report, tally, no_donor) = writer.await.map_err(join_error)?;
     let mut no_donor: Vec<(String, u64)> = no_donor
         .into_iter()

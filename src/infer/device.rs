@@ -86,6 +86,45 @@ pub fn resolve_device(spec: &str, local_rank: Option<usize>) -> Result<Device, F
     }
 }
 
+/// A device list: `cuda:0,cuda:1`, `cuda:all` (every GPU), or one spec as in
+/// [`resolve_device`]. Each device gets its own inference worker. `cpu,cpu` is allowed (two
+/// CPU workers; it tests the fan-out without a GPU).
+pub fn resolve_devices(spec: &str, local_rank: Option<usize>) -> Result<Vec<Device>, FatalError> {
+    let spec = spec.trim();
+    if spec == "cuda:all" {
+        let count = load_cuda()
+            .and_then(|()| {
+                if Cuda::is_available() {
+                    Ok(Cuda::device_count())
+                } else {
+                    Err("libtorch sees no CUDA device".to_string())
+                }
+            })
+            .map_err(|why| FatalError::Device(spec.into(), why))?;
+        return Ok((0..count as usize).map(Device::Cuda).collect());
+    }
+    let devices = spec
+        .split(',')
+        .map(|s| resolve_device(s, local_rank))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cuda: Vec<&Device> = devices.iter().filter(|d| d.is_cuda()).collect();
+    if devices.len() > 1 && !cuda.is_empty() && cuda.len() != devices.len() {
+        return Err(FatalError::Device(
+            spec.into(),
+            "mix of CPU and CUDA devices; list only GPUs".into(),
+        ));
+    }
+    for (i, d) in cuda.iter().enumerate() {
+        if cuda[..i].contains(d) {
+            return Err(FatalError::Device(
+                spec.into(),
+                format!("{d:?} listed twice"),
+            ));
+        }
+    }
+    Ok(devices)
+}
+
 /// Arithmetic precision of the forward pass.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -146,6 +185,10 @@ mod tests {
         let err = resolve_device("tpu", None).unwrap_err().to_string();
         assert!(err.contains("expected auto, cpu"), "{err}");
         assert!(resolve_device("cuda:x", None).is_err());
+        assert_eq!(
+            resolve_devices("cpu,cpu", None).unwrap(),
+            [Device::Cpu, Device::Cpu]
+        );
     }
 
     #[test]

@@ -6,5 +6,5 @@
 pub mod device;
 pub mod model;
 
-pub use device::{resolve_device, Precision};
+pub use device::{resolve_device, resolve_devices, Precision};
 pub use model::{Model, Sidecar};

@@ -52,9 +52,12 @@ pub(crate) fn command(glob: &str, out: &Path, extra: &[&str]) -> Command {
         glob,
         "--model",
         path_str(&common::model("tiny")),
-        "--device",
-        "cpu",
     ])
+    .args(if extra.contains(&"--device") {
+        &[][..]
+    } else {
+        &["--device", "cpu"][..]
+    })
     .args([
         "--variants",
         "original,bg_only,fg_gauss",
@@ -141,6 +144,15 @@ fn output_is_identical_whatever_the_threads() {
         );
     }
     assert_eq!(manifest_shards(&a).len(), SHARDS);
+    // Two inference workers (as on two GPUs) share the prepared images: same rows.
+    let c = tmp.path().join("c");
+    let (code, stderr) = status(&mut command(
+        &glob,
+        &c,
+        &["--device", "cpu,cpu", "--workers", "2"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(sorted_rows(&a), sorted_rows(&c));
 }
 
 #[test]
