@@ -50,8 +50,33 @@ for m in models/*.pt; do
     | "$py" -c 'import json,sys; print(round(json.load(sys.stdin)["variant_images_per_s"], 1))' || echo failed)
   echo "$name python $base" >> "$table"
 done
+# Equal predictions: Lite0 (real weights) on two shards, CPU fp32 against this device and
+# precision; top-1 must agree on >= 99.5% of rows (bf16 may flip near-ties).
+agree="n/a"
+if [ -f models/efficientnet-lite0.pt ]; then
+  two=$(ls shards/*.tar | head -2 | tr '\n' ' ')
+  for side in "cpu fp32 agree-ref" "$device $precision agree-dev"; do
+    set -- $side
+    ./bgstream --shards $two --model models/efficientnet-lite0.pt --variants "$variants" \
+      --device "$1" --precision "$2" --no-progress --overwrite --out "scratch/$3" >/dev/null 2>&1 || true
+  done
+  agree=$("$py" - <<'PY' 2>/dev/null || echo "n/a (needs pyarrow)"
+import glob, pyarrow.parquet as pq
+def top1(d):
+    out = {}
+    for f in glob.glob(f"scratch/{d}/*.parquet"):
+        t = pq.read_table(f, columns=["key", "variant", "top5_classes"]).to_pylist()
+        out.update({(r["key"], r["variant"]): r["top5_classes"][0] for r in t if r["top5_classes"]})
+    return out
+a, b = top1("agree-ref"), top1("agree-dev")
+same = sum(a[k] == b.get(k) for k in a)
+print(f"{100 * same / max(len(a), 1):.2f}% of {len(a)} rows")
+PY
+)
+fi
 echo
 grep -m1 "CPU stage" "$table.raw" || true
+echo "top-1 agreement, Lite0 $device $precision vs cpu fp32: $agree"
 printf '%-24s %14s %14s %8s %14s %9s\n' model forward_img/s bgstream_vi/s ratio python_vi/s bg/py
 awk '$2 == "python" { py[$1] = $3; next } { fw[$1] = $2; e2e[$1] = $3; r[$1] = $4; order[++n] = $1 }
      END { for (i = 1; i <= n; i++) { m = order[i]; p = py[m];

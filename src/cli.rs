@@ -53,10 +53,11 @@ pub struct RunArgs {
     /// (`LOCAL_RANK`'s under torchrun or Slurm).
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Forward-pass precision (default: bf16 on CUDA, fp32 on CPU). A model frozen by
+    /// Forward-pass precision. bf16 is much faster on a GPU but flips top-1 on near-ties
+    /// (README, Throughput), so fp32 is the default. A model frozen by
     /// examples/freeze_model.py runs only in the precision it was frozen in.
-    #[arg(long, value_enum)]
-    pub precision: Option<Precision>,
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: Precision,
     /// Turn off cuDNN autotuning (on by default on CUDA: it picks the fastest kernels per
     /// shape, which may differ between runs in the last bits).
     #[arg(long)]

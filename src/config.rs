@@ -121,7 +121,7 @@ impl RunConfig {
         let rank = Rank::from_env(a.rank, a.world_size)?;
         let devices = resolve_devices(&a.device, rank.local_rank)?;
         let device = devices[0];
-        let precision = a.precision.unwrap_or(Precision::default_for(device));
+        let precision = a.precision;
         precision.check(device)?;
         if device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(!a.no_cudnn_benchmark);

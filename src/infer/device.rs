@@ -154,16 +154,6 @@ impl Precision {
         }
     }
 
-    /// The default when `--precision` is not given: bf16 on CUDA (tensor cores; top-1 may
-    /// flip on near-ties only), fp32 on CPU (bf16 convolutions are slow there).
-    pub fn default_for(device: Device) -> Self {
-        if device.is_cuda() {
-            Precision::Bf16
-        } else {
-            Precision::Fp32
-        }
-    }
-
     /// Rejects combinations libtorch runs badly or not at all.
     pub fn check(self, device: Device) -> Result<(), FatalError> {
         if device == Device::Cpu && self == Precision::Fp16 {
@@ -189,11 +179,5 @@ mod tests {
             resolve_devices("cpu,cpu", None).unwrap(),
             [Device::Cpu, Device::Cpu]
         );
-    }
-
-    #[test]
-    fn precision_defaults_per_device() {
-        assert_eq!(Precision::default_for(Device::Cpu), Precision::Fp32);
-        assert_eq!(Precision::default_for(Device::Cuda(0)), Precision::Bf16);
     }
 }
