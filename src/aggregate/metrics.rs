@@ -164,10 +164,19 @@ pub fn compute(
     };
     // Variants: original, bg_only, then the rest in order of appearance.
     let mut variants: Vec<usize> = (0..data.variants.len()).collect();
-    variants.sort_by_key(|&v| match data.variants[v].as_str() {
-        "original" => 0,
-        "bg_only" => 1,
-        _ => 2,
+    // The paper's order, then ImageNet-9's, then worst_bg:K; anything else as it appeared.
+    let known: Vec<&str> = crate::ops::variants::DEFAULT_VARIANTS
+        .split(',')
+        .chain(crate::ops::variants::EXTRA_VARIANTS.split(','))
+        .collect();
+    variants.sort_by_key(|&v| {
+        let name = data.variants[v].as_str();
+        match known.iter().position(|k| *k == name) {
+            Some(i) => i,
+            None if name.starts_with("fg_color:") => 8,
+            None if name.starts_with("worst_bg:") => known.len(),
+            None => known.len() + 1,
+        }
     });
     let controlled: Vec<bool> = {
         let mut c = vec![false; data.keys.len()];
