@@ -34,7 +34,7 @@ pub fn render(
 <html lang="en"><head><meta charset="utf-8"><title>bgstream report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; display: block; overflow-x: auto; max-width: 100%; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; white-space: nowrap; }}
 th {{ background: #f0f0f0; }}
@@ -72,7 +72,7 @@ Baseline model: <code>{base}</code>. Intervals are 95% Wilson score intervals.{c
             .collect();
         let _ = writeln!(
             h,
-            "<p>Rows of failed images (not counted below): {}.</p>",
+            "<p>Rows with an error status, not counted below (failed images; slots without a donor): {}.</p>",
             list.join(", ")
         );
     }
