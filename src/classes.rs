@@ -29,8 +29,9 @@ pub struct ClassMap {
 struct RawMap {
     #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
-    about: Option<String>,
+    /// Free text for readers; allowed, not used.
+    #[serde(default, rename = "about")]
+    _about: Option<serde::de::IgnoredAny>,
     classes: Vec<RawClass>,
 }
 
@@ -54,7 +55,6 @@ impl ClassMap {
             return Self::from_flat(&flat, origin);
         }
         let raw: RawMap = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let _ = raw.about;
         if raw.classes.is_empty() {
             return Err("no classes".into());
         }

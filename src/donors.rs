@@ -107,8 +107,35 @@ fn no_donor(what: String) -> SlotSource {
 struct Candidate {
     rank: (u64, Arc<str>, String),
     class: i64,
+    /// Width and height from the image header.
+    header: (usize, usize),
     bytes: Vec<u8>,
     ann: Annotation,
+}
+
+/// Calls `work(i, state)` for every `i` in `0..n` on `threads` scoped threads, each with
+/// its own `state` from `init`; items go to whichever thread is free.
+fn par_for<S>(
+    n: usize,
+    threads: usize,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(usize, &mut S) + Sync,
+) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, n.max(1)) {
+            scope.spawn(|| {
+                let mut state = init();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    work(i, &mut state);
+                }
+            });
+        }
+    });
 }
 
 impl DonorBank {
@@ -122,48 +149,46 @@ impl DonorBank {
         let start = Instant::now();
         let per_class = per_class.max(1);
         let best: Mutex<BTreeMap<i64, Vec<Candidate>>> = Mutex::default();
-        let next = AtomicUsize::new(0);
         let scanned = AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..threads.clamp(1, shards.len().max(1)) {
-                scope.spawn(|| {
-                    while let Some(path) = shards.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        read_shard(path, |sample| {
-                            scanned.fetch_add(1, Ordering::Relaxed);
-                            let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
-                            let Ok(Some(ann)) = admit(&sample, cfg, &mut meta) else {
-                                return true;
-                            };
-                            let Some(class) = cfg.donor_class(ann.label) else {
-                                return true;
-                            };
-                            let rank = (
-                                xxh3_64_with_seed(sample.key.as_bytes(), cfg.seed ^ BANK_SALT),
-                                sample.shard.clone(),
-                                sample.key.clone(),
-                            );
-                            let mut best = best.lock().unwrap_or_else(|p| p.into_inner());
-                            let list = best.entry(class).or_default();
-                            if list.len() < per_class || list.last().is_some_and(|c| rank < c.rank)
-                            {
-                                let at = list.partition_point(|c| c.rank < rank);
-                                list.insert(
-                                    at,
-                                    Candidate {
-                                        rank,
-                                        class,
-                                        bytes: sample.image.unwrap_or_default(),
-                                        ann,
-                                    },
-                                );
-                                list.truncate(per_class);
-                            }
-                            true
-                        });
+        par_for(
+            shards.len(),
+            threads,
+            || (),
+            |i, ()| {
+                read_shard(&shards[i], |sample| {
+                    scanned.fetch_add(1, Ordering::Relaxed);
+                    let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
+                    let Ok(Some(ann)) = admit(&sample, cfg, &mut meta) else {
+                        return true;
+                    };
+                    let Some(class) = cfg.donor_class(ann.label) else {
+                        return true;
+                    };
+                    let rank = (
+                        xxh3_64_with_seed(sample.key.as_bytes(), cfg.seed ^ BANK_SALT),
+                        sample.shard.clone(),
+                        sample.key.clone(),
+                    );
+                    let mut best = best.lock().unwrap_or_else(|p| p.into_inner());
+                    let list = best.entry(class).or_default();
+                    if list.len() < per_class || list.last().is_some_and(|c| rank < c.rank) {
+                        let at = list.partition_point(|c| c.rank < rank);
+                        list.insert(
+                            at,
+                            Candidate {
+                                rank,
+                                class,
+                                header: (meta.width.unwrap_or(0), meta.height.unwrap_or(0)),
+                                bytes: sample.image.unwrap_or_default(),
+                                ann,
+                            },
+                        );
+                        list.truncate(per_class);
                     }
+                    true
                 });
-            }
-        });
+            },
+        );
         let candidates: Vec<Candidate> = best
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
@@ -173,19 +198,9 @@ impl DonorBank {
         // Decode and tile the chosen ones, in parallel, keeping the (class, rank) order.
         let built: Vec<Mutex<Option<Donor>>> =
             candidates.iter().map(|_| Mutex::default()).collect();
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..threads.max(1) {
-                scope.spawn(|| {
-                    let mut scratch = Scratch::default();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(c) = candidates.get(i) else { break };
-                        let donor = Self::tile(c, cfg, &mut scratch);
-                        *built[i].lock().unwrap_or_else(|p| p.into_inner()) = donor;
-                    }
-                });
-            }
+        par_for(candidates.len(), threads, Scratch::default, |i, scratch| {
+            let donor = Self::tile(&candidates[i], cfg, scratch);
+            *built[i].lock().unwrap_or_else(|p| p.into_inner()) = donor;
         });
         let mut bank = DonorBank {
             texture_labels: cfg
@@ -218,7 +233,7 @@ impl DonorBank {
     }
 
     fn tile(c: &Candidate, cfg: &PrepareConfig, scratch: &mut Scratch) -> Option<Donor> {
-        crop_groups(&c.bytes, &c.ann, cfg, scratch).ok()?;
+        crop_groups(&c.bytes, c.header, &c.ann, cfg, scratch).ok()?;
         let backgrounds = scratch
             .crops
             .iter()
@@ -337,13 +352,10 @@ impl DonorBank {
                 ),
                 Variant::MixedRand => {
                     let pick = class.and_then(|c| {
-                        let others: Vec<i64> =
-                            self.by_class.keys().copied().filter(|&k| k != c).collect();
-                        if others.is_empty() {
-                            return None;
-                        }
+                        let mut others = self.by_class.keys().copied().filter(|&k| k != c);
+                        let n = self.by_class.len() - usize::from(self.by_class.contains_key(&c));
                         let h = xxh3_64_with_seed(key.as_bytes(), seed ^ RAND_SALT);
-                        let chosen = others[(h % others.len() as u64) as usize];
+                        let chosen = others.nth((h % n.max(1) as u64) as usize)?;
                         self.smallest(key, chosen, seed, RAND_SALT)
                     });
                     out.push(pick.map_or_else(|| missing("other-class"), SlotSource::Donor));

@@ -74,7 +74,6 @@ impl PrepareConfig {
 #[derive(Default)]
 pub struct Scratch {
     decoded: Vec<u8>,
-    decoded_size: (usize, usize),
     /// Per preprocessing group: the crop and the boxes in its pixels.
     pub crops: Vec<(Vec<u8>, Vec<Rect>)>,
     resizer: CropResizer,
@@ -134,15 +133,22 @@ pub fn admit(
 }
 
 /// Decodes `bytes` and resamples it once per preprocessing group into `s.crops`, with the
-/// boxes mapped to each crop's pixels.
+/// boxes mapped to each crop's pixels. `header` is the size [`admit`] read from the image
+/// header; pixels of another size are a decode error, found before any resampling.
 pub fn crop_groups(
     bytes: &[u8],
+    header: (usize, usize),
     ann: &Annotation,
     cfg: &PrepareConfig,
     s: &mut Scratch,
 ) -> Result<(), ItemError> {
     let (w, h) = decode_into(bytes, &mut s.decoded, &cfg.limits)?;
-    s.decoded_size = (w, h);
+    if (w, h) != header {
+        let (hw, hh) = header;
+        return Err(ItemError::Decode(format!(
+            "header says {hw}x{hh}, pixels are {w}x{h}"
+        )));
+    }
     s.crops.resize_with(cfg.groups.len(), Default::default);
     for (p, (crop, rects)) in cfg.groups.iter().zip(&mut s.crops) {
         let g = Geometry::new(w, h, p)?;
@@ -165,14 +171,8 @@ fn prepare_inner(
         return Ok(None);
     };
     let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;
-    let (w, h) = (meta.width.unwrap_or(0), meta.height.unwrap_or(0));
-    crop_groups(bytes, &ann, cfg, s)?;
-    if s.decoded_size != (w, h) {
-        let (dw, dh) = s.decoded_size;
-        return Err(ItemError::Decode(format!(
-            "header says {w}x{h}, pixels are {dw}x{dh}"
-        )));
-    }
+    let header = (meta.width.unwrap_or(0), meta.height.unwrap_or(0));
+    crop_groups(bytes, header, &ann, cfg, s)?;
     let sources = match &cfg.donors {
         Some(bank) => {
             let sources = bank.plan(&sample.key, ann.label, cfg);

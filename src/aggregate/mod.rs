@@ -151,11 +151,20 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             w.write(&batch).map_err(|e| e.to_string())
         })?;
         written.push(path);
-        let path = cfg.out.join("table1.csv");
-        atomic_write(&path, |f| {
-            let mut w = csv::Writer::from_writer(f);
-            let e = |e: csv::Error| e.to_string();
-            w.write_record([
+        let table1 = aggregate.levels.iter().map(|l| {
+            vec![
+                l.model.clone(),
+                l.original_top1.to_string(),
+                l.bg_only_top1.to_string(),
+                l.correct.to_string(),
+                l.new.to_string(),
+                l.lost_from_previous.to_string(),
+                l.examples.join(" "),
+            ]
+        });
+        written.push(write_csv(
+            &cfg.out.join("table1.csv"),
+            &[
                 "model",
                 "original_top1",
                 "bg_only_top1",
@@ -163,33 +172,15 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
                 "new",
                 "lost_from_previous",
                 "examples",
-            ])
-            .map_err(e)?;
-            for l in &aggregate.levels {
-                w.write_record([
-                    l.model.clone(),
-                    l.original_top1.to_string(),
-                    l.bg_only_top1.to_string(),
-                    l.correct.to_string(),
-                    l.new.to_string(),
-                    l.lost_from_previous.to_string(),
-                    l.examples.join(" "),
-                ])
-                .map_err(e)?;
-            }
-            w.flush().map_err(|err| err.to_string())
-        })?;
-        written.push(path);
+            ],
+            table1,
+        )?);
     }
     if cfg.csv && !aggregate.backgrounds.is_empty() {
-        let path = cfg.out.join("backgrounds.csv");
-        atomic_write(&path, |f| write_backgrounds_csv(f, &aggregate.backgrounds))?;
-        written.push(path);
+        written.push(write_backgrounds_csv(&cfg.out, &aggregate.backgrounds)?);
     }
     if cfg.csv && !data.worst.is_empty() {
-        let path = cfg.out.join("worst_backgrounds.csv");
-        atomic_write(&path, |f| write_worst_csv(f, &data))?;
-        written.push(path);
+        written.push(write_worst_csv(&cfg.out, &data)?);
     }
     let svgs = if cfg.figures || cfg.report.is_some() {
         let figs = plots::figures(&aggregate);
@@ -217,25 +208,27 @@ fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |x| x.to_string())
 }
 
-fn write_backgrounds_csv(f: File, rows: &[metrics::BgRow]) -> Result<(), String> {
-    let mut w = csv::Writer::from_writer(f);
-    let e = |e: csv::Error| e.to_string();
-    w.write_record([
-        "model",
-        "only_bg_black_top1",
-        "only_bg_tiled_top1",
-        "mixed_same_top1",
-        "mixed_rand_top1",
-        "mixed_next_top1",
-        "bg_gap",
-        "bg_gap_images",
-        "challenge_variant",
-        "challenge_top1",
-        "challenge_images",
-    ])
-    .map_err(e)?;
-    for r in rows {
-        w.write_record([
+/// Writes a header and rows as `path`, atomically.
+fn write_csv(
+    path: &Path,
+    header: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<PathBuf, FatalError> {
+    atomic_write(path, |f| {
+        let mut w = csv::Writer::from_writer(f);
+        let e = |e: csv::Error| e.to_string();
+        w.write_record(header).map_err(e)?;
+        for row in rows {
+            w.write_record(&row).map_err(e)?;
+        }
+        w.flush().map_err(|err| err.to_string())
+    })?;
+    Ok(path.to_path_buf())
+}
+
+fn write_backgrounds_csv(dir: &Path, rows: &[metrics::BgRow]) -> Result<PathBuf, FatalError> {
+    let rows = rows.iter().map(|r| {
+        vec![
             r.model.clone(),
             opt(r.only_bg_black),
             opt(r.only_bg_tiled),
@@ -247,45 +240,46 @@ fn write_backgrounds_csv(f: File, rows: &[metrics::BgRow]) -> Result<(), String>
             r.challenge_variant.clone().unwrap_or_default(),
             opt(r.challenge_top1),
             r.challenge_images.to_string(),
-        ])
-        .map_err(e)?;
-    }
-    w.flush().map_err(|err| err.to_string())
+        ]
+    });
+    write_csv(
+        &dir.join("backgrounds.csv"),
+        &[
+            "model",
+            "only_bg_black_top1",
+            "only_bg_tiled_top1",
+            "mixed_same_top1",
+            "mixed_rand_top1",
+            "mixed_next_top1",
+            "bg_gap",
+            "bg_gap_images",
+            "challenge_variant",
+            "challenge_top1",
+            "challenge_images",
+        ],
+        rows,
+    )
 }
 
 /// Per (model, variant, image): the candidate background with the lowest probability of
 /// the true label, and whether any candidate flipped the prediction.
-fn write_worst_csv(f: File, data: &Loaded) -> Result<(), String> {
-    let mut w = csv::Writer::from_writer(f);
-    let e = |e: csv::Error| e.to_string();
-    w.write_record([
-        "model",
-        "variant",
-        "key",
-        "worst_background",
-        "worst_p_true",
-        "candidates",
-        "all_correct",
-    ])
-    .map_err(e)?;
-    let mut rows: Vec<_> = data.worst.iter().collect();
-    rows.sort_by(|a, b| {
-        let name = |(m, v, k): &(usize, usize, u32)| {
-            (
-                &data.models[*m],
-                &data.variants[*v],
-                &data.keys[*k as usize],
-            )
-        };
-        name(a.0).cmp(&name(b.0))
-    });
-    for (&(m, v, k), wc) in rows {
+fn write_worst_csv(dir: &Path, data: &Loaded) -> Result<PathBuf, FatalError> {
+    let mut cases: Vec<_> = data.worst.iter().collect();
+    let name = |(m, v, k): &(usize, usize, u32)| {
+        (
+            &data.models[*m],
+            &data.variants[*v],
+            &data.keys[*k as usize],
+        )
+    };
+    cases.sort_by(|a, b| name(a.0).cmp(&name(b.0)));
+    let rows = cases.into_iter().map(|(&(m, v, k), wc)| {
         let correct = data
             .cells
             .get(&(m, v))
             .and_then(|l| l.binary_search_by_key(&k, |e| e.0).ok().map(|i| l[i].1))
             .is_some_and(|bits| bits & load::TOP1 != 0);
-        w.write_record([
+        vec![
             data.models[m].clone(),
             data.variants[v].clone(),
             data.keys[k as usize].clone(),
@@ -293,10 +287,21 @@ fn write_worst_csv(f: File, data: &Loaded) -> Result<(), String> {
             wc.p_true.to_string(),
             wc.candidates.to_string(),
             correct.to_string(),
-        ])
-        .map_err(e)?;
-    }
-    w.flush().map_err(|err| err.to_string())
+        ]
+    });
+    write_csv(
+        &dir.join("worst_backgrounds.csv"),
+        &[
+            "model",
+            "variant",
+            "key",
+            "worst_background",
+            "worst_p_true",
+            "candidates",
+            "all_correct",
+        ],
+        rows,
+    )
 }
 
 fn pct(v: Option<f64>) -> String {

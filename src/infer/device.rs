@@ -33,6 +33,17 @@ pub fn load_cuda() -> Result<(), String> {
         .clone()
 }
 
+/// How many GPUs libtorch sees; `Err` says why there are none.
+fn cuda_count() -> Result<i64, String> {
+    load_cuda().and_then(|()| {
+        if Cuda::is_available() {
+            Ok(Cuda::device_count())
+        } else {
+            Err("libtorch sees no CUDA device".to_string())
+        }
+    })
+}
+
 /// `auto | cpu | cuda | cuda:N` to a tch device. `auto` falls back to CPU with one message.
 /// `auto` and `cuda` take GPU `local_rank mod count` when a launcher set a local rank (one
 /// process per GPU); `cuda:N` is taken as given.
@@ -41,13 +52,7 @@ pub fn resolve_device(spec: &str, local_rank: Option<usize>) -> Result<Device, F
     if spec == "cpu" {
         return Ok(Device::Cpu);
     }
-    let cuda = load_cuda().and_then(|()| {
-        if Cuda::is_available() {
-            Ok(Cuda::device_count())
-        } else {
-            Err("libtorch sees no CUDA device".to_string())
-        }
-    });
+    let cuda = cuda_count();
     match spec {
         "auto" => Ok(match cuda {
             Ok(count) => Device::Cuda(local_rank.unwrap_or(0) % count.max(1) as usize),
@@ -92,15 +97,7 @@ pub fn resolve_device(spec: &str, local_rank: Option<usize>) -> Result<Device, F
 pub fn resolve_devices(spec: &str, local_rank: Option<usize>) -> Result<Vec<Device>, FatalError> {
     let spec = spec.trim();
     if spec == "cuda:all" {
-        let count = load_cuda()
-            .and_then(|()| {
-                if Cuda::is_available() {
-                    Ok(Cuda::device_count())
-                } else {
-                    Err("libtorch sees no CUDA device".to_string())
-                }
-            })
-            .map_err(|why| FatalError::Device(spec.into(), why))?;
+        let count = cuda_count().map_err(|why| FatalError::Device(spec.into(), why))?;
         return Ok((0..count as usize).map(Device::Cuda).collect());
     }
     let devices = spec
