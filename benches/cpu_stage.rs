@@ -44,10 +44,7 @@ fn main() {
         .unwrap_or(3.0);
     let entries = common::entries();
     let n = entries.len();
-    let files: Vec<Vec<u8>> = entries
-        .iter()
-        .map(|e| std::fs::read(&e.image).unwrap())
-        .collect();
+    let files: Vec<Vec<u8>> = entries.iter().map(|e| e.image.read().unwrap()).collect();
     let limits = Limits::default();
     let variants = Variant::parse_list(VARIANTS).unwrap();
     let v = variants.len();
@@ -80,7 +77,7 @@ fn main() {
 
     let items: Vec<_> = entries
         .iter()
-        .map(|e| serde_json::json!({"path": e.image, "key": e.key, "boxes": e.annotation.boxes}))
+        .map(|e| serde_json::json!({"path": e.image.path(), "key": e.key, "boxes": e.annotation.boxes}))
         .collect();
     let root = common::root();
     let mut child = Command::new(root.join(".venv/bin/python"))

@@ -17,7 +17,8 @@ def main(data, out, copies, nshards, prefix):
     samples = []
     for name in sorted(os.listdir(os.path.join(data, "images"))):
         r = rows[int(name.split("_")[-1].split(".")[0])]
-        boxes = [[float(v) for v in b.split()] for b in r["boxes"].split(";")]
+        # ImageNet's numbers are inclusive; shard boxes are exclusive (x1 + 1, y1 + 1).
+        boxes = [[x0, y0, x1 + 1, y1 + 1] for x0, y0, x1, y1 in ([float(v) for v in b.split()] for b in r["boxes"].split(";"))]
         for c in range(copies):
             samples.append((f"{name.split('.')[0]}c{c}", os.path.join(data, "images", name), int(r["label"]), boxes))
     os.makedirs(out, exist_ok=True)

@@ -22,10 +22,7 @@ const P: Preprocess = Preprocess {
 
 fn benches(c: &mut Criterion) {
     let entries = common::entries();
-    let files: Vec<Vec<u8>> = entries
-        .iter()
-        .map(|e| std::fs::read(&e.image).unwrap())
-        .collect();
+    let files: Vec<Vec<u8>> = entries.iter().map(|e| e.image.read().unwrap()).collect();
     let limits = Limits::default();
     let n = files.len() as u64;
 

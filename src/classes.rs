@@ -142,9 +142,71 @@ impl ClassMap {
     }
 }
 
+/// The 1,000 ImageNet-1k classes, compiled in (`assets/imagenet/classes.tsv`): class `n` is
+/// the `n`-th wnid in sorted order, as torchvision and timm number them.
+pub mod imagenet {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+
+    const TABLE: &str = include_str!("../assets/imagenet/classes.tsv");
+
+    /// `(wnid, names)` per class, in class order.
+    pub fn classes() -> &'static [(&'static str, &'static str)] {
+        static CLASSES: OnceLock<Vec<(&str, &str)>> = OnceLock::new();
+        CLASSES.get_or_init(|| {
+            TABLE
+                .lines()
+                .map(|l| l.split_once('\t').expect("wnid<TAB>names"))
+                .collect()
+        })
+    }
+
+    /// The class index of a wnid.
+    pub fn index(wnid: &str) -> Option<usize> {
+        static INDEX: OnceLock<HashMap<&str, usize>> = OnceLock::new();
+        INDEX
+            .get_or_init(|| {
+                classes()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.0, i))
+                    .collect()
+            })
+            .get(wnid)
+            .copied()
+    }
+
+    /// The wnids in class order.
+    pub fn wnids() -> Vec<String> {
+        classes().iter().map(|c| c.0.to_string()).collect()
+    }
+
+    /// The short name of a class: the first of its WordNet names ("tench" for 0).
+    pub fn name(label: i64) -> Option<&'static str> {
+        let (_, names) = classes().get(usize::try_from(label).ok()?)?;
+        names.split(',').next().map(str::trim)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imagenet_classes_are_the_sorted_wnids() {
+        let c = imagenet::classes();
+        assert_eq!(c.len(), 1000);
+        assert!(c.windows(2).all(|w| w[0].0 < w[1].0), "sorted, no repeats");
+        assert_eq!(c[0].0, "n01440764");
+        assert_eq!(imagenet::name(0), Some("tench"));
+        assert_eq!(imagenet::name(999), Some("toilet tissue"));
+        assert_eq!(imagenet::index("n15075141"), Some(999));
+        assert_eq!(
+            (imagenet::index("n00000000"), imagenet::name(1000)),
+            (None, None)
+        );
+        assert_eq!(imagenet::name(-1), None);
+    }
 
     #[test]
     fn ranges_and_order() {

@@ -131,21 +131,25 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ShardArgs {
-    /// Folder of images; paths in the annotations are relative to it. Required except for
-    /// voc, where it defaults to DIR/JPEGImages.
-    #[arg(long, value_name = "DIR")]
+    /// Images. ImageNet formats: a folder searched recursively (flat, val/<wnid>/ or
+    /// Kaggle's CLS-LOC/val/), or ILSVRC2012_img_val.tar read in place; images are matched
+    /// by file name up to the first dot. Other formats: the folder paths are relative to
+    /// (voc: default DIR/JPEGImages).
+    #[arg(long, value_name = "DIR|TAR")]
     pub images: Option<PathBuf>,
-    /// ImageNet validation CSV (val_index,label,width,height,boxes), JSON manifest
-    /// ({"samples": [{"path","label","boxes"}]}), box CSV (path,label,x0,y0,x1,y1, one row
-    /// per box) or Pascal VOC folder (Annotations/, JPEGImages/, ImageSets/Main/).
+    /// ImageNet bounding-box XMLs (a folder, or ILSVRC2012_bbox_val_v3.tgz as downloaded),
+    /// Kaggle's LOC_val_solution.csv, the ImageNet table val_index,label,width,height,boxes,
+    /// a JSON manifest ({"samples": [{"path","label","boxes"}]}), a box CSV
+    /// (path,label,x0,y0,x1,y1, one row per box) or a Pascal VOC folder.
     #[arg(long, value_name = "FILE|DIR")]
     pub annotations: PathBuf,
-    /// Format of --annotations. Default: voc for a folder, manifest for .json, csv when the
-    /// header starts with `path`, else imagenet-csv.
+    /// Format of --annotations. Default: detected (a folder with Annotations/ is voc, any
+    /// other folder or a .tgz/.tar imagenet-xml, .json manifest, a CSV by its header).
     #[arg(long, value_enum)]
     pub format: Option<crate::source::shard_writer::AnnotationFormat>,
-    /// synsets.txt (one class per line, first token = wnid or name): records wnids, and
-    /// lets the box CSV give labels as class names.
+    /// One class per line, first token = wnid or name (synsets.txt, LOC_synset_mapping.txt).
+    /// ImageNet formats: replaces the built-in ImageNet-1k order (not needed for ImageNet);
+    /// box CSV: lets labels be class names.
     #[arg(long, value_name = "FILE")]
     pub synsets: Option<PathBuf>,
     /// voc: only the ids listed in DIR/ImageSets/Main/NAME.txt (e.g. train, val,
@@ -167,6 +171,9 @@ pub struct ShardArgs {
     /// Only the first N annotated images found (for quick tests).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Threads reading images (default: cores, at most 8).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -133,6 +133,7 @@ fn spawn_progress(counters: Arc<Counters>) -> ProgressBar {
 }
 
 fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
+    let started = std::time::Instant::now();
     let mut found = shard_writer::collect(&shard_writer::ShardInputs {
         format: a.format,
         annotations: a.annotations.clone(),
@@ -141,30 +142,82 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
         split: a.split.clone(),
         skip_difficult: a.voc_skip_difficult,
     })?;
+    println!("detected {}", found.detected);
     if let Some(n) = a.limit {
         found.entries.truncate(n);
     }
     if found.entries.is_empty() {
         anyhow::bail!(
-            "no annotated image of {} ({}) was found in {}",
+            "no annotated image of {} was found in {} ({} annotated images, {} images)",
             a.annotations.display(),
-            found.format.name(),
-            found.images.display()
+            found.images.display(),
+            found.missing.len(),
+            found.unannotated.len(),
         );
     }
-    let shards = shard_writer::write_shards(&found.entries, &a.out, &a.prefix, a.shard_size)?;
-    let without_objects = match found.without_objects.len() {
-        0 => String::new(),
-        n => format!("; {n} images without objects skipped"),
-    };
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
+    let read_secs = started.elapsed().as_secs_f64();
+    let writing = std::time::Instant::now();
+    let written =
+        shard_writer::write_shards(&found.entries, &a.out, &a.prefix, a.shard_size, threads)?;
+    let write_secs = writing.elapsed().as_secs_f64();
     println!(
-        "wrote {} samples into {} shard(s) under {} ({} annotated images not in {}{without_objects})",
-        found.entries.len(),
-        shards.len(),
+        "wrote {} samples into {} shard(s) under {} ({:.1} MB) in {write_secs:.2} s ({:.0} \
+         images/s, {threads} reader threads); annotations and image index read in {read_secs:.2} s",
+        written.samples,
+        written.shards.len(),
         a.out.display(),
-        found.missing.len(),
-        found.images.display()
+        written.bytes as f64 / 1e6,
+        written.samples as f64 / write_secs.max(1e-9),
     );
+    let notes: [(&str, &[String]); 7] = [
+        ("annotations without an image", &found.missing),
+        ("images without objects skipped", &found.without_objects),
+        ("images without an annotation (not sharded)", &found.unannotated),
+        (
+            "images whose objects name several classes (labelled by the largest total box area)",
+            &found.several_classes,
+        ),
+        (
+            "images filed under another class folder than their annotation's (labelled by the annotation)",
+            &found.folder_mismatch,
+        ),
+        (
+            "images whose header disagrees with the annotated size (the run records size_mismatch)",
+            &written.size_mismatch,
+        ),
+        (
+            "images with an unreadable header (written; the run records the error)",
+            &written.unreadable,
+        ),
+    ];
+    for (what, keys) in notes.iter().filter(|(_, k)| !k.is_empty()) {
+        let shown = keys.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        let more = if keys.len() > 5 { ", ..." } else { "" };
+        println!("  {} {what}: {shown}{more}", keys.len());
+    }
+    let summary = a.out.join(format!("{}.summary.json", a.prefix));
+    let json = serde_json::json!({
+        "detected": found.detected,
+        "annotations": a.annotations,
+        "images": found.images,
+        "samples": written.samples,
+        "shards": written.shards,
+        "seconds_reading_annotations": read_secs,
+        "seconds_writing": write_secs,
+        "annotations_without_image": found.missing,
+        "images_without_annotation": found.unannotated,
+        "without_objects": found.without_objects,
+        "several_classes": found.several_classes,
+        "folder_mismatch": found.folder_mismatch,
+        "size_mismatch": written.size_mismatch,
+        "unreadable_header": written.unreadable,
+    });
+    std::fs::write(&summary, serde_json::to_vec_pretty(&json)?)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", summary.display()))?;
+    println!("  every list in full: {}", summary.display());
     Ok(0)
 }
 

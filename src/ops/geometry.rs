@@ -4,7 +4,8 @@
 //! A box is `[x0, y0, x1, y1]` in original-image pixel-edge coordinates with `x0, y0`
 //! inclusive and `x1, y1` exclusive: it covers the pixels whose column `c` satisfies
 //! `x0 <= c < x1` (likewise rows). `0 <= x0 < x1 <= width`, `0 <= y0 < y1 <= height`.
-//! ImageNet's boxes (annotations.csv) all satisfy this.
+//! ImageNet's box numbers are inclusive (`xmax` reaches `width - 1`): `bgstream shard`
+//! writes them as `[xmin, ymin, xmax + 1, ymax + 1]`, which satisfies this.
 //!
 //! # Output space
 //! Resize maps the shorter side to `round(input_size / crop_pct)` and the longer side to

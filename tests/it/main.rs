@@ -5,6 +5,7 @@ mod backgrounds;
 mod bad_input;
 mod batcher;
 mod common;
+mod imagenet_formats;
 mod model_reference;
 mod pipeline;
 mod ranks;

@@ -32,7 +32,7 @@ fn render_all(entries: &[Entry], p: &Preprocess, dir: &Path) -> usize {
     let mut crops = Vec::new();
     let seed = 11;
     for e in entries {
-        let bytes = std::fs::read(&e.image).unwrap();
+        let bytes = e.image.read().unwrap();
         let (w, h) = decode_into(&bytes, &mut rgb, &Limits::default()).unwrap();
         let g = Geometry::new(w, h, p).unwrap();
         let mut crop = vec![0; g.size * g.size * 3];
@@ -56,7 +56,7 @@ fn render_all(entries: &[Entry], p: &Preprocess, dir: &Path) -> usize {
         crops.push((e.key.clone(), crop, rects, g.size));
         items.push(serde_json::json!({
             "key": e.key,
-            "image": e.image,
+            "image": e.image.path(),
             "size": g.size,
             "crop_pct": p.crop_pct,
             "interpolation": p.interpolation,

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::{bad, check_unique_keys, key_from_path, read_synsets, Entry};
+use super::{bad, check_unique_keys, key_from_path, read_synsets, Entry, ImageRef};
 use crate::error::FatalError;
 use crate::ops::geometry::BBox;
 use crate::source::Annotation;
@@ -128,7 +128,7 @@ pub fn read_box_csv(
         }
         entries.push(Entry {
             key,
-            image,
+            image: ImageRef::File(image),
             annotation: Annotation {
                 label: img.label,
                 boxes: img.boxes,

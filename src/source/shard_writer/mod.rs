@@ -1,11 +1,23 @@
-//! `bgstream shard`: turn a folder of images plus annotations into WebDataset tar shards.
+//! `bgstream shard`: turn images plus annotations into WebDataset tar shards.
 //!
-//! Four annotation formats ([`AnnotationFormat`], `--format`; by default [`detect_format`]
-//! tells them apart: a folder is `voc`, `.json` is `manifest`, a file whose header starts
-//! with `path` is `csv`, anything else `imagenet-csv`):
-//! - `imagenet-csv`: ImageNet validation CSV (`val_index,label,width,height,boxes`, boxes
-//!   `x0 y0 x1 y1` joined by `;`), as `../shared/data/imagenet-val/annotations.csv`; the
-//!   image of row `i` is the file with stem `ILSVRC2012_val_{i:08}` in `--images`.
+//! Annotation formats ([`AnnotationFormat`], `--format`; by default [`detect_format`]):
+//! - `imagenet-xml`: ImageNet's official bounding-box XMLs (one Pascal-VOC-style file per
+//!   image, object `<name>` = wnid): a folder of them (searched recursively) or the
+//!   `ILSVRC2012_bbox_val_v3.tgz` itself, read without unpacking.
+//! - `kaggle`: Kaggle's `LOC_val_solution.csv` (`ImageId,PredictionString`, the string
+//!   `wnid x0 y0 x1 y1` per box).
+//! - `imagenet-csv`: the table `val_index,label,width,height,boxes` (boxes `x0 y0 x1 y1`
+//!   joined by `;`), as `../shared/data/imagenet-val/annotations.csv`; row `i` is the image
+//!   with key `ILSVRC2012_val_{i:08}`.
+//!
+//!   For these three ([`imagenet`]): classes are the 1,000 ImageNet-1k wnids built into
+//!   the binary (or `--synsets`), the wnid is recorded in every sample, ImageNet's inclusive
+//!   box numbers become `[xmin, ymin, xmax + 1, ymax + 1]`, an image whose objects name
+//!   several wnids is labelled by the largest total box area, and `--images` is a folder
+//!   (flat, the ImageFolder tree `val/<wnid>/`, Kaggle's `CLS-LOC/val/`; matched by file
+//!   name up to its first dot) or `ILSVRC2012_img_val.tar` read in place ([`images`]).
+//!   Samples are written in key order whatever the input order, so every form of the same
+//!   data gives byte-identical shards.
 //! - `manifest`: JSON `{"samples": [{"path", "label", "boxes", "key"?, "wnid"?}]}` with paths
 //!   relative to `--images` (the demo's `examples/demo/boxes.json`).
 //! - `voc`: a Pascal VOC 2012-layout folder: `DIR/Annotations/ID.xml` and
@@ -31,17 +43,26 @@
 //!
 //! Shards are `PREFIX-000000.tar`, ...; each is written to `NAME.tmp` and renamed when
 //! complete, so a shard that exists is whole. Members have mtime 0 and mode 0644, so the
-//! same inputs give byte-identical shards.
+//! same inputs give byte-identical shards. Images are read on several threads; each
+//! image's header is checked against the annotated size (a disagreement is kept and
+//! reported: the run records it as `size_mismatch`), and a size the annotation lacks is
+//! filled in from the header.
 
 mod box_csv;
+pub mod imagenet;
+pub mod images;
 mod voc;
+mod writer;
+mod xml;
 
 pub use box_csv::{parse_box_csv, read_box_csv, CsvImage};
-pub use voc::{parse_voc, read_voc, voc_label, VocImage, VocRead, VOC_CLASSES};
+pub use images::{ImageIndex, ImageRef, ImagesLayout};
+pub use voc::{largest_area_label, parse_voc, read_voc, voc_label, VocImage, VocRead, VOC_CLASSES};
+pub use writer::{write_shards, ShardReport};
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -55,18 +76,26 @@ use crate::ops::geometry::BBox;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub key: String,
-    pub image: PathBuf,
+    pub image: ImageRef,
     pub annotation: Annotation,
 }
 
+/// An input that cannot be read as its format says.
 fn bad(path: &Path, reason: impl Into<String>) -> FatalError {
-    FatalError::Config(format!("{}: {}", path.display(), reason.into()))
+    FatalError::Input {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// The annotation formats of `bgstream shard` (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AnnotationFormat {
-    /// ImageNet validation CSV: `val_index,label,width,height,boxes`.
+    /// ImageNet bounding-box XMLs: a folder, or ILSVRC2012_bbox_val_v3.tgz as downloaded.
+    ImagenetXml,
+    /// Kaggle's LOC_val_solution.csv: ImageId,PredictionString.
+    Kaggle,
+    /// ImageNet validation table: val_index,label,width,height,boxes.
     ImagenetCsv,
     /// JSON manifest `{"samples": [{"path", "label", "boxes"}]}`.
     Manifest,
@@ -79,25 +108,50 @@ pub enum AnnotationFormat {
 impl AnnotationFormat {
     pub fn name(self) -> &'static str {
         match self {
+            AnnotationFormat::ImagenetXml => "imagenet-xml",
+            AnnotationFormat::Kaggle => "kaggle",
             AnnotationFormat::ImagenetCsv => "imagenet-csv",
             AnnotationFormat::Manifest => "manifest",
             AnnotationFormat::Voc => "voc",
             AnnotationFormat::Csv => "csv",
         }
     }
+
+    /// ImageNet's own forms: built-in classes, inclusive boxes, images found by key.
+    pub fn is_imagenet(self) -> bool {
+        matches!(
+            self,
+            AnnotationFormat::ImagenetXml
+                | AnnotationFormat::Kaggle
+                | AnnotationFormat::ImagenetCsv
+        )
+    }
 }
 
-/// The format of `annotations` when none is given: a folder is `voc`, `.json` is
-/// `manifest`, a file whose header starts with `path` is `csv`, anything else is
-/// `imagenet-csv`.
+/// The format of `annotations` when none is given: a folder with `Annotations/` is `voc`,
+/// any other folder and a `.tgz`/`.tar.gz`/`.tar` are `imagenet-xml`, `.json` is `manifest`;
+/// a CSV is told by its header (`path,...`: `csv`; `ImageId,PredictionString`: `kaggle`;
+/// `val_index,...`: `imagenet-csv`).
 pub fn detect_format(annotations: &Path) -> Result<AnnotationFormat, FatalError> {
     if annotations.is_dir() {
-        return Ok(AnnotationFormat::Voc);
+        return Ok(if annotations.join("Annotations").is_dir() {
+            AnnotationFormat::Voc
+        } else {
+            AnnotationFormat::ImagenetXml
+        });
     }
-    if annotations
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    let name = annotations
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if [".tgz", ".tar.gz", ".tar"]
+        .iter()
+        .any(|x| name.ends_with(x))
     {
+        return Ok(AnnotationFormat::ImagenetXml);
+    }
+    if name.ends_with(".json") {
         return Ok(AnnotationFormat::Manifest);
     }
     let io = |e| FatalError::io(annotations, e);
@@ -105,15 +159,30 @@ pub fn detect_format(annotations: &Path) -> Result<AnnotationFormat, FatalError>
     BufReader::new(File::open(annotations).map_err(io)?)
         .read_until(b'\n', &mut first)
         .map_err(io)?;
-    Ok(header_format(&String::from_utf8_lossy(&first)))
+    let first = String::from_utf8_lossy(&first);
+    header_format(&first).ok_or_else(|| {
+        bad(
+            annotations,
+            format!(
+                "cannot tell the format from the header {:?}: expected path,label,x0,y0,x1,y1 \
+                 (csv), ImageId,PredictionString (kaggle) or val_index,label,width,height,boxes \
+                 (imagenet-csv); or give --format",
+                first.trim_end()
+            ),
+        )
+    })
 }
 
-fn header_format(first_line: &str) -> AnnotationFormat {
-    let first = first_line.trim_start_matches('\u{feff}').split(',').next();
-    if first.is_some_and(|f| f.trim().eq_ignore_ascii_case("path")) {
-        AnnotationFormat::Csv
-    } else {
-        AnnotationFormat::ImagenetCsv
+fn header_format(first_line: &str) -> Option<AnnotationFormat> {
+    let first = first_line
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .next()?;
+    match first.trim().to_ascii_lowercase().as_str() {
+        "path" => Some(AnnotationFormat::Csv),
+        "val_index" => Some(AnnotationFormat::ImagenetCsv),
+        _ if imagenet::is_kaggle_header(first_line.trim_end()) => Some(AnnotationFormat::Kaggle),
+        _ => None,
     }
 }
 
@@ -123,7 +192,8 @@ pub struct ShardInputs {
     /// `None`: [`detect_format`].
     pub format: Option<AnnotationFormat>,
     pub annotations: PathBuf,
-    /// Required except for `voc`, where it defaults to `DIR/JPEGImages`.
+    /// Required except for `voc`, where it defaults to `DIR/JPEGImages`. For the ImageNet
+    /// formats a folder (searched recursively) or an uncompressed tar of images.
     pub images: Option<PathBuf>,
     pub synsets: Option<PathBuf>,
     /// `voc` only: the `ImageSets/Main/NAME.txt` list to take.
@@ -133,17 +203,25 @@ pub struct ShardInputs {
 }
 
 /// The samples found, and what was left out.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Collected {
-    pub format: AnnotationFormat,
-    /// The folder the images were looked up in.
+    pub format: Option<AnnotationFormat>,
+    /// The folder (or tar) the images were looked up in.
     pub images: PathBuf,
+    /// One line: what was detected and read (formats, layouts, counts).
+    pub detected: String,
     pub entries: Vec<Entry>,
-    /// Keys of annotated images that are not in the images folder.
+    /// Keys of annotated images that are not among the images.
     pub missing: Vec<String>,
-    /// `voc`: ids of images left without objects (none annotated, or all difficult and
+    /// Images without annotation (ImageNet formats, where images are found by key).
+    pub unannotated: Vec<String>,
+    /// Images left without objects (none annotated, or all difficult and
     /// `--voc-skip-difficult`).
     pub without_objects: Vec<String>,
+    /// ImageNet formats: images whose objects name several wnids (labelled by area).
+    pub several_classes: Vec<String>,
+    /// ImageFolder images filed under another wnid than their annotation's.
+    pub folder_mismatch: Vec<String>,
 }
 
 /// Reads the annotations in their format (given or detected) into entries.
@@ -180,80 +258,97 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
             )))
         }
     };
+    if format.is_imagenet() {
+        return collect_imagenet(inputs, format, images);
+    }
     let (a, synsets) = (&inputs.annotations, inputs.synsets.as_deref());
     let ((entries, missing), without_objects) = match format {
-        AnnotationFormat::ImagenetCsv => (read_imagenet_csv(a, &images, synsets)?, Vec::new()),
         AnnotationFormat::Manifest => (read_manifest(a, &images)?, Vec::new()),
         AnnotationFormat::Csv => (read_box_csv(a, &images, synsets)?, Vec::new()),
         AnnotationFormat::Voc => {
             let voc = read_voc(a, &images, inputs.split.as_deref(), inputs.skip_difficult)?;
             ((voc.entries, voc.missing), voc.without_objects)
         }
+        _ => unreachable!("ImageNet formats returned above"),
     };
     Ok(Collected {
-        format,
+        format: Some(format),
+        detected: format!(
+            "annotations: {} ({}); images: {}",
+            format.name(),
+            a.display(),
+            images.display()
+        ),
         images,
         entries,
         missing,
         without_objects,
+        ..Default::default()
     })
 }
 
-/// Reads the ImageNet validation CSV; `synsets` (optional) gives wnids by class index.
+fn collect_imagenet(
+    inputs: &ShardInputs,
+    format: AnnotationFormat,
+    images: PathBuf,
+) -> Result<Collected, FatalError> {
+    let classes = imagenet::Classes::from_synsets(inputs.synsets.as_deref())?;
+    let a = &inputs.annotations;
+    let records = match format {
+        AnnotationFormat::ImagenetXml => imagenet::read_xml(a, &classes)?,
+        AnnotationFormat::Kaggle => imagenet::read_kaggle(a, &classes)?,
+        _ => imagenet::read_imagenet_csv(a, &classes)?,
+    };
+    let index = ImageIndex::open(&images)?;
+    let n_annotated = records.records.len();
+    let joined = imagenet::join(records.records, &index, &classes);
+    let what = match format {
+        AnnotationFormat::ImagenetXml if a.is_dir() => "ImageNet XML folder",
+        AnnotationFormat::ImagenetXml => "ImageNet XML tar",
+        AnnotationFormat::Kaggle => "Kaggle LOC CSV",
+        _ => "ImageNet CSV",
+    };
+    let class_list = match &inputs.synsets {
+        Some(p) if classes.is_imagenet() => {
+            format!("--synsets {} (ImageNet-1k order)", p.display())
+        }
+        Some(p) => format!(
+            "--synsets {} ({} classes, NOT the ImageNet-1k order)",
+            p.display(),
+            classes.wnids.len()
+        ),
+        None => "built-in ImageNet-1k classes".into(),
+    };
+    Ok(Collected {
+        format: Some(format),
+        detected: format!(
+            "annotations: {} ({what}, {n_annotated} images, {class_list}, inclusive boxes \
+             -> exclusive); images: {} ({})",
+            format.name(),
+            index.describe(),
+            images.display()
+        ),
+        images,
+        entries: joined.entries,
+        missing: joined.missing,
+        unannotated: joined.unannotated,
+        without_objects: records.without_objects,
+        several_classes: joined.several_classes,
+        folder_mismatch: joined.folder_mismatch,
+    })
+}
+
+/// The ImageNet table (`val_index,label,...`, [`imagenet::read_imagenet_csv`]) matched to the
+/// images in `images`: entries in key order, and the annotated keys without an image.
 pub fn read_imagenet_csv(
-    csv_path: &Path,
+    csv: &Path,
     images: &Path,
     synsets: Option<&Path>,
 ) -> Result<(Vec<Entry>, Vec<String>), FatalError> {
-    let wnids = match synsets {
-        Some(p) => read_synsets(p)?,
-        None => Vec::new(),
-    };
-    let by_stem = index_folder(images)?;
-    let mut reader = csv::Reader::from_path(csv_path).map_err(|e| bad(csv_path, e.to_string()))?;
-    let mut entries = Vec::new();
-    let mut missing = Vec::new();
-    for (line, row) in reader.records().enumerate() {
-        let row = row.map_err(|e| bad(csv_path, e.to_string()))?;
-        let field = |i: usize| row.get(i).unwrap_or("").trim();
-        let parse = |i: usize| -> Result<i64, FatalError> {
-            field(i).parse().map_err(|_| {
-                bad(
-                    csv_path,
-                    format!("row {}: column {i} is not an integer", line + 2),
-                )
-            })
-        };
-        let (index, label, width, height) = (parse(0)?, parse(1)?, parse(2)?, parse(3)?);
-        let boxes = field(4)
-            .split(';')
-            .filter(|b| !b.trim().is_empty())
-            .map(|b| {
-                let v: Vec<f64> = b
-                    .split_whitespace()
-                    .filter_map(|t| t.parse().ok())
-                    .collect();
-                <[f64; 4]>::try_from(v.as_slice())
-                    .map_err(|_| bad(csv_path, format!("row {}: bad box {b:?}", line + 2)))
-            })
-            .collect::<Result<Vec<BBox>, _>>()?;
-        let key = format!("ILSVRC2012_val_{index:08}");
-        match by_stem.get(&key) {
-            Some(path) => entries.push(Entry {
-                key,
-                image: path.clone(),
-                annotation: Annotation {
-                    label,
-                    boxes,
-                    width: Some(width as usize),
-                    height: Some(height as usize),
-                    wnid: wnids.get(label as usize).cloned(),
-                },
-            }),
-            None => missing.push(key),
-        }
-    }
-    Ok((entries, missing))
+    let classes = imagenet::Classes::from_synsets(synsets)?;
+    let records = imagenet::read_imagenet_csv(csv, &classes)?;
+    let joined = imagenet::join(records.records, &ImageIndex::open(images)?, &classes);
+    Ok((joined.entries, joined.missing))
 }
 
 #[derive(Deserialize)]
@@ -291,7 +386,7 @@ pub fn read_manifest(
             dimensions(&bytes, &Limits::default()).map_err(|e| bad(&path, e.to_string()))?;
         entries.push(Entry {
             key,
-            image: path,
+            image: ImageRef::File(path),
             annotation: Annotation {
                 label: s.label,
                 boxes: s.boxes,
@@ -305,7 +400,7 @@ pub fn read_manifest(
 }
 
 /// The key of an image path: its file name up to the first dot (WebDataset keys end there).
-fn key_from_path(path: &Path) -> String {
+pub(crate) fn key_from_path(path: &Path) -> String {
     path.file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.split('.').next())
@@ -314,7 +409,7 @@ fn key_from_path(path: &Path) -> String {
 }
 
 /// `synsets.txt`: the first whitespace token of line `n` (from 0) names class `n`.
-fn read_synsets(path: &Path) -> Result<Vec<String>, FatalError> {
+pub(crate) fn read_synsets(path: &Path) -> Result<Vec<String>, FatalError> {
     Ok(std::fs::read_to_string(path)
         .map_err(|e| FatalError::io(path, e))?
         .lines()
@@ -326,14 +421,14 @@ fn read_synsets(path: &Path) -> Result<Vec<String>, FatalError> {
 fn check_unique_keys(entries: &[Entry], source: &Path) -> Result<(), FatalError> {
     let mut seen: HashMap<&str, &Path> = HashMap::new();
     for e in entries {
-        if let Some(first) = seen.insert(&e.key, &e.image) {
+        if let Some(first) = seen.insert(&e.key, e.image.path()) {
             return Err(bad(
                 source,
                 format!(
                     "key {:?} is given twice ({} and {}); keys must be unique",
                     e.key,
                     first.display(),
-                    e.image.display()
+                    e.image.describe()
                 ),
             ));
         }
@@ -341,116 +436,42 @@ fn check_unique_keys(entries: &[Entry], source: &Path) -> Result<(), FatalError>
     Ok(())
 }
 
-fn index_folder(dir: &Path) -> Result<HashMap<String, PathBuf>, FatalError> {
-    let mut map = HashMap::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| FatalError::io(dir, e))? {
-        let path = entry.map_err(|e| FatalError::io(dir, e))?.path();
-        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-            map.insert(stem.to_string(), path);
-        }
-    }
-    Ok(map)
-}
-
-fn append(
-    builder: &mut tar::Builder<BufWriter<File>>,
-    name: &str,
-    data: &[u8],
-) -> std::io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    builder.append_data(&mut header, name, data)
-}
-
-/// Writes `entries` (in order) into shards of `shard_size` samples under `out`.
-pub fn write_shards(
-    entries: &[Entry],
-    out: &Path,
-    prefix: &str,
-    shard_size: usize,
-) -> Result<Vec<PathBuf>, FatalError> {
-    if shard_size == 0 {
-        return Err(FatalError::Config("--shard-size must be at least 1".into()));
-    }
-    if let Some(e) = entries
-        .iter()
-        .find(|e| e.key.contains('.') || e.key.is_empty())
-    {
-        return Err(FatalError::Config(format!(
-            "key {:?} is empty or has a dot (WebDataset keys end at the first dot)",
-            e.key
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|e| FatalError::io(out, e))?;
-    let mut shards = Vec::new();
-    for (n, chunk) in entries.chunks(shard_size).enumerate() {
-        let final_path = out.join(format!("{prefix}-{n:06}.tar"));
-        let tmp = final_path.with_extension("tar.tmp");
-        let io = |e: std::io::Error| FatalError::output(&final_path, e);
-        let file = File::create(&tmp).map_err(io)?;
-        let mut builder = tar::Builder::new(BufWriter::new(file));
-        for e in chunk {
-            let bytes = std::fs::read(&e.image).map_err(|err| FatalError::io(&e.image, err))?;
-            let ext = e
-                .image
-                .extension()
-                .and_then(|x| x.to_str())
-                .map(|x| x.to_ascii_lowercase())
-                .filter(|x| matches!(x.as_str(), "jpg" | "jpeg" | "png"))
-                .unwrap_or_else(|| "jpg".into());
-            let ext = if ext == "jpeg" {
-                "jpg".to_string()
-            } else {
-                ext
-            };
-            append(&mut builder, &format!("{}.{ext}", e.key), &bytes).map_err(io)?;
-            append(
-                &mut builder,
-                &format!("{}.cls", e.key),
-                e.annotation.label.to_string().as_bytes(),
-            )
-            .map_err(io)?;
-            let json = serde_json::to_vec(&e.annotation).expect("annotation serialises");
-            append(&mut builder, &format!("{}.json", e.key), &json).map_err(io)?;
-        }
-        let mut w = builder.into_inner().map_err(io)?;
-        w.flush().map_err(io)?;
-        w.get_ref().sync_all().map_err(io)?;
-        drop(w);
-        std::fs::rename(&tmp, &final_path).map_err(io)?;
-        shards.push(final_path);
-    }
-    Ok(shards)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn formats_are_told_apart_by_the_header() {
-        assert_eq!(
-            header_format("path,label,x0,y0,x1,y1\n"),
-            AnnotationFormat::Csv
-        );
-        assert_eq!(
-            header_format("\u{feff}Path, label\n"),
-            AnnotationFormat::Csv
-        );
-        assert_eq!(
-            header_format("val_index,label,width,height,boxes\n"),
-            AnnotationFormat::ImagenetCsv
-        );
+    fn formats_are_told_apart() {
+        use AnnotationFormat::*;
+        for (line, want) in [
+            ("path,label,x0,y0,x1,y1\n", Some(Csv)),
+            ("\u{feff}Path, label\n", Some(Csv)),
+            ("val_index,label,width,height,boxes\n", Some(ImagenetCsv)),
+            ("ImageId,PredictionString\r\n", Some(Kaggle)),
+            ("id,name\n", None),
+        ] {
+            assert_eq!(header_format(line), want, "{line:?}");
+        }
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(detect_format(dir.path()).unwrap(), AnnotationFormat::Voc);
-        assert_eq!(
-            detect_format(Path::new("x/boxes.JSON")).unwrap(),
-            AnnotationFormat::Manifest
-        );
+        assert_eq!(detect_format(dir.path()).unwrap(), ImagenetXml);
+        std::fs::create_dir(dir.path().join("Annotations")).unwrap();
+        assert_eq!(detect_format(dir.path()).unwrap(), Voc);
+        for (name, want) in [
+            ("x/boxes.JSON", Manifest),
+            ("ILSVRC2012_bbox_val_v3.tgz", ImagenetXml),
+            ("bbox.tar.gz", ImagenetXml),
+            ("bbox.tar", ImagenetXml),
+        ] {
+            assert_eq!(detect_format(Path::new(name)).unwrap(), want, "{name}");
+        }
         assert!(detect_format(&dir.path().join("absent.csv")).is_err());
+        let odd = dir.path().join("odd.csv");
+        std::fs::write(&odd, "id,name\n").unwrap();
+        let e = detect_format(&odd).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot tell the format") && e.contains("--format"),
+            "{e}"
+        );
         for f in <AnnotationFormat as clap::ValueEnum>::value_variants() {
             let value = clap::ValueEnum::to_possible_value(f).unwrap();
             assert_eq!(value.get_name(), f.name(), "the CLI spells it as errors do");

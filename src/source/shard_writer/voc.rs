@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{bad, check_unique_keys, Entry};
+use super::xml::parse_pascal_xml;
+use super::{bad, check_unique_keys, Entry, ImageRef};
 use crate::error::FatalError;
 use crate::ops::geometry::BBox;
 use crate::source::Annotation;
@@ -66,7 +67,7 @@ pub fn read_voc(
         }
         out.entries.push(Entry {
             key: id,
-            image,
+            image: ImageRef::File(image),
             annotation: Annotation {
                 label: label as i64,
                 boxes,
@@ -117,104 +118,53 @@ pub struct VocImage {
     pub objects: Vec<(usize, BBox)>,
 }
 
-/// Parses one VOC annotation. Only the direct children of `<annotation>` and `<object>`
-/// count (the `<part>`s of a person have their own `<name>` and `<bndbox>`). The error is
-/// the reason, for the caller to prefix with the file name.
+/// Parses one VOC annotation ([`parse_pascal_xml`]) and maps its objects to VOC classes
+/// and bgstream's box convention. The error is the reason, for the caller to prefix with
+/// the file name.
 pub fn parse_voc(xml: &str, skip_difficult: bool) -> Result<VocImage, String> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("malformed XML: {e}"))?;
-    let root = doc.root_element();
-    if !root.has_tag_name("annotation") {
-        return Err(format!(
-            "the root element is <{}>, not <annotation>",
-            root.tag_name().name()
-        ));
-    }
-    let (width, height) = match child(root, "size") {
-        Some(size) => (size_field(size, "width")?, size_field(size, "height")?),
-        None => (None, None),
-    };
+    let doc = parse_pascal_xml(xml)?;
     let mut objects = Vec::new();
-    let elements = root.children().filter(|n| n.has_tag_name("object"));
-    for (i, object) in elements.enumerate() {
-        let (class, bbox, difficult) =
-            voc_object(object).map_err(|r| format!("<object> {}: {r}", i + 1))?;
-        if !(skip_difficult && difficult) {
-            objects.push((class, bbox));
+    for (i, o) in doc.objects.into_iter().enumerate() {
+        let class = VOC_CLASSES
+            .iter()
+            .position(|c| *c == o.name)
+            .ok_or_else(|| {
+                format!(
+                    "<object> {}: unknown VOC class {:?} (the 20 classes are {})",
+                    i + 1,
+                    o.name,
+                    VOC_CLASSES.join(", ")
+                )
+            })?;
+        // VOC: 1-based pixel indices, both corners inclusive -> 0-based, x1/y1 exclusive.
+        let [x0, y0, x1, y1] = o.bndbox;
+        if !(skip_difficult && o.difficult) {
+            objects.push((class, [x0 - 1.0, y0 - 1.0, x1, y1]));
         }
     }
     Ok(VocImage {
-        width,
-        height,
+        width: doc.width,
+        height: doc.height,
         objects,
     })
 }
 
-/// `(class, box in bgstream's convention, difficult)` of one `<object>`.
-fn voc_object(object: roxmltree::Node) -> Result<(usize, BBox, bool), String> {
-    let name = text(object, "name").ok_or("no <name>")?;
-    let class = VOC_CLASSES.iter().position(|c| *c == name).ok_or_else(|| {
-        format!(
-            "unknown VOC class {name:?} (the 20 classes are {})",
-            VOC_CLASSES.join(", ")
-        )
-    })?;
-    let difficult = match text(object, "difficult") {
-        None | Some("0") => false,
-        Some("1") => true,
-        Some(v) => return Err(format!("<difficult> is {v:?}, not 0 or 1")),
-    };
-    let bndbox = child(object, "bndbox").ok_or_else(|| format!("{name} has no <bndbox>"))?;
-    let coord = |tag: &str| -> Result<f64, String> {
-        let v = text(bndbox, tag).ok_or_else(|| format!("{name}: <bndbox> has no <{tag}>"))?;
-        v.parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("{name}: <{tag}> is {v:?}, not a number"))
-    };
-    // VOC: 1-based pixel indices, both corners inclusive -> 0-based, x1/y1 exclusive.
-    let bbox = [
-        coord("xmin")? - 1.0,
-        coord("ymin")? - 1.0,
-        coord("xmax")?,
-        coord("ymax")?,
-    ];
-    Ok((class, bbox, difficult))
-}
-
-fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
-    node.children().find(|c| c.has_tag_name(tag))
-}
-
-/// The trimmed text of `node`'s child `tag`.
-fn text<'a>(node: roxmltree::Node<'a, '_>, tag: &str) -> Option<&'a str> {
-    child(node, tag)?.text().map(str::trim)
-}
-
-/// A `<size>` field: `None` when absent or 0 (then the image header is all there is).
-fn size_field(size: roxmltree::Node, tag: &str) -> Result<Option<usize>, String> {
-    match text(size, tag) {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<usize>()
-            .map(|n| (n > 0).then_some(n))
-            .map_err(|_| format!("<size><{tag}> is {v:?}, not a whole number")),
-    }
-}
-
-/// The image label and its foreground boxes: the class with the largest total box area
-/// (ties: the lower class index) and every box of that class. `None` without objects.
+/// The image label and its foreground boxes ([`largest_area_label`]).
 pub fn voc_label(objects: &[(usize, BBox)]) -> Option<(usize, Vec<BBox>)> {
-    let mut area = [0.0f64; VOC_CLASSES.len()];
+    largest_area_label(objects)
+}
+
+/// The label rule shared by VOC and ImageNet: the class with the largest total box area
+/// (ties: the lower class index) and every box of that class. `None` without objects.
+pub fn largest_area_label(objects: &[(usize, BBox)]) -> Option<(usize, Vec<BBox>)> {
+    let mut area: std::collections::BTreeMap<usize, f64> = Default::default();
     for (class, b) in objects {
-        area[*class] += (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
+        *area.entry(*class).or_default() += (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
     }
-    let mut present: Vec<usize> = objects.iter().map(|o| o.0).collect();
-    present.sort_unstable();
-    present.dedup();
-    // Strictly larger replaces, so the lower index wins a tie.
-    let label = present
+    // Ascending class order, strictly larger replaces: the lower index wins a tie.
+    let (label, _) = area
         .into_iter()
-        .reduce(|best, c| if area[c] > area[best] { c } else { best })?;
+        .reduce(|best, c| if c.1 > best.1 { c } else { best })?;
     let boxes = objects
         .iter()
         .filter(|o| o.0 == label)

@@ -1,0 +1,187 @@
+//! Writing the shards: images read on several threads a window ahead of the one tar
+//! writer, each image's header checked against its annotation.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+
+use super::Entry;
+use crate::error::FatalError;
+use crate::ops::decode::{dimensions, Limits};
+
+/// Images read per window; windows are read while the previous one is written.
+const WINDOW: usize = 64;
+
+/// What [`write_shards`] wrote and noticed.
+#[derive(Debug, Default)]
+pub struct ShardReport {
+    pub shards: Vec<PathBuf>,
+    pub samples: usize,
+    /// Image bytes written.
+    pub bytes: u64,
+    /// `key: header WxH, annotation WxH`: written with the annotation's size, which the
+    /// run then records as `size_mismatch`.
+    pub size_mismatch: Vec<String>,
+    /// `key: reason`: images whose header cannot be read; written as they are (the run
+    /// records the decode error).
+    pub unreadable: Vec<String>,
+}
+
+struct Loaded {
+    bytes: Vec<u8>,
+    dims: Result<(usize, usize), String>,
+}
+
+fn load(e: &Entry) -> Result<Loaded, FatalError> {
+    let bytes = e
+        .image
+        .read()
+        .map_err(|err| FatalError::io(e.image.describe(), err))?;
+    let dims = dimensions(&bytes, &Limits::default()).map_err(|err| err.to_string());
+    Ok(Loaded { bytes, dims })
+}
+
+/// Reads `entries` on `threads` threads, keeping their order.
+fn load_window(entries: &[Entry], threads: usize) -> Result<Vec<Loaded>, FatalError> {
+    if threads <= 1 {
+        return entries.iter().map(load).collect();
+    }
+    let per = entries.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = entries
+            .chunks(per.max(1))
+            .map(|c| s.spawn(|| c.iter().map(load).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::with_capacity(entries.len());
+        for p in parts {
+            out.extend(p.join().expect("image reader panicked")?);
+        }
+        Ok(out)
+    })
+}
+
+fn append(
+    builder: &mut tar::Builder<BufWriter<File>>,
+    name: &str,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, name, data)
+}
+
+/// The member extension: `jpg` or `png` from the image's name, `jpg` otherwise.
+fn extension(name: &str) -> &'static str {
+    let ext = Path::new(name)
+        .extension()
+        .and_then(|x| x.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if ext == "png" {
+        "png"
+    } else {
+        "jpg"
+    }
+}
+
+/// Writes `entries` (in order) into shards of `shard_size` samples under `out`, reading
+/// images on `threads` threads (at least 1).
+pub fn write_shards(
+    entries: &[Entry],
+    out: &Path,
+    prefix: &str,
+    shard_size: usize,
+    threads: usize,
+) -> Result<ShardReport, FatalError> {
+    if shard_size == 0 {
+        return Err(FatalError::Config("--shard-size must be at least 1".into()));
+    }
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.key.contains('.') || e.key.is_empty())
+    {
+        return Err(FatalError::Config(format!(
+            "key {:?} is empty or has a dot (WebDataset keys end at the first dot)",
+            e.key
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| FatalError::io(out, e))?;
+    let mut report = ShardReport::default();
+    let (tx, rx) = sync_channel::<Result<Vec<Loaded>, FatalError>>(1);
+    std::thread::scope(|s| {
+        // Owned here, so an early error drops it and unblocks the reader thread.
+        let rx = rx;
+        s.spawn(move || {
+            for window in entries.chunks(WINDOW) {
+                let loaded = load_window(window, threads);
+                let failed = loaded.is_err();
+                if tx.send(loaded).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut windows = rx.iter();
+        let mut pending: std::vec::IntoIter<Loaded> = Vec::new().into_iter();
+        for (n, chunk) in entries.chunks(shard_size).enumerate() {
+            let final_path = out.join(format!("{prefix}-{n:06}.tar"));
+            let tmp = final_path.with_extension("tar.tmp");
+            let io = |e: std::io::Error| FatalError::output(&final_path, e);
+            let file = File::create(&tmp).map_err(io)?;
+            let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
+            for e in chunk {
+                let loaded = match pending.next() {
+                    Some(l) => l,
+                    None => {
+                        pending = windows.next().expect("a window per entry")?.into_iter();
+                        pending.next().expect("windows are not empty")
+                    }
+                };
+                let annotation = checked(e, &loaded, &mut report);
+                let ext = extension(e.image.name());
+                append(&mut builder, &format!("{}.{ext}", e.key), &loaded.bytes).map_err(io)?;
+                append(
+                    &mut builder,
+                    &format!("{}.cls", e.key),
+                    annotation.label.to_string().as_bytes(),
+                )
+                .map_err(io)?;
+                let json = serde_json::to_vec(&annotation).expect("annotation serialises");
+                append(&mut builder, &format!("{}.json", e.key), &json).map_err(io)?;
+                report.bytes += loaded.bytes.len() as u64;
+            }
+            let mut w = builder.into_inner().map_err(io)?;
+            w.flush().map_err(io)?;
+            w.get_ref().sync_all().map_err(io)?;
+            drop(w);
+            std::fs::rename(&tmp, &final_path).map_err(io)?;
+            report.shards.push(final_path);
+            report.samples += chunk.len();
+        }
+        Ok(report)
+    })
+}
+
+/// The annotation to write: the size filled in from the header where the annotation has
+/// none; a disagreement or an unreadable header noted in `report`.
+fn checked(e: &Entry, loaded: &Loaded, report: &mut ShardReport) -> crate::source::Annotation {
+    let mut a = e.annotation.clone();
+    match (&loaded.dims, a.width, a.height) {
+        (Err(reason), _, _) => report.unreadable.push(format!("{}: {reason}", e.key)),
+        (Ok((w, h)), None, None) => (a.width, a.height) = (Some(*w), Some(*h)),
+        (Ok((w, h)), aw, ah) if (aw, ah) != (Some(*w), Some(*h)) => {
+            let show = |v: Option<usize>| v.map_or("?".into(), |v| v.to_string());
+            report.size_mismatch.push(format!(
+                "{}: header {w}x{h}, annotation {}x{}",
+                e.key,
+                show(aw),
+                show(ah)
+            ));
+        }
+        _ => {}
+    }
+    a
+}
