@@ -142,6 +142,60 @@ impl ClassMap {
     }
 }
 
+/// Names of fine classes for `aggregate --class-names`: line `n` names class `n`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassNames {
+    names: Vec<String>,
+}
+
+impl ClassNames {
+    /// The built-in ImageNet-1k names (first WordNet name of each class).
+    pub fn imagenet() -> Self {
+        ClassNames {
+            names: (0..1000)
+                .map(|i| imagenet::name(i).unwrap_or_default().to_string())
+                .collect(),
+        }
+    }
+
+    /// `imagenet`, or a file with one class per line: `wnid name, synonyms` (synsets.txt,
+    /// LOC_synset_mapping.txt: the first name after the wnid) or just a name.
+    pub fn read(spec: &Path) -> Result<Self, FatalError> {
+        if spec.as_os_str() == "imagenet" {
+            return Ok(Self::imagenet());
+        }
+        let text = std::fs::read_to_string(spec).map_err(|e| FatalError::io(spec, e))?;
+        Ok(Self::parse(&text))
+    }
+
+    fn parse(text: &str) -> Self {
+        let is_wnid = |t: &str| {
+            t.len() == 9 && t.starts_with('n') && t[1..].bytes().all(|b| b.is_ascii_digit())
+        };
+        let names = text
+            .lines()
+            .map(|l| {
+                let l = l.trim();
+                let rest = match l.split_once(char::is_whitespace) {
+                    Some((first, rest)) if is_wnid(first) => rest,
+                    _ => l,
+                };
+                rest.split(',')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        ClassNames { names }
+    }
+
+    pub fn name(&self, label: i64) -> Option<&str> {
+        let n = self.names.get(usize::try_from(label).ok()?)?;
+        (!n.is_empty()).then_some(n.as_str())
+    }
+}
+
 /// The 1,000 ImageNet-1k classes, compiled in (`assets/imagenet/classes.tsv`): class `n` is
 /// the `n`-th wnid in sorted order, as torchvision and timm number them.
 pub mod imagenet {
@@ -191,6 +245,23 @@ pub mod imagenet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_names_from_synsets_or_plain_lines() {
+        let n =
+            ClassNames::parse("n01440764 tench, Tinca tinca\nn01443537 goldfish\n\nplain dog\n");
+        assert_eq!(
+            (n.name(0), n.name(1), n.name(2), n.name(3), n.name(4)),
+            (
+                Some("tench"),
+                Some("goldfish"),
+                None,
+                Some("plain dog"),
+                None
+            )
+        );
+        assert_eq!(ClassNames::imagenet().name(1), Some("goldfish"));
+    }
 
     #[test]
     fn imagenet_classes_are_the_sorted_wnids() {

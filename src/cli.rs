@@ -202,6 +202,11 @@ pub struct AggregateArgs {
     /// coarse class (JSON, schemas/class-map.schema.json); unmapped labels are left out.
     #[arg(long, value_name = "FILE.json")]
     pub class_map: Option<PathBuf>,
+    /// Class names for Table 1's examples, worst_backgrounds.csv, per_class.csv and the
+    /// report: `imagenet` (built in) or a file with one class per line (synsets.txt style
+    /// `wnid name, ...`, or a plain name).
+    #[arg(long, value_name = "imagenet|FILE")]
+    pub class_names: Option<PathBuf>,
     /// Example keys listed per Table-1 level.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,

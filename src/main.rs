@@ -235,6 +235,7 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
         figures: !a.no_figures,
         examples: a.examples,
         class_map: a.class_map.clone(),
+        class_names: a.class_names.clone(),
     };
     let out = aggregate::run(&cfg)?;
     for w in &out.warnings {

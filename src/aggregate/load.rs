@@ -54,6 +54,8 @@ pub struct Loaded {
     pub models: Vec<String>,
     pub variants: Vec<String>,
     pub keys: Vec<String>,
+    /// The label of each key (by key id), -1 where no row gave one.
+    pub labels: Vec<i64>,
     /// (model id, variant id) -> (key id, TOP1 | TOP5 bits), sorted by key id.
     pub cells: HashMap<(usize, usize), Vec<(u32, u8)>>,
     /// (model id, variant id, key id) -> worst candidate, for `worst_bg:K` variants.
@@ -221,8 +223,12 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 })?);
             }
         }
-        indices.extend(optional_indices(&schema, &["background", "p_true"]));
+        indices.extend(optional_indices(
+            &schema,
+            &["background", "p_true", "label"],
+        ));
         indices.sort_unstable();
+        indices.dedup(); // `label` may be asked for twice (--class-map)
         let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
         let reader = builder
             .with_projection(mask)
@@ -254,6 +260,9 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
             let background = batch
                 .column_by_name("background")
                 .map(|c| c.as_string::<i32>().clone());
+            let label = batch
+                .column_by_name("label")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>().cloned());
             let p_true = batch.column_by_name("p_true").and_then(|c| {
                 c.as_primitive_opt::<arrow::datatypes::Float32Type>()
                     .cloned()
@@ -289,6 +298,12 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 let m = intern(&mut model_ids, &mut out.models, model.value(i));
                 let v = intern(&mut variant_ids, &mut out.variants, variant.value(i));
                 let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
+                if let Some(l) = label.as_ref().filter(|l| !l.is_null(i)) {
+                    if out.labels.len() <= k as usize {
+                        out.labels.resize(k as usize + 1, -1);
+                    }
+                    out.labels[k as usize] = l.value(i);
+                }
                 out.cells.entry((m, v)).or_default().push((k, bits));
                 if multi {
                     let p = p_true
@@ -315,6 +330,7 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
             }
         }
     }
+    out.labels.resize(keys_by_id.len(), -1);
     out.keys = keys_by_id;
     out.files = files;
     for ((_, v), list) in out.cells.iter_mut() {

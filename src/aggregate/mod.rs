@@ -9,6 +9,7 @@
 pub mod completeness;
 pub mod load;
 pub mod metrics;
+pub mod per_class;
 pub mod plots;
 pub mod report;
 
@@ -38,6 +39,8 @@ pub struct AggregateConfig {
     pub examples: usize,
     /// Score at a coarse level (`--class-map`, ImageNet-9 style).
     pub class_map: Option<PathBuf>,
+    /// Class names for the tables and report (`--class-names imagenet|FILE`).
+    pub class_names: Option<PathBuf>,
 }
 
 /// What an aggregate run produced.
@@ -130,7 +133,35 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             class_map: class_map.as_ref(),
         },
     )?;
-    let aggregate = compute(&data, cfg.baseline.as_deref(), cfg.examples)?;
+    let names = cfg
+        .class_names
+        .as_deref()
+        .map(crate::classes::ClassNames::read)
+        .transpose()?;
+    let mut aggregate = compute(&data, cfg.baseline.as_deref(), cfg.examples)?;
+    let per_class = per_class::per_class(&data);
+    let class_of = |label: i64| -> String {
+        let name = names.as_ref().and_then(|n| n.name(label));
+        name.map_or(String::new(), str::to_string)
+    };
+    // Table 1's example keys read "key (class)" when classes are named.
+    if names.is_some() {
+        let key_ids: std::collections::HashMap<&str, usize> = data
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        for level in &mut aggregate.levels {
+            for ex in &mut level.examples {
+                let label = key_ids.get(ex.as_str()).map_or(-1, |&k| data.labels[k]);
+                let class = class_of(label);
+                if !class.is_empty() {
+                    *ex = format!("{ex} ({class})");
+                }
+            }
+        }
+    }
     let warnings = completeness::check(&cfg.input);
     std::fs::create_dir_all(&cfg.out).map_err(|e| FatalError::output(&cfg.out, e))?;
     let batch = summary_batch(&aggregate.rows);
@@ -180,7 +211,27 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         written.push(write_backgrounds_csv(&cfg.out, &aggregate.backgrounds)?);
     }
     if cfg.csv && !data.worst.is_empty() {
-        written.push(write_worst_csv(&cfg.out, &data)?);
+        written.push(write_worst_csv(&cfg.out, &data, &class_of)?);
+    }
+    if cfg.csv && !per_class.is_empty() {
+        let rows = per_class.iter().map(|r| {
+            vec![
+                r.model.clone(),
+                r.variant.clone(),
+                r.label.to_string(),
+                class_of(r.label),
+                r.images.to_string(),
+                r.top1.to_string(),
+                r.top5.to_string(),
+            ]
+        });
+        written.push(write_csv(
+            &cfg.out.join("per_class.csv"),
+            &[
+                "model", "variant", "label", "class", "images", "top1", "top5",
+            ],
+            rows,
+        )?);
     }
     let svgs = if cfg.figures || cfg.report.is_some() {
         let figs = plots::figures(&aggregate);
@@ -192,7 +243,9 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         Vec::new()
     };
     if let Some(path) = &cfg.report {
-        let html = report::render(&aggregate, &data, &svgs, &warnings);
+        let best = per_class::best_classes(&per_class, "bg_only", &aggregate.models, 10);
+        let best: Vec<_> = best.into_iter().map(|c| (class_of(c.label), c)).collect();
+        let html = report::render(&aggregate, &data, &svgs, &warnings, &best);
         report::write(path, &html).map_err(|e| FatalError::output(path, e))?;
         written.push(path.clone());
     }
@@ -263,7 +316,11 @@ fn write_backgrounds_csv(dir: &Path, rows: &[metrics::BgRow]) -> Result<PathBuf,
 
 /// Per (model, variant, image): the candidate background with the lowest probability of
 /// the true label, and whether any candidate flipped the prediction.
-fn write_worst_csv(dir: &Path, data: &Loaded) -> Result<PathBuf, FatalError> {
+fn write_worst_csv(
+    dir: &Path,
+    data: &Loaded,
+    class_of: &dyn Fn(i64) -> String,
+) -> Result<PathBuf, FatalError> {
     let mut cases: Vec<_> = data.worst.iter().collect();
     let name = |(m, v, k): &(usize, usize, u32)| {
         (
@@ -279,10 +336,17 @@ fn write_worst_csv(dir: &Path, data: &Loaded) -> Result<PathBuf, FatalError> {
             .get(&(m, v))
             .and_then(|l| l.binary_search_by_key(&k, |e| e.0).ok().map(|i| l[i].1))
             .is_some_and(|bits| bits & load::TOP1 != 0);
+        let label = data.labels[k as usize];
         vec![
             data.models[m].clone(),
             data.variants[v].clone(),
             data.keys[k as usize].clone(),
+            if label < 0 {
+                String::new()
+            } else {
+                label.to_string()
+            },
+            class_of(label),
             wc.background.clone().unwrap_or_default(),
             wc.p_true.to_string(),
             wc.candidates.to_string(),
@@ -295,6 +359,8 @@ fn write_worst_csv(dir: &Path, data: &Loaded) -> Result<PathBuf, FatalError> {
             "model",
             "variant",
             "key",
+            "label",
+            "class",
             "worst_background",
             "worst_p_true",
             "candidates",

@@ -26,6 +26,7 @@ pub fn render(
     data: &Loaded,
     svgs: &[std::path::PathBuf],
     warnings: &[String],
+    best_classes: &[(String, super::per_class::BestClass)],
 ) -> String {
     let mut h = String::new();
     let _ = write!(
@@ -197,6 +198,36 @@ Baseline model: <code>{base}</code>. Intervals are 95% Wilson score intervals.{c
                 l.lost_from_previous,
                 esc(&l.examples.join(", "))
             );
+        }
+        h.push_str("</table>\n");
+    }
+
+    if !best_classes.is_empty() {
+        h.push_str(
+            "<h2 id=\"classes\">Classes the background alone predicts best</h2>\n<p>Top-1 on \
+             <code>bg_only</code> per class (the foreground blanked), the ten classes with the \
+             highest mean over the models; every class is in <code>per_class.csv</code>.</p>\n\
+             <table id=\"best-classes\"><tr><th>class</th><th>images</th>",
+        );
+        for m in &a.models {
+            let _ = write!(h, "<th>{}</th>", esc(m));
+        }
+        h.push_str("</tr>\n");
+        for (name, c) in best_classes {
+            let class = if name.is_empty() {
+                c.label.to_string()
+            } else {
+                format!("{} ({})", name, c.label)
+            };
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td>", esc(&class), c.images);
+            for v in &c.top1 {
+                let _ = write!(
+                    h,
+                    "<td>{}</td>",
+                    v.map_or("–".into(), |x| format!("{:.1}", 100.0 * x))
+                );
+            }
+            h.push_str("</tr>\n");
         }
         h.push_str("</table>\n");
     }

@@ -107,6 +107,7 @@ fn config(input: &Path, out: &Path, baseline: Option<&str>) -> AggregateConfig {
         figures: false,
         examples: 5,
         class_map: None,
+        class_names: None,
     }
 }
 
@@ -186,6 +187,7 @@ fn known_counts_give_exact_numbers() {
     assert_eq!(
         files,
         BTreeSet::from([
+            "per_class.csv".into(),
             "summary.csv".into(),
             "summary.parquet".into(),
             "table1.csv".into()
@@ -362,5 +364,107 @@ fn html_report_renders_in_headless_chromium() {
         distinct.len() > 20,
         "the screenshot looks blank ({} colours)",
         distinct.len()
+    );
+}
+
+#[test]
+fn classes_are_named_and_scored_per_class() {
+    // Odd keys become label 1 (goldfish) with classes 1 and 7 swapped in every prediction,
+    // so each row stays right or wrong as before; even keys keep label 7 (cock).
+    let rows: Vec<Row> = known_rows(&[0, 1])
+        .into_iter()
+        .map(|mut r| {
+            let k: usize = r.meta.key[1..].parse().unwrap();
+            if k % 2 == 1 {
+                let mut meta = (*r.meta).clone();
+                meta.label = Some(1);
+                r.meta = Arc::new(meta);
+                if let Ok(p) = &mut r.outcome {
+                    for c in &mut p.top5 {
+                        *c = match *c {
+                            7 => 1,
+                            1 => 7,
+                            other => other,
+                        };
+                    }
+                }
+            }
+            r
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pred");
+    std::fs::create_dir_all(&input).unwrap();
+    write_parquet(&input.join("p.parquet"), &rows);
+    let out = dir.path().join("agg");
+    let report = dir.path().join("report.html");
+    let cfg = AggregateConfig {
+        class_names: Some("imagenet".into()),
+        report: Some(report.clone()),
+        ..config(&input, &out, Some("A"))
+    };
+    let result = aggregate::run(&cfg).unwrap();
+
+    // per_class.csv against DuckDB over the same Parquet.
+    let csv = std::fs::read_to_string(out.join("per_class.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("model,variant,label,class,images,top1,top5")
+    );
+    let got: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    let want = common::reference_sql(
+        &input,
+        "select model, variant, label, count(*), avg(top1_correct::int), \
+         avg(top5_correct::int) from rows where status = 'ok' group by all order by all",
+    );
+    let want = want.as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got.len(), 3 * 3 * 2);
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(
+            (&g[0], &g[1]),
+            (
+                &w[0].as_str().unwrap().to_string(),
+                &w[1].as_str().unwrap().to_string()
+            )
+        );
+        assert_eq!(g[2], w[2].to_string());
+        assert_eq!(g[3], if g[2] == "1" { "goldfish" } else { "cock" });
+        assert_eq!(g[4], w[3].to_string());
+        for (gi, wi) in [(5, 4), (6, 5)] {
+            assert!(
+                close(Some(g[gi].parse().unwrap()), w[wi].as_f64().unwrap()),
+                "{g:?} {w:?}"
+            );
+        }
+    }
+    // C gets k0, k1, k2 from the background: label 7 (k0, k2) 2 of 5, label 1 (k1) 1 of 5.
+    assert!(got.contains(
+        &["C", "bg_only", "7", "cock", "5", "0.4", "0.6"]
+            .map(String::from)
+            .to_vec()
+    ));
+
+    // Table 1 names the classes of its examples; the report ranks classes by bg_only.
+    let c = result
+        .aggregate
+        .levels
+        .iter()
+        .find(|l| l.model == "C")
+        .unwrap();
+    assert_eq!(c.examples, ["k2 (cock)"]);
+    let html = std::fs::read_to_string(&report).unwrap();
+    let table = &html[html
+        .find("id=\"best-classes\"")
+        .expect("best-classes table")..];
+    let first = &table[table.find("<tr><td>").unwrap()..];
+    // label 7: A 1/5, B 1/5, C 2/5 (mean 0.27) beats label 1: 0, 1/5, 1/5.
+    assert!(
+        first.starts_with("<tr><td>cock (7)</td><td>5</td><td>20.0</td><td>20.0</td><td>40.0</td>"),
+        "{}",
+        &first[..200.min(first.len())]
     );
 }

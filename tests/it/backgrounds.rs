@@ -284,10 +284,10 @@ fn bg_gap_and_challenge_accuracy_on_a_model_that_reads_the_background() {
     for (line, want) in worst.lines().skip(1).zip(&lowest) {
         let c: Vec<&str> = line.split(',').collect();
         assert_eq!(
-            (c[2], c[3]),
+            (c[2], c[5]),
             (want[0].as_str().unwrap(), want[1].as_str().unwrap())
         );
-        assert_eq!((c[5], c[6]), ("3", "false"), "{line}");
+        assert_eq!((c[7], c[8]), ("3", "false"), "{line}");
     }
     // The SQL and Polars clients reduce worst_bg:K the same way.
     common::reference(&[
