@@ -68,8 +68,8 @@ pub struct RunArgs {
     /// Comma-separated variants; see README "Variants".
     #[arg(long, default_value = DEFAULT_VARIANTS)]
     pub variants: String,
-    /// Folder of texture images for fg_texture (default: $BGSTREAM_TEXTURES,
-    /// ../shared/data/textures, else the built-in set).
+    /// Folder of texture images for fg_texture and worst_bg:K (default: $BGSTREAM_TEXTURES,
+    /// else the built-in brick, grass and gravel photos).
     #[arg(long, value_name = "DIR")]
     pub textures: Option<PathBuf>,
     /// Coarse class map (JSON, schemas/class-map.schema.json): donors for mixed_* are

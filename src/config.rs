@@ -10,7 +10,7 @@ use crate::cli::RunArgs;
 use crate::error::FatalError;
 use crate::infer::{resolve_devices, Model, Precision};
 use crate::ops::decode::Limits;
-use crate::ops::textures::{default_dir, TextureSet};
+use crate::ops::textures::{texture_dir, TextureSet};
 use crate::ops::variants::Variant;
 use crate::prepare::PrepareConfig;
 use crate::ranks::{Plan, Rank};
@@ -212,7 +212,7 @@ impl RunConfig {
             .iter()
             .any(|v| matches!(v, Variant::FgTexture | Variant::WorstBg { .. }))
         {
-            let dir = self.textures.clone().or_else(default_dir);
+            let dir = texture_dir(self.textures.as_deref(), |k| std::env::var_os(k));
             textures = TextureSet::load(dir.as_deref())?;
             for p in &preprocess {
                 textures.prepare(p.input_size, p.interpolation)?;

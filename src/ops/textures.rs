@@ -1,8 +1,8 @@
 //! Background textures for `fg_texture`.
 //!
-//! Resolution order (first that exists): `--textures DIR`, `$BGSTREAM_TEXTURES`,
-//! `../shared/data/textures` (the project's reference data, for development), then the
-//! built-in set: scikit-image's CC0 brick, grass and gravel photos embedded in the binary.
+//! Resolution order: `--textures DIR`, else `$BGSTREAM_TEXTURES`, else the built-in set:
+//! scikit-image's CC0 brick, grass and gravel photos embedded in the binary. Nothing depends
+//! on the working directory: the same command gives the same rows from anywhere.
 //! A folder is read recursively for `.jpg`, `.jpeg` and `.png` files, in sorted path order
 //! so that the texture index a key hashes to is stable.
 
@@ -39,13 +39,17 @@ pub struct TextureSet {
     originals: Vec<Rgb8>,
 }
 
-/// Where the default textures come from, in resolution order.
-pub fn default_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("BGSTREAM_TEXTURES") {
-        return Some(PathBuf::from(dir));
-    }
-    let shared = PathBuf::from("../shared/data/textures");
-    shared.is_dir().then_some(shared)
+/// The texture folder: `--textures`, else `$BGSTREAM_TEXTURES` (read through `env`, so
+/// tests never touch the real environment); `None` means the built-in set.
+pub fn texture_dir(
+    flag: Option<&Path>,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf).or_else(|| {
+        env("BGSTREAM_TEXTURES")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -161,6 +165,19 @@ impl TextureSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texture_dir_is_the_flag_then_the_variable_never_the_cwd() {
+        let env = |v: &'static str| move |k: &str| (k == "BGSTREAM_TEXTURES").then(|| v.into());
+        let none = |_: &str| None;
+        assert_eq!(texture_dir(None, none), None);
+        assert_eq!(texture_dir(None, env("")), None);
+        assert_eq!(texture_dir(None, env("/t")), Some(PathBuf::from("/t")));
+        assert_eq!(
+            texture_dir(Some(Path::new("/flag")), env("/t")),
+            Some(PathBuf::from("/flag"))
+        );
+    }
 
     #[test]
     fn builtin_set_loads_and_prepares() {
