@@ -9,6 +9,7 @@ the Rust test shows exactly what differed.
   bg-model OUTDIR                      a TorchScript model that reads only the background
   clients PARQUET_DIR SUMMARY.json     DuckDB and Polars read the output, numbers must match
   make-images DIR                      CMYK / progressive / 16-bit / palette / 1x1 test images
+  recast FILE.parquet OUT_DIR           the file as Polars and pyarrow store it (large, view strings)
   aggregate-clients DIR SUMMARY.parquet BASELINE
                                        examples/aggregate.sql and aggregate_polars.py vs bgstream
 """
@@ -344,8 +345,41 @@ def cmd_bg_model(outdir):
     return 0
 
 
+def cmd_recast(src, out_dir):
+    """Rewrites a predictions file as other writers store it: every string column as
+    large_string (Polars' default), as string_view, and through Polars itself."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(src)
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+    for kind, string_type in (("large", pa.large_string()), ("view", pa.string_view())):
+        fields = []
+        for f in table.schema:
+            t = f.type
+            if pa.types.is_string(t):
+                t = string_type
+            elif pa.types.is_list(t):
+                t = pa.large_list(t.value_type)
+            fields.append(pa.field(f.name, t, f.nullable))
+        recast = table.cast(pa.schema(fields))
+        os.makedirs(os.path.join(out_dir, kind), exist_ok=True)
+        path = os.path.join(out_dir, kind, "part.parquet")
+        pq.write_table(recast, path)
+        written[kind] = [str(f.type) for f in pq.read_schema(path) if f.name in ("key", "background", "top5_classes")]
+    os.makedirs(os.path.join(out_dir, "polars"), exist_ok=True)
+    path = os.path.join(out_dir, "polars", "part.parquet")
+    pl.read_parquet(src).write_parquet(path)
+    written["polars"] = [str(f.type) for f in pq.read_schema(path) if f.name in ("key", "background", "top5_classes")]
+    print(json.dumps(written))
+    return 0
+
+
 def main(argv):
     cmds = {
+        "recast": cmd_recast,
         "bg-model": cmd_bg_model,
         "logits": cmd_logits,
         "logits-raw": cmd_logits_raw,

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -102,14 +103,13 @@ fn coarse_bits(
     map: &ClassMap,
     path: &Path,
 ) -> Result<Vec<Option<u8>>, FatalError> {
-    let label = batch
-        .column_by_name("label")
-        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>().cloned())
-        .ok_or_else(|| bad(path, "column label is not Int64"))?;
-    let top = batch
-        .column_by_name("top5_classes")
-        .and_then(|c| c.as_list_opt::<i32>().cloned())
-        .ok_or_else(|| bad(path, "column top5_classes is not a list"))?;
+    let label = cast_column(batch, "label", &DataType::Int64, path)?
+        .ok_or_else(|| bad(path, "no column label"))?;
+    let label = label.as_primitive::<arrow::datatypes::Int64Type>();
+    let list = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
+    let top = cast_column(batch, "top5_classes", &list, path)?
+        .ok_or_else(|| bad(path, "no column top5_classes"))?;
+    let top = top.as_list::<i32>();
     Ok((0..batch.num_rows())
         .map(|i| {
             let want = map.coarse(label.is_valid(i).then(|| label.value(i))?)?;
@@ -150,11 +150,26 @@ fn strings(
     name: &str,
     path: &Path,
 ) -> Result<arrow::array::StringArray, FatalError> {
-    let col = batch
-        .column_by_name(name)
+    let col = cast_column(batch, name, &DataType::Utf8, path)?
         .ok_or_else(|| bad(path, format!("no column {name}")))?;
-    let col = cast(col, &DataType::Utf8).map_err(|e| bad(path, format!("column {name}: {e}")))?;
     Ok(col.as_string::<i32>().clone())
+}
+
+/// Column `name` cast to `to`, or `None` when absent. Other writers store the same data
+/// under other types (Polars: `LargeUtf8` / `Utf8View` strings, `LargeList` lists), so
+/// every column is read through a cast rather than a downcast that would panic.
+fn cast_column(
+    batch: &RecordBatch,
+    name: &str,
+    to: &DataType,
+    path: &Path,
+) -> Result<Option<arrow::array::ArrayRef>, FatalError> {
+    let Some(col) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    cast(col, to)
+        .map(Some)
+        .map_err(|e| bad(path, format!("column {name} ({}): {e}", col.data_type())))
 }
 
 /// Loads every `*.parquet` under `dir` (recursively, sorted). A file without the required
@@ -257,16 +272,12 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 Some(map) => Some(coarse_bits(&batch, map, path)?),
                 None => None,
             };
-            let background = batch
-                .column_by_name("background")
+            let background = cast_column(&batch, "background", &DataType::Utf8, path)?
                 .map(|c| c.as_string::<i32>().clone());
-            let label = batch
-                .column_by_name("label")
-                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>().cloned());
-            let p_true = batch.column_by_name("p_true").and_then(|c| {
-                c.as_primitive_opt::<arrow::datatypes::Float32Type>()
-                    .cloned()
-            });
+            let label = cast_column(&batch, "label", &DataType::Int64, path)?
+                .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone());
+            let p_true = cast_column(&batch, "p_true", &DataType::Float32, path)?
+                .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
             for i in 0..batch.num_rows() {
                 let multi = is_multi_row(variant.value(i));
                 if status.value(i) != "ok" {

@@ -468,3 +468,49 @@ fn classes_are_named_and_scored_per_class() {
         &first[..200.min(first.len())]
     );
 }
+
+#[test]
+fn string_and_list_columns_of_other_writers_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pred");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut rows = known_rows(&[0, 1]);
+    for r in rows.iter_mut().filter(|r| &*r.variant == "bg_only") {
+        r.background = Some("texture:builtin:brick".into());
+    }
+    write_parquet(&input.join("p.parquet"), &rows);
+    let recast = dir.path().join("recast");
+    let types = common::reference(&[
+        "recast",
+        path_str(&input.join("p.parquet")),
+        path_str(&recast),
+    ]);
+    assert_eq!(
+        types["large"],
+        serde_json::json!(["large_string", "large_string", "large_list<element: int64>"]),
+        "{types}"
+    );
+    assert_eq!(types["view"][0], "string_view", "{types}");
+    // Coarse scoring reads label and the top5_classes list too.
+    let map = dir.path().join("map.json");
+    std::fs::write(
+        &map,
+        r#"{"classes": [{"name": "a", "labels": [7]}, {"name": "b", "labels": ["1-5"]}]}"#,
+    )
+    .unwrap();
+    let summarise = |input: &Path, name: &str| -> Vec<String> {
+        let out = dir.path().join(name);
+        let cfg = AggregateConfig {
+            class_map: Some(map.clone()),
+            ..config(input, &out, Some("A"))
+        };
+        aggregate::run(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        ["summary.csv", "table1.csv", "per_class.csv"]
+            .map(|f| std::fs::read_to_string(out.join(f)).unwrap())
+            .to_vec()
+    };
+    let want = summarise(&input, "agg-utf8");
+    for kind in ["large", "view", "polars"] {
+        assert_eq!(summarise(&recast.join(kind), kind), want, "{kind}");
+    }
+}
