@@ -31,8 +31,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    // Fail points (tikv's `fail`) are inert unless FAILPOINTS is set: the crash tests use
-    // them to stop the process at exact points of a file commit.
+    // Fail points (tikv's `fail`) exist only in builds with the `failpoints` feature: the
+    // crash tests use them (FAILPOINTS=...) to stop the process at exact points of a commit.
+    #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -84,6 +84,10 @@ fn ranks_together_write_exactly_the_rows_of_one_process() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs fail points: cargo test --features failpoints"
+)]
 fn a_killed_rank_resumes_alone_and_a_missing_rank_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let glob = shards(tmp.path());

@@ -156,6 +156,10 @@ fn output_is_identical_whatever_the_threads() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs fail points: cargo test --features failpoints"
+)]
 fn killed_at_any_point_then_resumed_equals_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let glob = shards(tmp.path());
@@ -233,6 +237,10 @@ fn killed_at_any_point_then_resumed_equals_an_uninterrupted_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs fail points: cargo test --features failpoints"
+)]
 fn ctrl_c_drains_and_closes_then_resume_finishes() {
     let tmp = tempfile::tempdir().unwrap();
     let glob = shards(tmp.path());
@@ -315,4 +323,25 @@ fn full_disk_and_unwritable_out_are_fatal_and_keep_finished_files() {
     let files = parquet_files(&out);
     let rows = common::reference_sql(&out, "select count(*) from rows");
     assert!(!files.is_empty() && rows[0][0].as_u64().unwrap() > 0);
+}
+
+/// scripts/test runs this in a second build without the `failpoints` feature: the shipped
+/// binary must not let a stray FAILPOINTS variable stop a run.
+#[test]
+#[cfg_attr(
+    feature = "failpoints",
+    ignore = "checks the build without fail points: cargo test --test it failpoints_are"
+)]
+fn failpoints_are_ignored_without_the_feature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = shards(tmp.path());
+    let reference = tmp.path().join("reference");
+    assert_eq!(status(&mut command(&glob, &reference, &[])).0, 0);
+    let out = tmp.path().join("out");
+    let every = "sink::mid_write=return;sink::before_rename=return;sink::after_rename=return;\
+                 manifest::append=return";
+    let (code, stderr) = status(command(&glob, &out, &[]).env("FAILPOINTS", every));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(sorted_rows(&out), sorted_rows(&reference));
+    assert_eq!(manifest_shards(&out).len(), SHARDS);
 }
