@@ -2,16 +2,15 @@
 //! pipeline throughput (shards -> Parquet) in the same process, with their ratio, and the
 //! CPU stage's rate per core — the figures that say whether the device is kept busy.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
-use crate::config::RunConfig;
 use crate::error::FatalError;
 use crate::infer::Model;
 use crate::pipeline::{self, Counters};
+use crate::plan::RunPlan;
 use crate::prepare::{prepare, PrepareConfig, Scratch};
 use crate::source::tar_reader::read_shard;
 
@@ -58,14 +57,13 @@ pub fn cpu_stage_rate(shards: &[std::path::PathBuf], prep: &PrepareConfig, n: us
     samples.len() as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Variant-images per second of the whole pipeline with `model` alone, writing to `out`.
-pub async fn end_to_end(cfg: &RunConfig, model: Model, out: &Path) -> Result<f64, FatalError> {
-    std::fs::create_dir_all(out).map_err(|e| FatalError::output(out, e))?;
-    let mut cfg = cfg.clone();
-    cfg.out = out.to_path_buf();
+/// Variant-images per second of the whole pipeline for `plan` (one model, as `bgstream
+/// bench` plans them), writing to the plan's `--out`.
+pub async fn end_to_end(plan: RunPlan) -> Result<f64, FatalError> {
+    let claim = crate::claim::claim(&plan)?;
     let summary = pipeline::run(
-        cfg,
-        vec![model],
+        plan,
+        claim,
         Arc::new(Counters::default()),
         std::future::pending(),
     )

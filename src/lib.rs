@@ -14,12 +14,15 @@
 //! - [`prepare`]: the CPU stage for one sample (filter, decode once, resize once per model
 //!   preprocessing, all variants).
 //! - [`donors`]: the donor bank of other images' backgrounds (`mixed_*`, `worst_bg:K`),
-//!   fixed before the run; [`classes`]: coarse class maps.
+//!   fixed before the run; [`classes`]: coarse class maps and the ImageNet-1k classes.
 //! - [`batch`]: fixed-size uint8 NHWC batches, double-buffered (pinned on CUDA), and the
 //!   inference loop that owns the models.
 //! - [`infer`]: TorchScript models with their sidecars, devices, precision, CUDA loading.
 //! - [`sink`]: the Arrow schema and the atomic, rolling Parquet writer.
-//! - [`pipeline`]: the wiring — bounded channels, stage threads, shutdown, summary.
+//! - A run is plan -> claim -> execute: [`plan`] loads and checks everything (models,
+//!   textures, donor bank, the typed run identity) without touching `--out`; [`claim`] is the
+//!   only step that does (`--overwrite`, `--resume` checks, the rank plan); [`pipeline`]
+//!   executes — bounded channels, stage threads, shutdown, summary.
 //! - [`aggregate`]: relative accuracies, Table 1, figures and the HTML report from the
 //!   Parquet output (`bgstream aggregate`).
 //! - [`config`] / [`cli`]: validated configuration from clap arguments; [`ranks`]: which
@@ -36,6 +39,8 @@ pub mod aggregate;
 pub mod batch;
 #[cfg(feature = "torch")]
 pub mod bench;
+#[cfg(feature = "torch")]
+pub mod claim;
 pub mod classes;
 #[cfg(feature = "torch")]
 pub mod cli;
@@ -49,6 +54,8 @@ pub mod item;
 pub mod ops;
 #[cfg(feature = "torch")]
 pub mod pipeline;
+#[cfg(feature = "torch")]
+pub mod plan;
 pub mod prepare;
 pub mod ranks;
 pub mod sink;

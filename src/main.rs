@@ -14,6 +14,7 @@ use bgstream::aggregate::{self, AggregateConfig};
 use bgstream::cli::{AggregateArgs, BenchArgs, Cli, Command, RunArgs, ShardArgs, SummaryFormat};
 use bgstream::config::RunConfig;
 use bgstream::pipeline::{self, Counters};
+use bgstream::plan::RunPlan;
 use bgstream::source::shard_writer;
 use bgstream::summary;
 
@@ -53,7 +54,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<u8> {
-    let cfg = RunConfig::from_args(args)?;
+    // plan (no side effects) -> claim (the only step that touches --out) -> execute.
+    let plan = RunPlan::build(RunConfig::from_args(args)?)?;
+    let claim = bgstream::claim::claim(&plan)?;
+    let cfg = &plan.cfg;
     if cfg.rank.world_size > 1 {
         eprintln!(
             "bgstream: rank {} of {} ({}): {} of the run's shards, {} still to do, on {:?}",
@@ -61,11 +65,10 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
             cfg.rank.world_size,
             cfg.rank.source,
             cfg.rank_shards.len(),
-            cfg.shards.len(),
+            claim.todo.len(),
             cfg.devices
         );
     }
-    let models = cfg.load_models()?;
     let counters = Arc::new(Counters::default());
     let progress = (!args.no_progress).then(|| spawn_progress(counters.clone()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -73,7 +76,7 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let result = runtime.block_on(pipeline::run(cfg, models, counters, shutdown_signal()));
+    let result = runtime.block_on(pipeline::run(plan, claim, counters, shutdown_signal()));
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -296,9 +299,9 @@ fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
     let mut args = a.run.clone();
     args.out = Some(scratch.path().join("probe"));
     let cfg = RunConfig::from_args(&args)?;
-    let groups = bgstream::pipeline::group_models(cfg.load_models()?);
-    let prep = cfg.prepare_config(&groups)?;
-    let cpu = bgstream::bench::cpu_stage_rate(&cfg.shards, &prep, a.cpu_samples);
+    // The run's own plan: the CPU stage is timed with its textures and donor bank.
+    let plan = RunPlan::build(cfg.clone())?;
+    let cpu = bgstream::bench::cpu_stage_rate(&cfg.rank_shards, &plan.prepare, a.cpu_samples);
     let variants = cfg.variants.len() as f64;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -318,11 +321,16 @@ fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
         "{:<28} {:>16} {:>22} {:>8}",
         "model", "forward img/s", "end-to-end var-img/s", "ratio"
     );
-    for (i, model) in groups.into_iter().flatten().enumerate() {
+    for (i, model) in plan.groups.into_iter().flatten().enumerate() {
         let name = model.name().to_string();
         let forward = bgstream::bench::forward_rate(&model, cfg.batch_size, a.forward_iters)?;
-        let out = scratch.path().join(format!("e2e-{i}"));
-        let e2e = runtime.block_on(bgstream::bench::end_to_end(&cfg, model, &out))?;
+        let mut one = cfg.clone();
+        one.out = scratch.path().join(format!("e2e-{i}"));
+        one.models = vec![model.path.clone()];
+        let e2e = runtime.block_on(bgstream::bench::end_to_end(RunPlan::with_models(
+            one,
+            vec![model],
+        )?))?;
         println!(
             "{name:<28} {forward:>16.1} {e2e:>22.1} {:>8.2}",
             e2e / forward

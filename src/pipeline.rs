@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 use tch::Device;
 
 use crate::batch::{Group, Inference};
-use crate::config::RunConfig;
-use crate::donors::DonorBank;
+use crate::claim::Claim;
 use crate::error::FatalError;
-use crate::infer::Model;
 use crate::item::{Prepared, SinkMsg};
+use crate::plan::{group_models, RunPlan};
 use crate::prepare::{prepare, Scratch};
 use crate::sink::{ParquetSink, SinkConfig};
 use crate::source::tar_reader::read_shard;
@@ -102,22 +101,6 @@ fn join_error(e: tokio::task::JoinError) -> FatalError {
     FatalError::Panic(e.to_string())
 }
 
-/// Groups models by preprocessing, keeping first-appearance order.
-pub fn group_models(models: Vec<Model>) -> Vec<Vec<Model>> {
-    let mut groups: Vec<Vec<Model>> = Vec::new();
-    for m in models {
-        let key = m.sidecar.preprocess().key();
-        match groups
-            .iter_mut()
-            .find(|g| g[0].sidecar.preprocess().key() == key)
-        {
-            Some(g) => g.push(m),
-            None => groups.push(vec![m]),
-        }
-    }
-    groups
-}
-
 /// (model, variant) -> (images, top-1 hits, top-5 hits).
 type Tally = HashMap<(Arc<str>, Arc<str>), (u64, u64, u64)>;
 
@@ -146,30 +129,23 @@ fn tally_rows(tally: &mut Tally, no_donor: &mut HashMap<Arc<str>, u64>, msg: &Si
     }
 }
 
-/// Runs the pipeline to the end, or until `shutdown` resolves (then drains and closes).
+/// Executes a claimed plan to the end, or until `shutdown` resolves (then drains and
+/// closes).
 pub async fn run(
-    cfg: RunConfig,
-    models: Vec<Model>,
+    plan: RunPlan,
+    claim: Claim,
     counters: Arc<Counters>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, FatalError> {
     let start = Instant::now();
-    let groups = group_models(models);
-    let mut prep = cfg.prepare_config(&groups)?;
-    cfg.check_identity(&cfg.identity(&groups, &prep.textures.names))?;
-    if prep.needs_donors() && !cfg.shards.is_empty() {
-        let per_class = cfg.donors_per_class(&prep);
-        let (shards, readers) = (cfg.donor_shards.clone(), cfg.workers.max(cfg.readers));
-        let (mut back, bank) = tokio::task::spawn_blocking(move || {
-            let bank = DonorBank::build(&shards, &prep, per_class, readers);
-            (prep, bank)
-        })
-        .await
-        .map_err(join_error)?;
-        back.donors = Some(Arc::new(bank));
-        prep = back;
-    }
-    let prep = Arc::new(prep);
+    let metadata = plan.metadata_json(&claim.todo);
+    let RunPlan {
+        cfg,
+        groups,
+        prepare: prep,
+        ..
+    } = plan;
+    let shards = claim.todo;
     // One name per output slot: `worst_bg:K` repeats its name K times.
     let variant_names: Vec<Arc<str>> = prep
         .slots()
@@ -181,10 +157,7 @@ pub async fn run(
         dir: cfg.out.clone(),
         rows_per_file: cfg.rows_per_file,
         batch_rows: 8192,
-        metadata: vec![(
-            "bgstream".into(),
-            cfg.metadata_json(&groups, &prep.textures.names),
-        )],
+        metadata: vec![("bgstream".into(), metadata)],
         variants: variant_names.clone(),
         models: model_names.clone(),
         manifest: cfg.rank.manifest_name(),
@@ -208,11 +181,11 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let first_error = Arc::new(FirstError::default());
     let workers = cfg.workers.max(1);
-    let (shard_tx, shard_rx) = async_channel::bounded::<PathBuf>(cfg.shards.len().max(1));
+    let (shard_tx, shard_rx) = async_channel::bounded::<PathBuf>(shards.len().max(1));
     let (sample_tx, sample_rx) = async_channel::bounded(workers * 2);
     let (prep_tx, prep_rx) = async_channel::bounded::<Prepared>(workers * 2);
     let (sink_tx, sink_rx) = async_channel::bounded::<SinkMsg>(8);
-    for s in &cfg.shards {
+    for s in &shards {
         shard_tx
             .try_send(s.clone())
             .expect("channel sized to the shard list");
@@ -222,7 +195,7 @@ pub async fn run(
     let shard_errors = Arc::new(Mutex::new(Vec::new()));
     let skipped_members = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
-    for _ in 0..cfg.readers.clamp(1, cfg.shards.len().max(1)) {
+    for _ in 0..cfg.readers.clamp(1, shards.len().max(1)) {
         let (rx, tx, done_tx) = (shard_rx.clone(), sample_tx.clone(), sink_tx.clone());
         let (stop, counters, errors, skipped) = (
             stop.clone(),
@@ -426,8 +399,8 @@ pub async fn run(
         std::mem::take(&mut *shard_errors.lock().unwrap_or_else(|p| p.into_inner()));
     shard_errors.sort();
     Ok(RunSummary {
-        shards: cfg.shards.len() + cfg.completed.len(),
-        shards_skipped: cfg.completed.len(),
+        shards: shards.len() + claim.completed.len(),
+        shards_skipped: claim.completed.len(),
         shards_completed: report.completed.len(),
         shards_incomplete: report.incomplete,
         samples_read: counters.samples_read.load(Ordering::Relaxed),

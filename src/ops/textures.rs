@@ -34,6 +34,9 @@ const BUILTIN: [(&str, &[u8]); 3] = [
 #[derive(Debug, Default)]
 pub struct TextureSet {
     pub names: Vec<String>,
+    /// xxh3 over every texture's name and file bytes: the run identity records it, so a
+    /// `--resume` with other texture files (same names) is refused.
+    pub content_hash: u64,
     /// (size, interpolation) -> one `size*size*3` image per texture.
     prepared: HashMap<(usize, Interpolation), Vec<Vec<u8>>>,
     originals: Vec<Rgb8>,
@@ -76,7 +79,12 @@ impl TextureSet {
         let limits = Limits::default();
         let mut set = TextureSet::default();
         let mut buf = Vec::new();
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         let mut add = |name: String, bytes: &[u8], set: &mut TextureSet| {
+            hasher.update(name.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
             let (width, height) =
                 decode_into(bytes, &mut buf, &limits).map_err(|e| FatalError::Textures {
                     path: PathBuf::from(&name),
@@ -114,6 +122,7 @@ impl TextureSet {
                 }
             }
         }
+        set.content_hash = hasher.digest();
         Ok(set)
     }
 

@@ -6,6 +6,7 @@ mod bad_input;
 mod batcher;
 mod common;
 mod imagenet_formats;
+mod integrity;
 mod model_reference;
 mod pipeline;
 mod ranks;

@@ -1,0 +1,188 @@
+//! **claim**: the only step that touches `--out`, run after planning succeeded.
+//!
+//! It checks the run identity against the one already there (`--resume`, and the other
+//! ranks of a split run) before anything is deleted, settles what an earlier run left
+//! (`--overwrite` deletes it, `--resume` keeps its complete shards), records the identity
+//! and this rank's plan, and says which shards are still to do.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::FatalError;
+use crate::plan::{RunIdentity, RunPlan};
+use crate::ranks::{Plan, Rank};
+use crate::sink::manifest::{self, ShardEntry};
+use crate::sink::writer::shard_file_stem;
+
+/// The output folder, claimed for a run.
+#[derive(Debug)]
+pub struct Claim {
+    /// Shards an earlier run completed (`--resume`); not read again.
+    pub completed: Vec<ShardEntry>,
+    /// This rank's shards still to do.
+    pub todo: Vec<PathBuf>,
+}
+
+/// Claims `plan.cfg.out` for the run (see the module docs).
+pub fn claim(plan: &RunPlan) -> Result<Claim, FatalError> {
+    let cfg = &plan.cfg;
+    let out = &cfg.out;
+    std::fs::create_dir_all(out).map_err(|e| FatalError::output(out, e))?;
+    if cfg.resume {
+        // Before any cleanup: a refused resume leaves the folder as it was.
+        if let Some(before) = read_identity(out)? {
+            refuse_other_run(out, &plan.identity, &before)?;
+        }
+    }
+    let completed = prepare_out_dir(out, cfg.overwrite, cfg.resume, &cfg.rank, &cfg.rank_shards)?;
+    record_identity(out, &plan.identity, &cfg.rank, cfg.overwrite)?;
+    Plan::write(out, &cfg.rank, &cfg.rank_shards)?;
+    let done: HashSet<&str> = completed.iter().map(|e| e.shard.as_str()).collect();
+    let todo = cfg
+        .rank_shards
+        .iter()
+        .filter(|p| !done.contains(p.display().to_string().as_str()))
+        .cloned()
+        .collect();
+    Ok(Claim { completed, todo })
+}
+
+fn read_identity(out: &Path) -> Result<Option<RunIdentity>, FatalError> {
+    let path = out.join(manifest::RUN);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| FatalError::Input {
+                path: path.clone(),
+                reason: format!(
+                    "not a run identity of this bgstream version ({e}); pass --overwrite to \
+                     replace that run, or choose another --out"
+                ),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FatalError::io(&path, e)),
+    }
+}
+
+fn refuse_other_run(out: &Path, now: &RunIdentity, before: &RunIdentity) -> Result<(), FatalError> {
+    let diff = now.differences(before);
+    if diff.is_empty() {
+        return Ok(());
+    }
+    Err(FatalError::Config(format!(
+        "this run differs from the one in {}: {}; pass --overwrite to replace it, or choose \
+         another --out",
+        out.display(),
+        diff.join("; ")
+    )))
+}
+
+/// Records the identity in `--out`, or checks it against the one there (ranks of a split
+/// run share `_run.json`; each writes the same identity through its own temporary).
+fn record_identity(
+    out: &Path,
+    identity: &RunIdentity,
+    rank: &Rank,
+    overwrite: bool,
+) -> Result<(), FatalError> {
+    let path = out.join(manifest::RUN);
+    let tmp = out.join(format!("_run.{}.json.tmp", rank.tag()));
+    let write = || {
+        std::fs::write(&tmp, serde_json::to_vec_pretty(identity).expect("json"))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| FatalError::output(&path, e))
+    };
+    if overwrite && rank.world_size > 1 {
+        // A split run's --overwrite replaces this rank's files, never the others'; the
+        // shared identity is simply rewritten.
+        return write();
+    }
+    match read_identity(out)? {
+        Some(before) => refuse_other_run(out, identity, &before),
+        None => write(),
+    }
+}
+
+/// Creates `out` and settles what an earlier run left there. Returns the shards the
+/// manifest records as complete (only with `resume`).
+///
+/// - `overwrite`: removes earlier predictions, temporary files and the manifest.
+/// - `resume`: keeps the files of complete shards, deletes everything else an interrupted
+///   run left (files of incomplete shards, `*.tmp`), and drops torn manifest lines.
+/// - neither: refuses a folder that already holds a run.
+///
+/// A rank of a split run (`W > 1`) only looks at its own files — the part files of its
+/// shards, its manifest and plan — since the other ranks write beside it at the same time.
+fn prepare_out_dir(
+    out: &Path,
+    overwrite: bool,
+    resume: bool,
+    rank: &Rank,
+    shards: &[PathBuf],
+) -> Result<Vec<ShardEntry>, FatalError> {
+    std::fs::create_dir_all(out).map_err(|e| FatalError::output(out, e))?;
+    let manifest_name = rank.manifest_name();
+    let split = rank.world_size > 1;
+    let stems: Vec<String> = shards
+        .iter()
+        .map(|p| format!("{}-", shard_file_stem(&p.display().to_string())))
+        .collect();
+    let mine = |name: &str| -> bool {
+        let own_meta = name == manifest_name
+            || name == format!("{manifest_name}.tmp")
+            || name == rank.plan_name()
+            || name == format!("{}.tmp", rank.plan_name());
+        if split {
+            own_meta
+                || ((name.ends_with(".parquet") || name.ends_with(".parquet.tmp"))
+                    && stems.iter().any(|s| name.starts_with(s.as_str())))
+        } else {
+            own_meta
+                || name.ends_with(".parquet")
+                || name.ends_with(".tmp")
+                || name == manifest::RUN
+        }
+    };
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(out)
+        .map_err(|e| FatalError::output(out, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| mine(p.file_name().and_then(|n| n.to_str()).unwrap_or("")))
+        .collect();
+    let remove = |p: &Path| std::fs::remove_file(p).map_err(|e| FatalError::output(p, e));
+    if resume {
+        let entries = manifest::read(out, &manifest_name)?;
+        let keep: HashSet<&str> = entries
+            .iter()
+            .flat_map(|e| e.files.iter().map(String::as_str))
+            .collect();
+        for p in &leftovers {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if (name.ends_with(".parquet") && !keep.contains(name)) || name.ends_with(".tmp") {
+                remove(p)?;
+            }
+        }
+        manifest::compact(out, &manifest_name, &entries)?;
+        return Ok(entries);
+    }
+    // A plan alone (a rank that started and wrote nothing yet) is not a run to protect.
+    let holds_run = leftovers.iter().any(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n != rank.plan_name())
+    });
+    if !holds_run {
+        return Ok(Vec::new());
+    }
+    if !overwrite {
+        return Err(FatalError::Config(format!(
+            "{} already holds a run ({} file(s){}); pass --resume to finish it, --overwrite to replace it, or choose another --out",
+            out.display(),
+            leftovers.len(),
+            if split { format!(" of rank {}", rank.rank) } else { String::new() }
+        )));
+    }
+    for p in &leftovers {
+        remove(p)?;
+    }
+    Ok(Vec::new())
+}

@@ -1,0 +1,199 @@
+//! Run integrity: planning fails before `--out` is touched, `--resume` refuses another run
+//! naming the difference, and nothing depends on the directory bgstream starts from.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use std::process::Stdio;
+
+use crate::common::{self, path_str};
+use crate::resume::{shards, sorted_rows, status};
+
+/// A run of the tiny model over `glob` into `out`; `opts` replace the defaults, `extra` is
+/// appended (flags, more `--model`s).
+fn command(glob: &str, out: &Path, opts: &[(&str, &str)], extra: &[&str]) -> Command {
+    let mut settings = vec![
+        ("--variants", "original,bg_only,fg_texture"),
+        ("--batch-size", "5"),
+        ("--device", "cpu"),
+        ("--precision", "fp32"),
+        ("--seed", "0"),
+    ];
+    for (k, v) in opts {
+        match settings.iter_mut().find(|s| s.0 == *k) {
+            Some(s) => s.1 = v,
+            None => settings.push((k, v)),
+        }
+    }
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bgstream"));
+    c.args([
+        "--shards",
+        glob,
+        "--model",
+        path_str(&common::model("tiny")),
+    ])
+    .args(settings.iter().flat_map(|(k, v)| [*k, *v]))
+    .args(["--no-progress", "--out", path_str(out)])
+    .args(extra)
+    .env_remove("BGSTREAM_TEXTURES")
+    .env("BGSTREAM_LOG", "error")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    c
+}
+
+/// Every file under `dir` (one level), by name.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn overwrite_with_a_bad_model_or_textures_leaves_the_earlier_run_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = shards(tmp.path());
+    let out = tmp.path().join("out");
+    assert_eq!(status(&mut command(&glob, &out, &[], &[])).0, 0);
+    let before = snapshot(&out);
+    assert!(before.keys().any(|k| k.ends_with(".parquet")));
+
+    // A model file that exists but is not TorchScript, with a valid sidecar.
+    let broken = tmp.path().join("broken.pt");
+    std::fs::write(&broken, b"not a model").unwrap();
+    std::fs::copy(
+        common::model("tiny").with_extension("json"),
+        broken.with_extension("json"),
+    )
+    .unwrap();
+    let empty = tmp.path().join("no-textures");
+    std::fs::create_dir(&empty).unwrap();
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("broken model", vec!["--model", path_str(&broken)]),
+        ("missing model", vec!["--model", "typo.pt"]),
+        ("empty texture folder", vec!["--textures", path_str(&empty)]),
+    ];
+    for (name, extra) in cases {
+        let mut args = vec!["--overwrite"];
+        args.extend(extra);
+        let (code, stderr) = status(&mut command(&glob, &out, &[], &args));
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(
+            snapshot(&out) == before,
+            "{name}: the earlier run was touched"
+        );
+    }
+    // A good --overwrite still replaces it.
+    let (code, stderr) = status(&mut command(
+        &glob,
+        &out,
+        &[("--seed", "3")],
+        &["--overwrite"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn resume_refuses_another_precision_or_batch_size_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = shards(tmp.path());
+    let out = tmp.path().join("out");
+    assert_eq!(status(&mut command(&glob, &out, &[], &[])).0, 0);
+    let before = snapshot(&out);
+    for (opt, want) in [
+        (("--precision", "bf16"), "precision: \"fp32\" -> \"bf16\""),
+        (("--batch-size", "8"), "batch_size: 5 -> 8"),
+        (("--seed", "9"), "seed: 0 -> 9"),
+    ] {
+        let (code, stderr) = status(&mut command(&glob, &out, &[opt], &["--resume"]));
+        assert_eq!(code, 1, "{opt:?}: {stderr}");
+        assert!(stderr.contains(want), "{opt:?}: {stderr}");
+        assert!(snapshot(&out) == before, "{opt:?}: the run was touched");
+    }
+    // The same settings resume (nothing left to do) and keep every file.
+    let (code, stderr) = status(&mut command(&glob, &out, &[], &["--resume"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        snapshot(&out).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_same_run_from_two_directories_writes_identical_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir(root.join("shards")).unwrap();
+    shards(&root.join("shards"));
+    std::fs::create_dir(root.join("models")).unwrap();
+    for ext in ["pt", "json"] {
+        std::fs::copy(
+            common::model("tiny").with_extension(ext),
+            root.join("models").join(format!("tiny.{ext}")),
+        )
+        .unwrap();
+    }
+    // The second directory has a ../shared/data/textures beside it, as this project's
+    // checkout does: it must not change a row.
+    let (a, b) = (root.join("a"), root.join("b/c"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(root.join("b/shared/data/textures")).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let mut jpg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpg, 90)
+        .encode(&[200; 64 * 64 * 3], 64, 64, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    std::fs::write(root.join("b/shared/data/textures/flat.jpg"), jpg).unwrap();
+    let run = |cwd: &Path, up: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_bgstream"))
+            .current_dir(cwd)
+            .env_remove("BGSTREAM_TEXTURES")
+            .env("BGSTREAM_LOG", "error")
+            .args([
+                "--shards",
+                &format!("{up}/shards/r-*.tar"),
+                "--model",
+                &format!("{up}/models/tiny.pt"),
+                "--device",
+                "cpu",
+                "--variants",
+                "original,bg_only,fg_texture,fg_gauss",
+                "--workers",
+                "1",
+                "--readers",
+                "1",
+                "--out",
+                "out",
+                "--no-progress",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        snapshot(&cwd.join("out"))
+    };
+    let (first, second) = (run(&a, ".."), run(&b, "../.."));
+    assert!(first.len() > 3, "{:?}", first.keys());
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &first {
+        assert!(
+            bytes == &second[name],
+            "{name} differs between the two directories"
+        );
+    }
+    let identity = String::from_utf8(first["_run.json"].clone()).unwrap();
+    assert!(identity.contains("builtin:brick"), "{identity}");
+    assert!(!sorted_rows(&a.join("out")).is_empty());
+}
