@@ -57,6 +57,7 @@ pub mod pipeline;
 #[cfg(feature = "torch")]
 pub mod plan;
 pub mod prepare;
+pub mod progress;
 pub mod ranks;
 pub mod sink;
 pub mod source;

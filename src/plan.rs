@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use crate::config::RunConfig;
 use crate::donors::DonorBank;
@@ -24,6 +25,9 @@ pub struct RunPlan {
     pub cfg: RunConfig,
     /// Models on the first device, grouped by preprocessing.
     pub groups: Vec<Vec<Model>>,
+    /// The same models on every further device (`--device cuda:0,cuda:1`): one inference
+    /// worker each.
+    pub other_devices: Vec<(Device, Vec<Vec<Model>>)>,
     /// The CPU stage's config: textures prepared, donor bank built when a variant needs one.
     pub prepare: Arc<PrepareConfig>,
     pub identity: RunIdentity,
@@ -50,9 +54,13 @@ impl RunPlan {
             prepare.donors = Some(Arc::new(bank));
         }
         let identity = RunIdentity::new(&cfg, &groups, &prepare.textures);
+        let other_devices = (cfg.devices.iter().skip(1))
+            .map(|&d| Ok((d, group_models(cfg.load_models_on(d)?))))
+            .collect::<Result<_, FatalError>>()?;
         Ok(RunPlan {
             cfg,
             groups,
+            other_devices,
             prepare: Arc::new(prepare),
             identity,
         })

@@ -20,11 +20,7 @@ pub const TOP5: u8 = 2;
 /// A `worst_bg:K` candidate row that is not ok: the image drops out of that cell.
 const INVALID: u8 = 4;
 
-/// Variants with several rows per (image, model), reduced to one verdict: right only if
-/// every row is right (`worst_bg:K`, one row per candidate background).
-pub fn is_multi_row(variant: &str) -> bool {
-    variant.starts_with("worst_bg:")
-}
+pub use crate::ops::variants::is_multi_row;
 
 /// The worst candidate of one image under a `worst_bg:K` variant for one model.
 #[derive(Debug, Clone, PartialEq)]

@@ -82,11 +82,8 @@ pub struct BgRow {
     pub challenge_images: u64,
 }
 
-/// Variants that keep the foreground and change the background: their gap to `original`
-/// measures how much the background mattered.
-pub fn keeps_foreground(variant: &str) -> bool {
-    variant.starts_with("fg_") || variant.starts_with("mixed_") || variant.starts_with("worst_bg:")
-}
+use crate::ops::variants::is_multi_row;
+pub use crate::ops::variants::keeps_foreground;
 
 #[derive(Debug, Clone)]
 pub struct Aggregate {
@@ -174,7 +171,7 @@ pub fn compute(
         match known.iter().position(|k| *k == name) {
             Some(i) => i,
             None if name.starts_with("fg_color:") => 8,
-            None if name.starts_with("worst_bg:") => known.len(),
+            None if is_multi_row(name) => known.len(),
             None => known.len() + 1,
         }
     });
@@ -248,10 +245,7 @@ pub fn compute(
 /// BG-Gap and challenge accuracy per model (empty when no such variant was run).
 fn backgrounds(data: &Loaded, order: &[usize]) -> Vec<BgRow> {
     let vid = |name: &str| data.variants.iter().position(|v| v == name);
-    let challenge = data
-        .variants
-        .iter()
-        .position(|v| v.starts_with("worst_bg:"));
+    let challenge = data.variants.iter().position(|v| is_multi_row(v));
     let names = [
         "bg_only_black",
         "bg_tiled",

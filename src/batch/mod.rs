@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::FatalError;
 use crate::infer::model::{Model, PendingOutput};
 use crate::item::{ItemMeta, Prepared, Row, RowError, SinkMsg};
-use crate::pipeline::Counters;
+use crate::progress::Counters;
 
 /// A host batch buffer: `[capacity, size, size, 3]` uint8, pinned on CUDA.
 struct HostBuffer {

@@ -68,6 +68,21 @@ fn named_colour(name: &str) -> Option<[u8; 3]> {
     })
 }
 
+/// The name prefix of `worst_bg:K`.
+pub const WORST_BG: &str = "worst_bg:";
+
+/// Whether a `variant` column value has several rows per (image, model), reduced to one
+/// verdict: right only if every row is right (`worst_bg:K`, a row per candidate).
+pub fn is_multi_row(variant: &str) -> bool {
+    variant.starts_with(WORST_BG)
+}
+
+/// Whether a `variant` column value keeps the foreground and changes the background: its
+/// gap to `original` measures how much the background mattered.
+pub fn keeps_foreground(variant: &str) -> bool {
+    variant.starts_with("fg_") || variant.starts_with("mixed_") || is_multi_row(variant)
+}
+
 impl std::str::FromStr for Variant {
     type Err = String;
 
@@ -84,8 +99,8 @@ impl std::str::FromStr for Variant {
             "mixed_same" => Variant::MixedSame,
             "mixed_rand" => Variant::MixedRand,
             "mixed_next" => Variant::MixedNext,
-            other if other.starts_with("worst_bg:") => {
-                let k = other["worst_bg:".len()..]
+            other if other.starts_with(WORST_BG) => {
+                let k = other[WORST_BG.len()..]
                     .parse::<usize>()
                     .ok()
                     .filter(|k| (1..=MAX_WORST_K).contains(k))
@@ -140,7 +155,7 @@ impl Variant {
             Variant::MixedSame => "mixed_same".into(),
             Variant::MixedRand => "mixed_rand".into(),
             Variant::MixedNext => "mixed_next".into(),
-            Variant::WorstBg { k } => format!("worst_bg:{k}"),
+            Variant::WorstBg { k } => format!("{WORST_BG}{k}"),
         }
     }
 

@@ -21,6 +21,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::manifest::{self, Manifest, ShardEntry};
 use super::schema::{predictions_schema, rows_to_batch};
+use super::tally::Tally;
 use crate::error::FatalError;
 use crate::item::{Row, SinkMsg};
 
@@ -45,17 +46,19 @@ struct ShardState {
     total: Option<u64>,
     error: Option<String>,
     done: u64,
-    filtered: u64,
-    failed: u64,
+    /// Filtered and failed images, predictions: what the summary reports once committed.
+    tally: Tally,
     rows: Vec<Row>,
-    /// key -> (rows seen, any error row) for items not yet complete.
-    open_items: HashMap<String, (usize, bool)>,
+    /// key -> (rows seen, the item error of its rows) for items not yet complete.
+    open_items: HashMap<String, (usize, Option<&'static str>)>,
 }
 
 /// What the sink did, for the run summary.
 #[derive(Debug, Default)]
 pub struct SinkReport {
     pub completed: Vec<ShardEntry>,
+    /// Counts over the committed shards only.
+    pub tally: Tally,
     pub files: Vec<PathBuf>,
     pub rows_written: u64,
     /// Shards left incomplete (interrupted): nothing of theirs was written.
@@ -121,14 +124,20 @@ impl ParquetSink {
                         touched.push(row.meta.shard.clone());
                     }
                     let st = self.shards.entry(row.meta.shard.clone()).or_default();
+                    st.tally.row(&row);
                     let entry = st.open_items.entry(row.meta.key.clone()).or_default();
                     entry.0 += 1;
-                    entry.1 |= row.outcome.is_err();
+                    // A slot's own error (no donor) does not fail the image.
+                    if let (Err(e), None) = (&row.outcome, row.meta.slot_error(row.slot)) {
+                        entry.1 = entry.1.or(Some(e.code));
+                    }
                     if entry.0 == per_item {
                         let failed = entry.1;
                         st.open_items.remove(&row.meta.key);
                         st.done += 1;
-                        st.failed += u64::from(failed);
+                        if let Some(code) = failed {
+                            st.tally.failed_item(code);
+                        }
                     }
                     st.rows.push(row);
                 }
@@ -136,7 +145,7 @@ impl ParquetSink {
             SinkMsg::Filtered(shard) => {
                 let st = self.shards.entry(shard.clone()).or_default();
                 st.done += 1;
-                st.filtered += 1;
+                st.tally.filtered += 1;
                 touched.push(shard);
             }
             SinkMsg::ShardRead {
@@ -216,12 +225,14 @@ impl ParquetSink {
                 .map(|(_, p)| p.file_name().expect("file").to_string_lossy().into_owned())
                 .collect(),
             samples: st.total.unwrap_or(0),
-            filtered: st.filtered,
-            failed: st.failed,
+            filtered: st.tally.filtered,
+            failed: st.tally.failed,
             rows: st.rows.len() as u64,
             error: st.error,
         };
         self.manifest.append(&entry)?;
+        st.tally.samples = entry.samples;
+        self.report.tally.merge(st.tally);
         self.report.rows_written += entry.rows;
         self.report.files.extend(parts.into_iter().map(|(_, p)| p));
         self.report.completed.push(entry);

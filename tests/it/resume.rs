@@ -247,10 +247,15 @@ fn ctrl_c_drains_and_closes_then_resume_finishes() {
     let reference = tmp.path().join("reference");
     assert_eq!(status(&mut command(&glob, &reference, &[])).0, 0);
     let out = tmp.path().join("out");
-    let child = command(&glob, &out, &["--readers", "1"])
-        .env("FAILPOINTS", "sink::after_rename=sleep(150)")
-        .spawn()
-        .unwrap();
+    let summary = tmp.path().join("summary.json");
+    let child = command(
+        &glob,
+        &out,
+        &["--readers", "1", "--summary-json", path_str(&summary)],
+    )
+    .env("FAILPOINTS", "sink::after_rename=sleep(150)")
+    .spawn()
+    .unwrap();
     let start = Instant::now();
     while manifest_shards(&out).len() < 2 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(10));
@@ -267,6 +272,13 @@ fn ctrl_c_drains_and_closes_then_resume_finishes() {
     assert!(stdout.contains("interrupted"), "{stdout}");
     let done = manifest_shards(&out).len();
     assert!(done < SHARDS, "stopped early ({done})");
+    // The summary counts what was committed: the rows in the files, the images of the
+    // complete shards; nothing of the shards left out.
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let rows = common::reference_sql(&out, "select count(*) from rows");
+    assert_eq!(s["rows_written"], rows[0][0], "{s}");
+    assert_eq!(s["samples_read"], done as u64 * 4, "{s}");
+    assert_eq!(s["shards_completed"], done as u64, "{s}");
     assert!(
         !std::fs::read_dir(&out).unwrap().any(|e| e
             .unwrap()

@@ -1,0 +1,268 @@
+//! Wiring: bounded channels between dedicated stage threads, shutdown, and the summary.
+//!
+//! ```text
+//! shard paths -> [readers xR] -> samples -> [workers xW] -> prepared -> [inference x1]
+//!             -> rows -> [writer x1] -> Parquet + manifest
+//! ```
+//! Every edge is a bounded async-channel, so memory stays flat however many shards there
+//! are: at most `R + cap(samples) + W + cap(prepared) + 1` samples are alive at once. Stages
+//! are the functions of [`stages`], run on tokio's blocking pool; each owns its channel ends
+//! and stops when its input closes or its send fails. Readers also tell the writer how many
+//! samples each shard held, so the writer knows when a shard is complete. Shutdown stops
+//! the readers only and the rest drains; shards not read to the end are left out (and
+//! redone by `--resume`). The first fatal error or panic wins ([`Control`]) and stops the
+//! readers. The summary counts what the sink committed, nothing else.
+
+pub mod control;
+pub mod stages;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{bounded, Receiver, Sender};
+use tokio::task::JoinHandle;
+
+use crate::batch::{Group, Inference};
+use crate::claim::Claim;
+use crate::error::FatalError;
+use crate::item::{Prepared, SinkMsg};
+use crate::ops::variants::is_multi_row;
+use crate::plan::RunPlan;
+pub use crate::progress::Counters;
+use crate::sink::{ParquetSink, SinkConfig, SinkReport};
+pub use control::Control;
+use stages::ReadTotals;
+
+/// Accuracy of one (model, variant) over the rows with a prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accuracy {
+    pub model: String,
+    pub variant: String,
+    pub images: u64,
+    pub top1: u64,
+    pub top5: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub shards: usize,
+    /// Shards an earlier run had completed (`--resume`).
+    pub shards_skipped: usize,
+    pub shards_completed: usize,
+    /// Shards not finished (interrupted): nothing of theirs was written.
+    pub shards_incomplete: Vec<String>,
+    pub samples_read: u64,
+    pub filtered: u64,
+    pub failed: u64,
+    pub predicted_images: u64,
+    pub rows_written: u64,
+    pub files: Vec<PathBuf>,
+    pub shard_errors: Vec<(String, String)>,
+    pub skipped_members: u64,
+    pub failures_by_code: Vec<(String, u64)>,
+    /// Rows per variant whose slot found no donor background (status `no_donor`).
+    pub no_donor: Vec<(String, u64)>,
+    pub accuracy: Vec<Accuracy>,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub in_flight_max: u64,
+}
+
+/// Executes a claimed plan to the end, or until `shutdown` resolves (then drains and
+/// closes).
+pub async fn run(
+    plan: RunPlan,
+    claim: Claim,
+    counters: Arc<Counters>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary, FatalError> {
+    let start = Instant::now();
+    let ctl = Control::default();
+    let metadata = plan.metadata_json(&claim.todo);
+    let RunPlan {
+        cfg,
+        groups,
+        other_devices,
+        prepare,
+        ..
+    } = plan;
+    // One name per output slot: `worst_bg:K` repeats its name K times.
+    let variants: Vec<Arc<str>> = (prepare.slots().iter())
+        .map(|&(vi, _)| prepare.variants[vi].name().into())
+        .collect();
+    let models: Vec<Arc<str>> = groups.iter().flatten().map(|m| m.name().into()).collect();
+    let sink = ParquetSink::new(SinkConfig {
+        dir: cfg.out.clone(),
+        rows_per_file: cfg.rows_per_file,
+        batch_rows: 8192,
+        metadata: vec![("bgstream".into(), metadata)],
+        variants: variants.clone(),
+        models: models.clone(),
+        manifest: cfg.rank.manifest_name(),
+    })?;
+    let workers = cfg.workers.max(1);
+    let readers = cfg.readers.clamp(1, claim.todo.len().max(1));
+    let (sample_tx, sample_rx) = bounded(workers * 2);
+    let (prep_tx, prep_rx) = bounded::<Prepared>(workers * 2);
+    let (sink_tx, sink_rx) = bounded::<SinkMsg>(8);
+    let read = {
+        let (paths, ctl2, counters) = (queue(&claim.todo), ctl.clone(), counters.clone());
+        let sink_tx = sink_tx.clone();
+        ctl.spawn_n(readers, move || {
+            stages::read_shards(paths, sample_tx, sink_tx, ctl2, counters)
+        })
+    };
+    let cpu = ctl.spawn_n(workers, move || {
+        stages::prepare_samples(sample_rx, prep_tx, prepare)
+    });
+    let devices = std::iter::once((cfg.devices[0], groups)).chain(other_devices);
+    let workers: Vec<Inference> = devices
+        .map(|(device, groups)| {
+            let groups = (groups.into_iter())
+                .map(|models| Group::new(models, cfg.batch_size, device))
+                .collect();
+            Inference::new(groups, variants.clone(), device, counters.clone())
+        })
+        .collect();
+    let infer = spawn_inference(&ctl, workers, prep_rx, sink_tx, cfg.fail_fast, &counters);
+    let writer = {
+        let (ctl2, counters) = (ctl.clone(), counters.clone());
+        ctl.spawn(move || stages::write(sink_rx, sink, ctl2, counters))
+    };
+    let (reads, interrupted) = until_read(read, shutdown, &ctl).await?;
+    for h in cpu.into_iter().chain(infer) {
+        h.await.map_err(join_error)?;
+    }
+    let report = writer.await.map_err(join_error)?;
+    if let Some(e) = ctl.take_error() {
+        return Err(e);
+    }
+    let report = report.ok_or_else(|| FatalError::Panic("the writer stopped".into()))?;
+    let mut summary = RunSummary::committed(report, reads, &models, &variants);
+    summary.shards = claim.todo.len() + claim.completed.len();
+    summary.shards_skipped = claim.completed.len();
+    summary.elapsed = start.elapsed();
+    summary.interrupted = interrupted;
+    summary.in_flight_max = counters.in_flight_max.load(Ordering::Relaxed);
+    Ok(summary)
+}
+
+/// A closed channel holding `items`: the readers' work list.
+fn queue<T: Clone>(items: &[T]) -> Receiver<T> {
+    let (tx, rx) = bounded(items.len().max(1));
+    for item in items {
+        tx.try_send(item.clone()).expect("sized to the list");
+    }
+    rx
+}
+
+/// One inference stage per device worker, sharing the prepared-item and row channels.
+fn spawn_inference(
+    ctl: &Control,
+    workers: Vec<Inference>,
+    input: Receiver<Prepared>,
+    sink: Sender<SinkMsg>,
+    fail_fast: bool,
+    counters: &Arc<Counters>,
+) -> Vec<JoinHandle<Option<()>>> {
+    let spawn = |worker: Inference| {
+        let (input, sink, ctl2, counters) =
+            (input.clone(), sink.clone(), ctl.clone(), counters.clone());
+        ctl.spawn(move || stages::infer(input, sink, worker, fail_fast, ctl2, counters))
+    };
+    workers.into_iter().map(spawn).collect()
+}
+
+/// Waits for the readers, or for `shutdown` (then stops them and waits); whether the run
+/// was interrupted.
+async fn until_read(
+    readers: Vec<JoinHandle<Option<ReadTotals>>>,
+    shutdown: impl std::future::Future<Output = ()>,
+    ctl: &Control,
+) -> Result<(Vec<ReadTotals>, bool), FatalError> {
+    let all = async {
+        let mut totals = Vec::new();
+        for h in readers {
+            totals.extend(h.await.map_err(join_error)?);
+        }
+        Ok::<_, FatalError>(totals)
+    };
+    tokio::pin!(all);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        r = &mut all => Ok((r?, false)),
+        _ = &mut shutdown => {
+            ctl.stop();
+            Ok(((&mut all).await?, true))
+        }
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> FatalError {
+    FatalError::Panic(e.to_string())
+}
+
+impl RunSummary {
+    /// The summary of what the sink committed this run (timings and shard totals are the
+    /// caller's).
+    fn committed(
+        report: SinkReport,
+        reads: Vec<ReadTotals>,
+        models: &[Arc<str>],
+        slots: &[Arc<str>],
+    ) -> Self {
+        let t = &report.tally;
+        let mut variants: Vec<&Arc<str>> = Vec::new();
+        for v in slots.iter().filter(|v| !is_multi_row(v)) {
+            if !variants.contains(&v) {
+                variants.push(v);
+            }
+        }
+        let accuracy = models
+            .iter()
+            .flat_map(|m| variants.iter().map(move |v| (m, *v)))
+            .map(|(m, v)| {
+                let (images, top1, top5) = (t.accuracy.get(&(m.clone(), v.clone())))
+                    .copied()
+                    .unwrap_or_default();
+                Accuracy {
+                    model: m.to_string(),
+                    variant: v.to_string(),
+                    images,
+                    top1,
+                    top5,
+                }
+            })
+            .collect();
+        let mut shard_errors: Vec<(String, String)> =
+            reads.iter().flat_map(|r| r.shard_errors.clone()).collect();
+        shard_errors.sort();
+        RunSummary {
+            shards: 0,
+            shards_skipped: 0,
+            shards_completed: report.completed.len(),
+            shards_incomplete: report.incomplete.clone(),
+            samples_read: t.samples,
+            filtered: t.filtered,
+            failed: t.failed,
+            predicted_images: t.samples - t.filtered - t.failed,
+            rows_written: report.rows_written,
+            files: report.files.clone(),
+            shard_errors,
+            skipped_members: reads.iter().map(|r| r.skipped_members).sum(),
+            failures_by_code: (t.failures.iter())
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            no_donor: (t.slot_errors.iter())
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            accuracy,
+            elapsed: Duration::ZERO,
+            interrupted: false,
+            in_flight_max: 0,
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! One function per stage. Each owns its channel ends, which drop when it returns; it
+//! loops until its input closes or its output is gone, and reports a fatal error to the
+//! run's [`Control`] rather than returning it.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_channel::{Receiver, Sender};
+
+use super::control::Control;
+use crate::batch::Inference;
+use crate::error::FatalError;
+use crate::item::{Prepared, SinkMsg};
+use crate::prepare::{prepare, PrepareConfig, Scratch};
+use crate::progress::Counters;
+use crate::sink::{ParquetSink, SinkReport};
+use crate::source::tar_reader::read_shard;
+use crate::source::Sample;
+
+/// What one reader saw beyond the samples it sent.
+#[derive(Debug, Default)]
+pub struct ReadTotals {
+    /// Tar members that are not regular files or have no key.
+    pub skipped_members: u64,
+    /// (shard, error) for shards that could not be read to their end.
+    pub shard_errors: Vec<(String, String)>,
+}
+
+/// Reads shards from `paths`, sends their samples on, and tells the writer how many
+/// samples each shard held (so it knows when a shard is complete). A shard not read to
+/// its end because the run stopped is not announced: it stays incomplete.
+pub fn read_shards(
+    paths: Receiver<PathBuf>,
+    samples: Sender<Sample>,
+    sink: Sender<SinkMsg>,
+    ctl: Control,
+    counters: Arc<Counters>,
+) -> ReadTotals {
+    let mut totals = ReadTotals::default();
+    while let Ok(path) = paths.recv_blocking() {
+        if ctl.stopped() {
+            break;
+        }
+        let report = read_shard(&path, |sample| {
+            if ctl.stopped() {
+                return false;
+            }
+            counters.samples_read.fetch_add(1, Ordering::Relaxed);
+            let now = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            counters.in_flight_max.fetch_max(now, Ordering::Relaxed);
+            samples.send_blocking(sample).is_ok()
+        });
+        totals.skipped_members += report.skipped_members;
+        if report.stopped {
+            break;
+        }
+        if let Some(e) = &report.error {
+            tracing::warn!(shard = %path.display(), "{e}");
+            totals
+                .shard_errors
+                .push((path.display().to_string(), e.clone()));
+        }
+        let msg = SinkMsg::ShardRead {
+            shard: path.display().to_string().into(),
+            samples: report.samples,
+            error: report.error,
+        };
+        if sink.send_blocking(msg).is_err() {
+            break;
+        }
+    }
+    totals
+}
+
+/// The CPU stage: decode, filter, resize and compose every variant of each sample.
+pub fn prepare_samples(samples: Receiver<Sample>, out: Sender<Prepared>, prep: Arc<PrepareConfig>) {
+    let mut scratch = Scratch::default();
+    while let Ok(sample) = samples.recv_blocking() {
+        if out
+            .send_blocking(prepare(&sample, &prep, &mut scratch))
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// One device's inference worker: batches prepared items through its models and sends
+/// the rows on. On a fatal error it keeps draining its input, so the CPU stages never
+/// block on a worker that stopped.
+pub fn infer(
+    input: Receiver<Prepared>,
+    sink: Sender<SinkMsg>,
+    mut inference: Inference,
+    fail_fast: bool,
+    ctl: Control,
+    counters: Arc<Counters>,
+) {
+    let _no_grad = tch::no_grad_guard();
+    let mut emit = |msg: SinkMsg| sink.send_blocking(msg).is_ok();
+    let mut run = || -> Result<(), FatalError> {
+        while let Ok(item) = input.recv_blocking() {
+            counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let counter = match &item {
+                Prepared::Filtered(_) => &counters.filtered,
+                Prepared::Failed(..) => &counters.failed,
+                Prepared::Ready(..) => &counters.predicted_images,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if let (true, Prepared::Failed(meta, source)) = (fail_fast, &item) {
+                return Err(FatalError::FailFast {
+                    shard: meta.shard.to_string(),
+                    key: meta.key.clone(),
+                    source: source.clone(),
+                });
+            }
+            inference.push(item, &mut emit)?;
+        }
+        inference.finish(&mut emit)
+    };
+    if let Err(e) = run() {
+        ctl.fail(e);
+        while input.recv_blocking().is_ok() {}
+    }
+}
+
+/// The writer: hands every message to the Parquet sink, which commits whole shards. On a
+/// fatal error it keeps draining (nothing more is written) so upstream never blocks.
+pub fn write(
+    input: Receiver<SinkMsg>,
+    mut sink: ParquetSink,
+    ctl: Control,
+    counters: Arc<Counters>,
+) -> SinkReport {
+    while let Ok(msg) = input.recv_blocking() {
+        if let Err(e) = sink.handle(msg) {
+            ctl.fail(e);
+            while input.recv_blocking().is_ok() {}
+            break;
+        }
+        counters
+            .rows_written
+            .store(sink.rows_written(), Ordering::Relaxed);
+    }
+    sink.finish()
+}
