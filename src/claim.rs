@@ -69,12 +69,14 @@ fn refuse_other_run(out: &Path, now: &RunIdentity, before: &RunIdentity) -> Resu
     if diff.is_empty() {
         return Ok(());
     }
-    Err(FatalError::Config(format!(
-        "this run differs from the one in {}: {}; pass --overwrite to replace it, or choose \
-         another --out",
-        out.display(),
-        diff.join("; ")
-    )))
+    Err(FatalError::OutputInUse {
+        path: out.to_path_buf(),
+        reason: format!(
+            "this run differs from the one there: {}; pass --overwrite to replace it, or \
+             choose another --out",
+            diff.join("; ")
+        ),
+    })
 }
 
 /// Records the identity in `--out`, or checks it against the one there (ranks of a split
@@ -88,9 +90,8 @@ fn record_identity(
     let path = out.join(manifest::RUN);
     let tmp = out.join(format!("_run.{}.json.tmp", rank.tag()));
     let write = || {
-        std::fs::write(&tmp, serde_json::to_vec_pretty(identity).expect("json"))
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| FatalError::output(&path, e))
+        let json = serde_json::to_vec_pretty(identity).expect("json");
+        crate::atomic::write_via(&path, &tmp, &json)
     };
     if overwrite && rank.world_size > 1 {
         // A split run's --overwrite replaces this rank's files, never the others'; the
@@ -174,12 +175,19 @@ fn prepare_out_dir(
         return Ok(Vec::new());
     }
     if !overwrite {
-        return Err(FatalError::Config(format!(
-            "{} already holds a run ({} file(s){}); pass --resume to finish it, --overwrite to replace it, or choose another --out",
-            out.display(),
-            leftovers.len(),
-            if split { format!(" of rank {}", rank.rank) } else { String::new() }
-        )));
+        return Err(FatalError::OutputInUse {
+            path: out.to_path_buf(),
+            reason: format!(
+                "already holds a run ({} file(s){}); pass --resume to finish it, --overwrite \
+                 to replace it, or choose another --out",
+                leftovers.len(),
+                if split {
+                    format!(" of rank {}", rank.rank)
+                } else {
+                    String::new()
+                }
+            ),
+        });
     }
     for p in &leftovers {
         remove(p)?;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::infer::Precision;
 use crate::ops::variants::DEFAULT_VARIANTS;
+use crate::precision::Precision;
 
 #[derive(Debug, Parser)]
 #[command(

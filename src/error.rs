@@ -110,6 +110,12 @@ pub enum FatalError {
     Input { path: PathBuf, reason: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The input data cannot serve the request (not a setting that is wrong).
+    #[error("{0}")]
+    Data(String),
+    /// `--out` holds something this run may not touch.
+    #[error("output folder {path}: {reason}")]
+    OutputInUse { path: PathBuf, reason: String },
     #[error("textures in {path}: {reason}")]
     Textures { path: PathBuf, reason: String },
     #[error("a pipeline stage panicked: {0}")]

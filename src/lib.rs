@@ -31,10 +31,12 @@
 //! - [`error`]: [`error::ItemError`] (recorded per image) vs [`error::FatalError`].
 
 //!
-//! Without the default `torch` feature the crate builds without libtorch: sources, ops,
-//! the CPU stage, the Parquet sink and the aggregate step (the fuzz target uses that).
+//! Without the default `torch` feature the crate and the binary build without libtorch:
+//! sources and `bgstream shard`, ops, the CPU stage, the Parquet sink and `bgstream
+//! aggregate` (`cargo test --no-default-features` tests those; the fuzz target uses it).
 
 pub mod aggregate;
+pub mod atomic;
 #[cfg(feature = "torch")]
 pub mod batch;
 #[cfg(feature = "torch")]
@@ -42,7 +44,6 @@ pub mod bench;
 #[cfg(feature = "torch")]
 pub mod claim;
 pub mod classes;
-#[cfg(feature = "torch")]
 pub mod cli;
 #[cfg(feature = "torch")]
 pub mod config;
@@ -56,6 +57,7 @@ pub mod ops;
 pub mod pipeline;
 #[cfg(feature = "torch")]
 pub mod plan;
+pub mod precision;
 pub mod prepare;
 pub mod progress;
 pub mod ranks;

@@ -2,24 +2,29 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use bgstream::aggregate::{self, AggregateConfig};
 use bgstream::cli::{AggregateArgs, BenchArgs, Cli, Command, RunArgs, ShardArgs, SummaryFormat};
-use bgstream::config::RunConfig;
-use bgstream::pipeline::{self, Counters};
-use bgstream::plan::RunPlan;
 use bgstream::source::shard_writer;
-use bgstream::summary;
+#[cfg(feature = "torch")]
+use {
+    anyhow::Context,
+    bgstream::config::RunConfig,
+    bgstream::pipeline::{self, Counters},
+    bgstream::plan::RunPlan,
+    bgstream::summary,
+    indicatif::{ProgressBar, ProgressStyle},
+    std::sync::atomic::Ordering,
+    std::sync::Arc,
+    std::time::Duration,
+};
 
 /// Finished, but some items or shards failed (rows carry their status).
+#[cfg(feature = "torch")]
 const EXIT_ITEMS_FAILED: u8 = 3;
+#[cfg(feature = "torch")]
 const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "torch")]
 fn run(args: &RunArgs) -> anyhow::Result<u8> {
     // plan (no side effects) -> claim (the only step that touches --out) -> execute.
     let plan = RunPlan::build(RunConfig::from_args(args)?)?;
@@ -84,7 +90,7 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
     print!("{}", summary::render(&s));
     if let Some(path) = &args.summary_json {
         let text = serde_json::to_string_pretty(&summary::to_json(&s))?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        bgstream::atomic::write_file(path, text.as_bytes())?;
     }
     Ok(if s.interrupted {
         EXIT_INTERRUPTED
@@ -95,6 +101,7 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
     })
 }
 
+#[cfg(feature = "torch")]
 /// First Ctrl-C: stop reading and drain. Second: abort at once.
 async fn shutdown_signal() {
     if tokio::signal::ctrl_c().await.is_err() {
@@ -109,6 +116,7 @@ async fn shutdown_signal() {
     });
 }
 
+#[cfg(feature = "torch")]
 fn spawn_progress(counters: Arc<Counters>) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
@@ -219,8 +227,7 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
         "size_mismatch": written.size_mismatch,
         "unreadable_header": written.unreadable,
     });
-    std::fs::write(&summary, serde_json::to_vec_pretty(&json)?)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", summary.display()))?;
+    bgstream::atomic::write_file(&summary, &serde_json::to_vec_pretty(&json)?)?;
     println!("  every list in full: {}", summary.display());
     Ok(0)
 }
@@ -266,6 +273,20 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
 
 /// `results/` -> `results-aggregate/`: beside the input, never inside it (the input is
 /// searched recursively for prediction files).
+/// `run` and `bench` need libtorch; this build has none.
+#[cfg(not(feature = "torch"))]
+fn run(_: &RunArgs) -> anyhow::Result<u8> {
+    anyhow::bail!(
+        "this bgstream was built without libtorch (cargo feature `torch`): only `shard` and \
+         `aggregate` work; build with default features to run models"
+    )
+}
+
+#[cfg(not(feature = "torch"))]
+fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
+    run(&a.run)
+}
+
 fn sibling(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {
     let mut name = dir
         .file_name()
@@ -288,6 +309,7 @@ fn reproducible_math() {
     }
 }
 
+#[cfg(feature = "torch")]
 fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
     let scratch = match &a.run.out {
         Some(dir) => {

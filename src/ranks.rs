@@ -141,11 +141,8 @@ impl Plan {
             world_size: rank.world_size,
             shards: shards.iter().map(|p| p.display().to_string()).collect(),
         };
-        let path = dir.join(rank.plan_name());
-        let tmp = dir.join(format!("{}.tmp", rank.plan_name()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&plan).expect("json"))
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| FatalError::output(&path, e))
+        let json = serde_json::to_vec_pretty(&plan).expect("json");
+        crate::atomic::write_file(&dir.join(rank.plan_name()), &json)
     }
 }
 

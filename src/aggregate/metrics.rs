@@ -135,7 +135,7 @@ pub fn compute(
 ) -> Result<Aggregate, FatalError> {
     let vid = |name: &str| data.variants.iter().position(|v| v == name);
     let original = vid("original").ok_or_else(|| {
-        FatalError::Config(
+        FatalError::Data(
             "the predictions have no 'original' variant: nothing to compare against".into(),
         )
     })?;

@@ -112,12 +112,9 @@ pub fn summary_batch(rows: &[SummaryRow]) -> RecordBatch {
 
 fn atomic_write(
     path: &Path,
-    write: impl FnOnce(File) -> Result<(), String>,
+    write: impl FnOnce(&mut File) -> Result<(), String>,
 ) -> Result<(), FatalError> {
-    let tmp = path.with_extension("tmp");
-    let file = File::create(&tmp).map_err(|e| FatalError::output(&tmp, e))?;
-    write(file).map_err(|e| FatalError::output(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| FatalError::output(path, e))
+    crate::atomic::write_with(path, write)
 }
 
 /// Loads, computes and writes everything the config asks for.
@@ -246,7 +243,7 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         let best = per_class::best_classes(&per_class, "bg_only", &aggregate.models, 10);
         let best: Vec<_> = best.into_iter().map(|c| (class_of(c.label), c)).collect();
         let html = report::render(&aggregate, &data, &svgs, &warnings, &best);
-        report::write(path, &html).map_err(|e| FatalError::output(path, e))?;
+        report::write(path, &html)?;
         written.push(path.clone());
     }
     Ok(AggregateOutput {

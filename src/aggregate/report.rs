@@ -255,8 +255,6 @@ Baseline model: <code>{base}</code>. Intervals are 95% Wilson score intervals.{c
 }
 
 /// Writes the report atomically.
-pub fn write(path: &Path, html: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("html.tmp");
-    std::fs::write(&tmp, html)?;
-    std::fs::rename(&tmp, path)
+pub fn write(path: &Path, html: &str) -> Result<(), crate::error::FatalError> {
+    crate::atomic::write_file(path, html.as_bytes())
 }

@@ -122,32 +122,16 @@ pub fn resolve_devices(spec: &str, local_rank: Option<usize>) -> Result<Vec<Devi
     Ok(devices)
 }
 
-/// Arithmetic precision of the forward pass.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    Fp32,
-    Bf16,
-    Fp16,
-}
+pub use crate::precision::Precision;
 
+// The enum lives outside the torch-gated code (the CLI and run identity need it without
+// libtorch); what needs tch is implemented here.
 impl Precision {
     pub fn kind(self) -> Kind {
         match self {
             Precision::Fp32 => Kind::Float,
             Precision::Bf16 => Kind::BFloat16,
             Precision::Fp16 => Kind::Half,
-        }
-    }
-
-    /// The CLI spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-            Precision::Fp16 => "fp16",
         }
     }
 

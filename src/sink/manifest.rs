@@ -84,23 +84,12 @@ pub fn read(dir: &Path, name: &str) -> Result<Vec<ShardEntry>, FatalError> {
 
 /// Rewrites the manifest without torn lines (before appending to it again).
 pub fn compact(dir: &Path, name: &str, entries: &[ShardEntry]) -> Result<(), FatalError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
     let mut text = String::new();
     for e in entries {
         text.push_str(&serde_json::to_string(e).expect("entry serialises"));
         text.push('\n');
     }
-    let mut f = File::create(&tmp).map_err(|e| FatalError::output(&tmp, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| FatalError::output(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| FatalError::output(&path, e))
+    crate::atomic::write_file(&dir.join(name), text.as_bytes())
 }
 
-/// Makes directory entries (renames) durable.
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
+pub use crate::atomic::sync_dir;

@@ -199,7 +199,7 @@ impl ParquetSink {
         let mut parts = Vec::new();
         for (n, chunk) in st.rows.chunks(self.cfg.rows_per_file).enumerate() {
             let path = self.cfg.dir.join(format!("{stem}-{n:03}.parquet"));
-            let tmp = path.with_extension("parquet.tmp");
+            let tmp = crate::atomic::tmp_path(&path);
             let out = |e: &dyn std::fmt::Display| FatalError::output(&tmp, e.to_string());
             let file = File::create(&tmp).map_err(|e| out(&e))?;
             let mut w = ArrowWriter::try_new(file, predictions_schema(), Some(self.properties()))

@@ -1,16 +1,14 @@
-//! One integration test binary (ripgrep style): each module is one area.
+//! One integration test binary (ripgrep style): each module is one area. What needs no
+//! libtorch (`shard`, `aggregate`) is in the `data` test binary (tests/data).
 
-mod aggregate;
 mod backgrounds;
 mod bad_input;
 mod batcher;
 mod common;
-mod imagenet_formats;
 mod integrity;
 mod model_reference;
 mod pipeline;
 mod ranks;
 mod resume;
 mod schema;
-mod shard_formats;
 mod variants_reference;

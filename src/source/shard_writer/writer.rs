@@ -104,9 +104,10 @@ pub fn write_shards(
         .iter()
         .find(|e| e.key.contains('.') || e.key.is_empty())
     {
-        return Err(FatalError::Config(format!(
-            "key {:?} is empty or has a dot (WebDataset keys end at the first dot)",
-            e.key
+        return Err(FatalError::Data(format!(
+            "key {:?} of {} is empty or has a dot (WebDataset keys end at the first dot)",
+            e.key,
+            e.image.describe()
         )));
     }
     std::fs::create_dir_all(out).map_err(|e| FatalError::io(out, e))?;
@@ -128,7 +129,7 @@ pub fn write_shards(
         let mut pending: std::vec::IntoIter<Loaded> = Vec::new().into_iter();
         for (n, chunk) in entries.chunks(shard_size).enumerate() {
             let final_path = out.join(format!("{prefix}-{n:06}.tar"));
-            let tmp = final_path.with_extension("tar.tmp");
+            let tmp = crate::atomic::tmp_path(&final_path);
             let io = |e: std::io::Error| FatalError::output(&final_path, e);
             let file = File::create(&tmp).map_err(io)?;
             let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
@@ -157,7 +158,7 @@ pub fn write_shards(
             w.flush().map_err(io)?;
             w.get_ref().sync_all().map_err(io)?;
             drop(w);
-            std::fs::rename(&tmp, &final_path).map_err(io)?;
+            crate::atomic::commit(&tmp, &final_path)?;
             report.shards.push(final_path);
             report.samples += chunk.len();
         }

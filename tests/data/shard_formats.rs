@@ -247,6 +247,7 @@ fn voc_folder_becomes_shards() {
 }
 
 #[test]
+#[cfg(feature = "torch")]
 fn voc_shards_run_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let voc = tmp.path().join("VOC2012");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bgstream::aggregate::metrics::wilson;
 use bgstream::aggregate::{self, AggregateConfig, SummaryRow};
-use bgstream::infer::model::Prediction;
+use bgstream::item::Prediction;
 use bgstream::item::{ItemMeta, Row, RowError};
 use bgstream::sink::rows_to_batch;
 use parquet::arrow::ArrowWriter;

@@ -1,0 +1,11 @@
+//! The tests that need no libtorch: `bgstream shard` (every input form) and `bgstream
+//! aggregate`. They run in the default build and under `cargo test --no-default-features`,
+//! where the parts that run a model are left out.
+
+#[path = "../it/common.rs"]
+#[allow(dead_code)] // shared with the `it` binary, which uses all of it
+mod common;
+
+mod aggregate;
+mod imagenet_formats;
+mod shard_formats;
