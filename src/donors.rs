@@ -22,25 +22,20 @@
 //!   `xxh3(key 0 donor_key, seed ^ salt)`, the first K.
 //!
 //! A slot without a candidate (no other image of that class in the bank, an unmapped label)
-//! becomes a row with status `no_donor`. The scan reads every shard once more before the
-//! run (no decoding except the chosen donors); its cost is in the log.
+//! becomes a row with status `no_donor`. The scan that fills the bank is part of planning
+//! (`plan::donor_scan`): it reads every shard once more before the run (no decoding except
+//! the chosen donors); its cost is in the log.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::item::{ItemMeta, RowError};
-use crate::ops::background::tile_background;
+use crate::item::RowError;
 use crate::ops::variants::Variant;
-use crate::prepare::{admit, crop_groups, PrepareConfig, Scratch};
-use crate::source::tar_reader::read_shard;
-use crate::source::Annotation;
 
-const BANK_SALT: u64 = 0x646f_6e6f_725f_6261;
+/// Seeds the bank's per-class sample ([`crate::plan`] scans the shards with it).
+pub const BANK_SALT: u64 = 0x646f_6e6f_725f_6261;
 const SAME_SALT: u64 = 0x6d69_7865_645f_7361;
 const RAND_SALT: u64 = 0x6d69_7865_645f_7261;
 const NEXT_SALT: u64 = 0x6d69_7865_645f_6e65;
@@ -55,6 +50,27 @@ pub struct Donor {
     pub label: Arc<str>,
     /// Per preprocessing group, the donor's `bg_tiled` crop.
     backgrounds: Vec<Vec<u8>>,
+}
+
+impl Donor {
+    pub fn new(key: &str, class: i64, backgrounds: Vec<Vec<u8>>) -> Self {
+        Donor {
+            key: key.into(),
+            class,
+            label: format!("image:{key}").into(),
+            backgrounds,
+        }
+    }
+}
+
+/// What pairs one image with donors: its donor class (`None`: a label the class map
+/// leaves out), how many donor classes there are, the seed and the run's variants.
+#[derive(Debug, Clone, Copy)]
+pub struct Pairing<'a> {
+    pub class: Option<i64>,
+    pub classes: i64,
+    pub seed: u64,
+    pub variants: &'a [Variant],
 }
 
 /// Where one output slot of an image gets its pixels.
@@ -103,153 +119,24 @@ fn no_donor(what: String) -> SlotSource {
     })
 }
 
-/// A scanned candidate: (bank hash, shard, key) orders it; the rest builds it.
-struct Candidate {
-    rank: (u64, Arc<str>, String),
-    class: i64,
-    /// Width and height from the image header.
-    header: (usize, usize),
-    bytes: Vec<u8>,
-    ann: Annotation,
-}
-
-/// Calls `work(i, state)` for every `i` in `0..n` on `threads` scoped threads, each with
-/// its own `state` from `init`; items go to whichever thread is free.
-fn par_for<S>(
-    n: usize,
-    threads: usize,
-    init: impl Fn() -> S + Sync,
-    work: impl Fn(usize, &mut S) + Sync,
-) {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, n.max(1)) {
-            scope.spawn(|| {
-                let mut state = init();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    work(i, &mut state);
-                }
-            });
-        }
-    });
-}
-
 impl DonorBank {
-    /// Scans `shards` with `threads` readers and builds the bank for `cfg`.
-    pub fn build(
-        shards: &[PathBuf],
-        cfg: &PrepareConfig,
-        per_class: usize,
-        threads: usize,
-    ) -> DonorBank {
-        let start = Instant::now();
-        let per_class = per_class.max(1);
-        let best: Mutex<BTreeMap<i64, Vec<Candidate>>> = Mutex::default();
-        let scanned = AtomicUsize::new(0);
-        par_for(
-            shards.len(),
-            threads,
-            || (),
-            |i, ()| {
-                read_shard(&shards[i], |sample| {
-                    scanned.fetch_add(1, Ordering::Relaxed);
-                    let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
-                    let Ok(Some(ann)) = admit(&sample, cfg, &mut meta) else {
-                        return true;
-                    };
-                    let Some(class) = cfg.donor_class(ann.label) else {
-                        return true;
-                    };
-                    let rank = (
-                        xxh3_64_with_seed(sample.key.as_bytes(), cfg.seed ^ BANK_SALT),
-                        sample.shard.clone(),
-                        sample.key.clone(),
-                    );
-                    let mut best = best.lock().unwrap_or_else(|p| p.into_inner());
-                    let list = best.entry(class).or_default();
-                    if list.len() < per_class || list.last().is_some_and(|c| rank < c.rank) {
-                        let at = list.partition_point(|c| c.rank < rank);
-                        list.insert(
-                            at,
-                            Candidate {
-                                rank,
-                                class,
-                                header: (meta.width.unwrap_or(0), meta.height.unwrap_or(0)),
-                                bytes: sample.image.unwrap_or_default(),
-                                ann,
-                            },
-                        );
-                        list.truncate(per_class);
-                    }
-                    true
-                });
-            },
-        );
-        let candidates: Vec<Candidate> = best
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .into_values()
-            .flatten()
-            .collect();
-        // Decode and tile the chosen ones, in parallel, keeping the (class, rank) order.
-        let built: Vec<Mutex<Option<Donor>>> =
-            candidates.iter().map(|_| Mutex::default()).collect();
-        par_for(candidates.len(), threads, Scratch::default, |i, scratch| {
-            let donor = Self::tile(&candidates[i], cfg, scratch);
-            *built[i].lock().unwrap_or_else(|p| p.into_inner()) = donor;
-        });
+    /// A bank of `donors` (in class, then bank-hash order) and the run's textures.
+    pub fn new(donors: Vec<Donor>, texture_names: &[String]) -> Self {
         let mut bank = DonorBank {
-            texture_labels: cfg
-                .textures
-                .names
+            texture_labels: texture_names
                 .iter()
                 .map(|n| Arc::from(format!("texture:{n}")))
                 .collect(),
             ..Default::default()
         };
-        for d in built
-            .into_iter()
-            .filter_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
-        {
+        for d in donors {
             bank.by_class
                 .entry(d.class)
                 .or_default()
                 .push(bank.donors.len());
             bank.donors.push(d);
         }
-        tracing::info!(
-            donors = bank.donors.len(),
-            classes = bank.by_class.len(),
-            scanned = scanned.load(Ordering::Relaxed),
-            shards = shards.len(),
-            seconds = start.elapsed().as_secs_f64(),
-            "donor bank built"
-        );
         bank
-    }
-
-    fn tile(c: &Candidate, cfg: &PrepareConfig, scratch: &mut Scratch) -> Option<Donor> {
-        crop_groups(&c.bytes, c.header, &c.ann, cfg, scratch).ok()?;
-        let backgrounds = scratch
-            .crops
-            .iter()
-            .zip(&cfg.groups)
-            .map(|((crop, rects), p)| {
-                let mut bg = vec![0u8; crop.len()];
-                tile_background(crop, p.input_size, rects, &mut bg);
-                bg
-            })
-            .collect();
-        Some(Donor {
-            key: c.rank.2.as_str().into(),
-            class: c.class,
-            label: format!("image:{}", c.rank.2).into(),
-            backgrounds,
-        })
     }
 
     /// The donor's background at preprocessing group `group`.
@@ -263,6 +150,11 @@ impl DonorBank {
 
     pub fn len(&self) -> usize {
         self.donors.len()
+    }
+
+    /// Donor classes with at least one donor.
+    pub fn classes(&self) -> usize {
+        self.by_class.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -327,11 +219,10 @@ impl DonorBank {
     }
 
     /// Every slot's source for an image of `label` (see the module rules).
-    pub fn plan(&self, key: &str, label: i64, cfg: &PrepareConfig) -> Vec<SlotSource> {
-        let class = cfg.donor_class(label);
-        let seed = cfg.seed;
+    pub fn plan(&self, key: &str, label: i64, p: &Pairing) -> Vec<SlotSource> {
+        let (class, seed) = (p.class, p.seed);
         let mut out = Vec::new();
-        for v in &cfg.variants {
+        for v in p.variants {
             let missing = |what: &str| match class {
                 Some(c) => no_donor(format!("no {what} donor for class {c} in the bank")),
                 None => no_donor(format!("label {label} is in no class of the class map")),
@@ -345,7 +236,7 @@ impl DonorBank {
                 Variant::MixedNext => out.push(
                     class
                         .and_then(|c| {
-                            let n = cfg.donor_classes().max(1);
+                            let n = p.classes.max(1);
                             self.smallest(key, (c + 1).rem_euclid(n), seed, NEXT_SALT)
                         })
                         .map_or_else(|| missing("next-class"), SlotSource::Donor),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::classes::ClassMap;
-use crate::donors::{DonorBank, SlotSource};
+use crate::donors::{DonorBank, Pairing, SlotSource};
 use crate::error::ItemError;
 use crate::item::{ItemMeta, Prepared};
 
@@ -175,7 +175,13 @@ fn prepare_inner(
     crop_groups(bytes, header, &ann, cfg, s)?;
     let sources = match &cfg.donors {
         Some(bank) => {
-            let sources = bank.plan(&sample.key, ann.label, cfg);
+            let pairing = Pairing {
+                class: cfg.donor_class(ann.label),
+                classes: cfg.donor_classes(),
+                seed: cfg.seed,
+                variants: &cfg.variants,
+            };
+            let sources = bank.plan(&sample.key, ann.label, &pairing);
             meta.backgrounds = sources.iter().map(|s| bank.source_label(s)).collect();
             meta.slot_errors = sources.iter().map(SlotSource::error).collect();
             sources

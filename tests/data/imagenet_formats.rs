@@ -11,7 +11,6 @@ use bgstream::ops::geometry::foreground_fraction;
 use bgstream::source::shard_writer::imagenet::{read_imagenet_csv, Classes};
 use bgstream::source::tar_reader::read_shard;
 use bgstream::source::Annotation;
-use jpeg_encoder::{ColorType, Encoder};
 
 use crate::common::{self, path_str};
 
@@ -378,17 +377,6 @@ fn built_in_classes_match_the_reference_synsets() {
     assert_eq!(imagenet::classes(), reference.as_slice());
 }
 
-fn jpeg(w: u16, h: u16) -> Vec<u8> {
-    let px: Vec<u8> = (0..w as usize * h as usize * 3)
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
-    let mut out = Vec::new();
-    Encoder::new(&mut out, 90)
-        .encode(&px, w, h, ColorType::Rgb)
-        .unwrap();
-    out
-}
-
 fn xml(size: (u32, u32), objects: &[(&str, [u32; 4])]) -> String {
     let objects: String = objects
         .iter()
@@ -448,7 +436,7 @@ fn checks_are_counted_listed_and_recorded() {
         std::fs::create_dir_all(tree.join(folder)).unwrap();
         std::fs::write(
             tree.join(folder).join(format!("{}.JPEG", key(i))),
-            jpeg(96, 80),
+            common::jpeg(96, 80, 0),
         )
         .unwrap();
     }

@@ -5,20 +5,10 @@ use std::path::{Path, PathBuf};
 
 use bgstream::source::tar_reader::read_shard;
 use bgstream::source::Annotation;
-use jpeg_encoder::{ColorType, Encoder};
 
 use crate::common::{self, path_str};
 
-fn jpeg(w: u16, h: u16, seed: u8) -> Vec<u8> {
-    let px: Vec<u8> = (0..w as usize * h as usize * 3)
-        .map(|i| ((i * 31 + seed as usize * 17) % 251) as u8)
-        .collect();
-    let mut out = Vec::new();
-    Encoder::new(&mut out, 90)
-        .encode(&px, w, h, ColorType::Rgb)
-        .unwrap();
-    out
-}
+use common::jpeg;
 
 /// (key, annotation, image bytes) of every sample of the `.tar` files in `dir`, in order.
 fn read_back(dir: &Path) -> Vec<(String, Annotation, Vec<u8>)> {

@@ -88,6 +88,18 @@ pub fn bgstream(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A `w x h` RGB JPEG of a fixed pattern that `seed` shifts.
+pub fn jpeg(w: u16, h: u16, seed: u8) -> Vec<u8> {
+    let px: Vec<u8> = (0..w as usize * h as usize * 3)
+        .map(|i| ((i * 31 + seed as usize * 17) % 251) as u8)
+        .collect();
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 90)
+        .encode(&px, w, h, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    out
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }

@@ -145,11 +145,8 @@ fn the_same_run_from_two_directories_writes_identical_files() {
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(root.join("b/shared/data/textures")).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    let mut jpg = Vec::new();
-    jpeg_encoder::Encoder::new(&mut jpg, 90)
-        .encode(&[200; 64 * 64 * 3], 64, 64, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    std::fs::write(root.join("b/shared/data/textures/flat.jpg"), jpg).unwrap();
+    let texture = common::jpeg(64, 64, 0);
+    std::fs::write(root.join("b/shared/data/textures/t.jpg"), texture).unwrap();
     let run = |cwd: &Path, up: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_bgstream"))
             .current_dir(cwd)

@@ -6,16 +6,16 @@
 //! model path can never cost an earlier run its files), and [`crate::pipeline::run`]
 //! executes the plan.
 
+pub mod donor_scan;
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::config::RunConfig;
-use crate::donors::DonorBank;
 use crate::error::FatalError;
-use crate::infer::{Model, Precision};
-use crate::ops::geometry::Interpolation;
+use crate::infer::{Model, Precision, Sidecar};
 use crate::ops::textures::{texture_dir, TextureSet};
 use crate::ops::variants::Variant;
 use crate::prepare::PrepareConfig;
@@ -50,7 +50,7 @@ impl RunPlan {
             // of its class to pair with when the class has two).
             let per_class = cfg.donors.div_ceil(classes).max(2);
             let readers = cfg.workers.max(cfg.readers);
-            let bank = DonorBank::build(&cfg.donor_shards, &prepare, per_class, readers);
+            let bank = donor_scan::build_bank(&cfg.donor_shards, &prepare, per_class, readers);
             prepare.donors = Some(Arc::new(bank));
         }
         let identity = RunIdentity::new(&cfg, &groups, &prepare.textures);
@@ -147,7 +147,8 @@ pub fn prepare_config(cfg: &RunConfig, groups: &[Vec<Model>]) -> Result<PrepareC
 #[serde(deny_unknown_fields)]
 pub struct RunIdentity {
     pub bgstream_version: String,
-    pub models: Vec<ModelIdentity>,
+    /// Every model's sidecar: name, weights tag, preprocessing, classes, frozen precision.
+    pub models: Vec<Sidecar>,
     pub variants: Vec<String>,
     pub seed: u64,
     pub min_fg: f64,
@@ -159,20 +160,6 @@ pub struct RunIdentity {
     pub textures: TextureIdentity,
     pub donors: Option<DonorIdentity>,
     pub world_size: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelIdentity {
-    pub name: String,
-    pub weights: String,
-    pub input_size: usize,
-    pub crop_pct: f64,
-    pub interpolation: Interpolation,
-    pub mean: [f64; 3],
-    pub std: [f64; 3],
-    pub num_classes: i64,
-    pub frozen_precision: Option<Precision>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,24 +181,7 @@ pub struct DonorIdentity {
 
 impl RunIdentity {
     pub fn new(cfg: &RunConfig, groups: &[Vec<Model>], textures: &TextureSet) -> Self {
-        let models = groups
-            .iter()
-            .flatten()
-            .map(|m| {
-                let s = &m.sidecar;
-                ModelIdentity {
-                    name: s.name.clone(),
-                    weights: s.weights.clone(),
-                    input_size: s.input_size,
-                    crop_pct: s.crop_pct,
-                    interpolation: s.interpolation,
-                    mean: s.mean,
-                    std: s.std,
-                    num_classes: s.num_classes,
-                    frozen_precision: s.frozen_precision,
-                }
-            })
-            .collect();
+        let models = groups.iter().flatten().map(|m| m.sidecar.clone()).collect();
         let donors = cfg
             .variants
             .iter()
