@@ -15,6 +15,9 @@ use crate::ops::decode::Limits;
 use crate::ops::variants::Variant;
 use crate::ranks::Rank;
 
+/// Largest `--batch-size`: a batch of 4,096 images at 224 px is 600 MB of uint8 per buffer.
+pub const MAX_BATCH: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// Every shard of the run (all ranks), canonical and sorted per pattern.
@@ -102,8 +105,14 @@ impl RunConfig {
             .out
             .clone()
             .ok_or_else(|| cfg_err("--out DIR is required"))?;
-        if a.batch_size == 0 {
-            return Err(cfg_err("--batch-size must be at least 1"));
+        // Batches are allocated (and pinned on CUDA) at full size: bound it up front.
+        if !(1..=MAX_BATCH).contains(&a.batch_size) {
+            return Err(FatalError::Config(format!(
+                "--batch-size must be in 1..={MAX_BATCH}"
+            )));
+        }
+        if a.max_pixels == 0 {
+            return Err(cfg_err("--max-pixels must be at least 1"));
         }
         if a.rows_per_file == 0 {
             return Err(cfg_err("--rows-per-file must be at least 1"));

@@ -93,7 +93,7 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
         bgstream::atomic::write_file(path, text.as_bytes())?;
     }
     Ok(if s.interrupted {
-        EXIT_INTERRUPTED
+        STOP_SIGNAL_EXIT.load(Ordering::SeqCst)
     } else if s.failed > 0 || !s.shard_errors.is_empty() {
         EXIT_ITEMS_FAILED
     } else {
@@ -101,18 +101,48 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// The exit status of an interrupted run: 128 + the signal that stopped it.
 #[cfg(feature = "torch")]
-/// First Ctrl-C: stop reading and drain. Second: abort at once.
-async fn shutdown_signal() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return std::future::pending().await;
+static STOP_SIGNAL_EXIT: std::sync::atomic::AtomicU8 =
+    std::sync::atomic::AtomicU8::new(EXIT_INTERRUPTED);
+
+/// The next delivery of a signal we may not have been able to listen for.
+#[cfg(feature = "torch")]
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
-    eprintln!("bgstream: interrupted, finishing what is in flight (Ctrl-C again to abort)");
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("bgstream: aborted");
-            std::process::exit(i32::from(EXIT_INTERRUPTED));
+}
+
+#[cfg(feature = "torch")]
+/// First Ctrl-C, SIGTERM (Slurm's time limit or preemption, before its SIGKILL) or SIGHUP:
+/// stop reading, drain and commit finished shards. A second signal aborts at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind| signal(kind).ok();
+    let (mut term, mut hup) = (
+        listen(SignalKind::terminate()),
+        listen(SignalKind::hangup()),
+    );
+    let (name, code) = tokio::select! {
+        r = tokio::signal::ctrl_c() => match r {
+            Ok(()) => ("interrupted", EXIT_INTERRUPTED),
+            Err(_) => return std::future::pending().await,
+        },
+        Some(()) = recv(&mut term) => ("terminated (SIGTERM)", 143),
+        Some(()) = recv(&mut hup) => ("hung up (SIGHUP)", 129),
+    };
+    STOP_SIGNAL_EXIT.store(code, Ordering::SeqCst);
+    eprintln!("bgstream: {name}, finishing what is in flight (signal again to abort)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(()) = recv(&mut term) => {}
+            Some(()) = recv(&mut hup) => {}
         }
+        eprintln!("bgstream: aborted");
+        std::process::exit(i32::from(code));
     });
 }
 

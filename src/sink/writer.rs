@@ -75,8 +75,13 @@ pub struct ParquetSink {
     report: SinkReport,
 }
 
-/// File-name stem for a shard: its file stem (sanitised) plus a hash of its full path, so
-/// that `a/x.tar` and `b/x.tar` never collide and reruns use the same names.
+/// Longest part of a shard's own name kept in its part files' names: with the hash and
+/// suffixes a part file name stays far below the usual 255-byte limit.
+const STEM_CHARS: usize = 80;
+
+/// File-name stem for a shard: its file stem (sanitised, at most [`STEM_CHARS`]) plus a
+/// hash of its full path, so that `a/x.tar` and `b/x.tar` (or two long names that share
+/// their first 80 characters) never collide and reruns use the same names.
 pub fn shard_file_stem(shard: &str) -> String {
     let stem: String = Path::new(shard)
         .file_stem()
@@ -90,6 +95,7 @@ pub fn shard_file_stem(shard: &str) -> String {
                 '_'
             }
         })
+        .take(STEM_CHARS)
         .collect();
     format!("part-{stem}-{:08x}", xxh3_64(shard.as_bytes()) as u32)
 }

@@ -194,3 +194,41 @@ fn the_same_run_from_two_directories_writes_identical_files() {
     assert!(identity.contains("builtin:brick"), "{identity}");
     assert!(!sorted_rows(&a.join("out")).is_empty());
 }
+
+#[test]
+fn long_shard_names_keep_part_files_short_and_numbers_are_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = shards(tmp.path());
+    // Two shards whose names are 240 bytes long and share their first 200: the part files
+    // must stay short, and distinct.
+    let long = tmp.path().join("long");
+    std::fs::create_dir(&long).unwrap();
+    let first = glob::glob(&glob).unwrap().next().unwrap().unwrap();
+    for tail in ["a", "b"] {
+        let name = format!("{}{}.tar", "x".repeat(200), tail.repeat(36));
+        std::fs::copy(&first, long.join(name)).unwrap();
+    }
+    let out = tmp.path().join("out");
+    let pattern = format!("{}/*.tar", long.display());
+    let (code, stderr) = status(&mut command(&pattern, &out, &[], &[]));
+    assert_eq!(code, 0, "{stderr}");
+    let parts: Vec<String> = snapshot(&out)
+        .into_keys()
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert!(parts.iter().all(|n| n.len() < 120), "{parts:?}");
+
+    for (opt, want) in [
+        (
+            ("--batch-size", "100000"),
+            "--batch-size must be in 1..=4096",
+        ),
+        (("--batch-size", "0"), "--batch-size must be in 1..=4096"),
+        (("--max-pixels", "0"), "--max-pixels must be at least 1"),
+    ] {
+        let (code, stderr) = status(&mut command(&glob, &tmp.path().join("o2"), &[opt], &[]));
+        assert_eq!(code, 1, "{opt:?}: {stderr}");
+        assert!(stderr.contains(want), "{opt:?}: {stderr}");
+    }
+}

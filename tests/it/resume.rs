@@ -242,6 +242,23 @@ fn killed_at_any_point_then_resumed_equals_an_uninterrupted_run() {
     ignore = "needs fail points: cargo test --features failpoints"
 )]
 fn ctrl_c_drains_and_closes_then_resume_finishes() {
+    interrupt_then_resume("-INT", 130, "interrupted");
+}
+
+/// Slurm stops a job at its time limit (or on preemption) with SIGTERM, then SIGKILL after
+/// a grace period: SIGTERM must drain and commit like the first Ctrl-C.
+#[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs fail points: cargo test --features failpoints"
+)]
+fn sigterm_drains_like_ctrl_c_with_exit_143() {
+    interrupt_then_resume("-TERM", 143, "terminated (SIGTERM)");
+}
+
+/// Sends `signal` mid-run; the run must drain, close its files and exit `code`, its summary
+/// must count only what was committed, and `--resume` must finish it.
+fn interrupt_then_resume(signal: &str, code: i32, message: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let glob = shards(tmp.path());
     let reference = tmp.path().join("reference");
@@ -262,14 +279,16 @@ fn ctrl_c_drains_and_closes_then_resume_finishes() {
     }
     let pid = child.id().to_string();
     assert!(Command::new("kill")
-        .args(["-INT", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap()
         .success());
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(130), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stdout}{stderr}");
     assert!(stdout.contains("interrupted"), "{stdout}");
+    assert!(stderr.contains(message), "{stderr}");
     let done = manifest_shards(&out).len();
     assert!(done < SHARDS, "stopped early ({done})");
     // The summary counts what was committed: the rows in the files, the images of the
