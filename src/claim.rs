@@ -109,7 +109,8 @@ fn record_identity(
 ///
 /// - `overwrite`: removes earlier predictions, temporary files and the manifest.
 /// - `resume`: keeps the files of complete shards, deletes everything else an interrupted
-///   run left (files of incomplete shards, `*.tmp`), and drops torn manifest lines.
+///   run left (files of incomplete shards and of shards that failed to read, `*.tmp`), and
+///   drops torn manifest lines.
 /// - neither: refuses a folder that already holds a run.
 ///
 /// A rank of a split run (`W > 1`) only looks at its own files — the part files of its
@@ -151,7 +152,12 @@ fn prepare_out_dir(
         .collect();
     let remove = |p: &Path| std::fs::remove_file(p).map_err(|e| FatalError::output(p, e));
     if resume {
-        let entries = manifest::read(out, &manifest_name)?;
+        // A shard that could not be read to its end is redone: its file may have been
+        // fixed since, and its rows are only what was readable then.
+        let entries: Vec<ShardEntry> = manifest::read(out, &manifest_name)?
+            .into_iter()
+            .filter(|e| e.error.is_none())
+            .collect();
         let keep: HashSet<&str> = entries
             .iter()
             .flat_map(|e| e.files.iter().map(String::as_str))

@@ -65,18 +65,44 @@ fn attach(sample: &mut Sample, member: &str, ext: &str, data: Vec<u8>) {
 /// Reads `path`, calling `emit` for each sample in order. `emit` returns `false` to stop
 /// early (the consumer went away or the run is stopping). I/O and format errors end the
 /// shard and are reported, after every sample before them has been emitted.
+/// A gzip-compressed shard (`.tar.gz`, `.tgz`, whatever its name) is read through a
+/// streaming decoder; other compressions are named in the error.
 pub fn read_shard(path: &Path, emit: impl FnMut(Sample) -> bool) -> ShardReport {
-    match File::open(path) {
-        Ok(file) => read_archive(
-            BufReader::with_capacity(1 << 20, file),
-            path.display().to_string().into(),
-            emit,
-        ),
-        Err(e) => ShardReport {
-            error: Some(format!("cannot open: {e}")),
-            ..Default::default()
-        },
+    let fail = |error: String| ShardReport {
+        error: Some(error),
+        ..Default::default()
+    };
+    let mut file = match File::open(path) {
+        Ok(file) => BufReader::with_capacity(1 << 20, file),
+        Err(e) => return fail(format!("cannot open: {e}")),
+    };
+    let magic = match std::io::BufRead::fill_buf(&mut file) {
+        Ok(buf) => buf[..buf.len().min(6)].to_vec(),
+        Err(e) => return fail(format!("cannot read: {e}")),
+    };
+    let shard: Arc<str> = path.display().to_string().into();
+    match compression(&magic) {
+        None => read_archive(file, shard, emit),
+        Some("gzip") => read_archive(flate2::bufread::MultiGzDecoder::new(file), shard, emit),
+        Some(other) => fail(format!(
+            "the shard is {other}-compressed; bgstream reads plain and gzip-compressed tar \
+             shards (decompress it, or recompress it with gzip)"
+        )),
     }
+}
+
+/// The compression a file starts with, by its magic bytes.
+fn compression(magic: &[u8]) -> Option<&'static str> {
+    [
+        (&b"\x1f\x8b"[..], "gzip"),
+        (&b"\x28\xb5\x2f\xfd"[..], "zstd"),
+        (&b"BZh"[..], "bzip2"),
+        (&b"\xfd7zXZ\x00"[..], "xz"),
+        (&b"\x04\x22\x4d\x18"[..], "lz4"),
+    ]
+    .into_iter()
+    .find(|(m, _)| magic.starts_with(m))
+    .map(|(_, name)| name)
 }
 
 /// [`read_shard`] over any reader (the fuzz target feeds it raw bytes).

@@ -232,3 +232,74 @@ fn long_shard_names_keep_part_files_short_and_numbers_are_bounded() {
         assert!(stderr.contains(want), "{opt:?}: {stderr}");
     }
 }
+
+/// Every row of `dir` without the `shard` column (which names the file), sorted.
+fn rows_without_shard(dir: &Path) -> String {
+    common::reference_sql(
+        dir,
+        "select key, variant, model, top5_classes, p_true, status from rows \
+         order by key, variant, model",
+    )
+    .to_string()
+}
+
+#[test]
+fn gzip_shards_read_like_plain_ones_and_other_compressions_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = shards(tmp.path());
+    let plain_out = tmp.path().join("plain");
+    assert_eq!(status(&mut command(&glob, &plain_out, &[], &[])).0, 0);
+    let gz = tmp.path().join("gz");
+    std::fs::create_dir(&gz).unwrap();
+    for p in glob::glob(&glob).unwrap() {
+        let p = p.unwrap();
+        let name = format!("{}.gz", p.file_name().unwrap().to_str().unwrap());
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(gz.join(name)).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::copy(&mut std::fs::File::open(&p).unwrap(), &mut enc).unwrap();
+        enc.finish().unwrap();
+    }
+    let gz_out = tmp.path().join("gz-out");
+    let pattern = format!("{}/*.tar.gz", gz.display());
+    let (code, stderr) = status(&mut command(&pattern, &gz_out, &[], &[]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rows_without_shard(&gz_out), rows_without_shard(&plain_out));
+
+    // A zstd shard is refused by name, with no raw bytes in the message.
+    let zst = tmp.path().join("z.tar.zst");
+    std::fs::write(&zst, b"\x28\xb5\x2f\xfd\x00\x58\xff\xfe garbage").unwrap();
+    let summary = tmp.path().join("summary.json");
+    let (code, stderr) = status(&mut command(
+        path_str(&zst),
+        &tmp.path().join("z-out"),
+        &[],
+        &["--summary-json", path_str(&summary)],
+    ));
+    assert_eq!(code, 3, "{stderr}");
+    let s = std::fs::read_to_string(&summary).unwrap();
+    assert!(s.contains("zstd-compressed"), "{s}");
+    assert!(s.is_ascii(), "{s}");
+}
+
+#[test]
+fn a_shard_that_failed_to_read_is_redone_by_resume_once_fixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = shards(tmp.path());
+    let reference = tmp.path().join("reference");
+    assert_eq!(status(&mut command(&glob, &reference, &[], &[])).0, 0);
+    // Cut one shard in the middle of its second sample.
+    let victim = glob::glob(&glob).unwrap().next().unwrap().unwrap();
+    let whole = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &whole[..whole.len() / 3]).unwrap();
+    let out = tmp.path().join("out");
+    let (code, stderr) = status(&mut command(&glob, &out, &[], &[]));
+    assert_eq!(code, 3, "a shard error: {stderr}");
+    assert_ne!(sorted_rows(&out), sorted_rows(&reference));
+    // The user restores the file; --resume redoes that shard and only that one.
+    std::fs::write(&victim, &whole).unwrap();
+    let (code, stderr) = status(&mut command(&glob, &out, &[], &["--resume"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(sorted_rows(&out), sorted_rows(&reference));
+}
