@@ -152,12 +152,63 @@ fn png_err(e: zune_png::error::PngDecodeErrors) -> ItemError {
     ItemError::Decode(format!("PNG: {e:?}"))
 }
 
+/// zune-jpeg's lenient mode fills a scan that ends early with grey and reports success,
+/// which would turn a truncated file into an `ok` row. So a JPEG must end its scan data
+/// with an end-of-image marker, and is decoded strictly first; when strict decoding fails
+/// for any other reason than a premature end (a harmless quirk), the lenient result is kept.
 fn decode_jpeg(
     bytes: &[u8],
     out: &mut Vec<u8>,
     limits: &Limits,
 ) -> Result<(usize, usize), ItemError> {
-    let mut d = JpegDecoder::new_with_options(ZCursor::new(bytes), options(limits));
+    if !jpeg_has_end(bytes) {
+        // Headers first: a file cut inside them is reported as what it is.
+        dimensions(bytes, limits)?;
+        return Err(ItemError::Decode(
+            "truncated JPEG: no end-of-image marker after the scan data".into(),
+        ));
+    }
+    let strict = match decode_jpeg_with(bytes, out, limits, true) {
+        Ok(dims) => return Ok(dims),
+        Err(e) => e,
+    };
+    if strict
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("premature")
+    {
+        return Err(ItemError::Decode(format!("truncated JPEG ({strict})")));
+    }
+    decode_jpeg_with(bytes, out, limits, false)
+}
+
+/// Whether an end-of-image marker (0xFFD9) follows the first scan header of the main image.
+/// Entropy-coded data escapes every 0xFF, so a marker there is real; the segments before
+/// the scan are walked by their lengths, so an embedded EXIF thumbnail does not count.
+pub fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        match bytes[i + 1] {
+            0xFF => i += 1,
+            // From the end: the marker is almost always the last two bytes.
+            0xDA => return bytes[i..].windows(2).rev().any(|w| w == [0xFF, 0xD9]),
+            _ => i += 2 + u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize,
+        }
+    }
+    false
+}
+
+fn decode_jpeg_with(
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+    limits: &Limits,
+    strict: bool,
+) -> Result<(usize, usize), ItemError> {
+    let options = options(limits).set_strict_mode(strict);
+    let mut d = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     d.decode_headers().map_err(|e| jpeg_err(bytes, e))?;
     let info = d
         .info()

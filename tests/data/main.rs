@@ -9,3 +9,4 @@ mod common;
 mod aggregate;
 mod imagenet_formats;
 mod shard_formats;
+mod truncated_jpegs;
