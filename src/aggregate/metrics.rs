@@ -3,6 +3,8 @@
 
 use super::load::{Loaded, TOP1, TOP5};
 use crate::error::FatalError;
+use crate::ops::variants::is_multi_row;
+pub use crate::ops::variants::keeps_foreground;
 
 /// 95% Wilson score interval of `k` successes in `n` trials.
 pub fn wilson(k: u64, n: u64) -> (f64, f64) {
@@ -81,9 +83,6 @@ pub struct BgRow {
     pub challenge_top1: Option<f64>,
     pub challenge_images: u64,
 }
-
-use crate::ops::variants::is_multi_row;
-pub use crate::ops::variants::keeps_foreground;
 
 #[derive(Debug, Clone)]
 pub struct Aggregate {

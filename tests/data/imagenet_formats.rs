@@ -318,12 +318,14 @@ fn inclusive_boxes_reach_the_last_column_and_set_the_fraction() {
     }
 }
 
-fn run_records_fraction(shards: &Path, out: &Path, key: &str, want: f64) {
-    let (code, stdout, stderr) = common::bgstream(&[
+/// The tiny model on `original` over the first shard in `shards`, into `out`.
+fn run_original(shards: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
+    let (shard, model) = (shards.join("val-000000.tar"), common::model("tiny"));
+    let mut args = vec![
         "--shards",
-        path_str(&shards.join("val-000000.tar")),
+        path_str(&shard),
         "--model",
-        path_str(&common::model("tiny")),
+        path_str(&model),
         "--device",
         "cpu",
         "--variants",
@@ -331,7 +333,13 @@ fn run_records_fraction(shards: &Path, out: &Path, key: &str, want: f64) {
         "--out",
         path_str(out),
         "--no-progress",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    common::bgstream(&args)
+}
+
+fn run_records_fraction(shards: &Path, out: &Path, key: &str, want: f64) {
+    let (code, stdout, stderr) = run_original(shards, out, &[]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let got = common::reference_sql(out, "select key, status, fg_fraction from rows");
     assert_eq!(got[0][0], key);
@@ -471,23 +479,8 @@ fn checks_are_counted_listed_and_recorded() {
     // The run: the mismatched image is a recorded size_mismatch row (needs libtorch).
     if cfg!(feature = "torch") {
         let out = tmp.path().join("out");
-        let (code, stdout, stderr) = common::bgstream(&[
-            "--shards",
-            path_str(&shards.join("val-000000.tar")),
-            "--model",
-            path_str(&common::model("tiny")),
-            "--device",
-            "cpu",
-            "--variants",
-            "original",
-            "--min-fg",
-            "0",
-            "--max-fg",
-            "1",
-            "--out",
-            path_str(&out),
-            "--no-progress",
-        ]);
+        let (code, stdout, stderr) =
+            run_original(&shards, &out, &["--min-fg", "0", "--max-fg", "1"]);
         assert_eq!(code, 3, "some items failed\n{stdout}\n{stderr}");
         let got = common::reference_sql(&out, "select key, status from rows order by key");
         assert_eq!(

@@ -297,9 +297,9 @@ pub(super) fn is_kaggle_header(first_line: &str) -> bool {
     fields == ["imageid", "predictionstring"]
 }
 
-/// The `val_index,label,width,height,boxes` table (`../shared/data/imagenet-val/
-/// annotations.csv`): boxes `x0 y0 x1 y1` joined by `;`, the numbers of the XML files. The
-/// image of row `i` has the key `ILSVRC2012_val_{i:08}`.
+/// The `val_index,label,width,height,boxes` table of the validation set: boxes
+/// `x0 y0 x1 y1` joined by `;`, the numbers of the XML files. The image of row `i` has the
+/// key `ILSVRC2012_val_{i:08}`.
 pub fn read_imagenet_csv(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| bad(path, e.to_string()))?;
     let mut found = Vec::new();

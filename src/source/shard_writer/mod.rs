@@ -7,8 +7,7 @@
 //! - `kaggle`: Kaggle's `LOC_val_solution.csv` (`ImageId,PredictionString`, the string
 //!   `wnid x0 y0 x1 y1` per box).
 //! - `imagenet-csv`: the table `val_index,label,width,height,boxes` (boxes `x0 y0 x1 y1`
-//!   joined by `;`), as `../shared/data/imagenet-val/annotations.csv`; row `i` is the image
-//!   with key `ILSVRC2012_val_{i:08}`.
+//!   joined by `;`); row `i` is the image with key `ILSVRC2012_val_{i:08}`.
 //!
 //!   For these three ([`imagenet`]): classes are the 1,000 ImageNet-1k wnids built into
 //!   the binary (or `--synsets`), the wnid is recorded in every sample, ImageNet's inclusive
