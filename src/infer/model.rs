@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::Precision;
-use crate::error::FatalError;
+use crate::error::{panic_message, FatalError};
 pub use crate::item::Prediction;
 use crate::ops::geometry::{Interpolation, Preprocess};
 
@@ -64,8 +64,9 @@ impl Sidecar {
         {
             return Err("std must be > 0 and mean finite".into());
         }
-        if self.num_classes < 1 {
-            return Err(format!("num_classes {} < 1", self.num_classes));
+        // Class ids travel back from the device as f32 (one readback per batch).
+        if !(1..=1 << 24).contains(&self.num_classes) {
+            return Err(format!("num_classes {} outside 1..=2^24", self.num_classes));
         }
         Ok(())
     }
@@ -91,11 +92,12 @@ pub struct Model {
     bias: Tensor,
 }
 
-/// Device tensors of a launched batch, read back later (so the GPU works meanwhile).
+/// The device tensor of a launched batch, read back later (so the GPU works meanwhile):
+/// per row, top-k probabilities, top-k class ids (exact in f32 below 2^24 classes) and the
+/// true label's probability, packed so that a batch costs one device-to-host copy.
 pub struct PendingOutput {
-    top_p: Tensor,
-    top_i: Tensor,
-    p_true: Tensor,
+    packed: Tensor,
+    k: usize,
 }
 
 impl Model {
@@ -199,56 +201,75 @@ impl Model {
 
     /// Launches the forward pass and the top-5 / true-label reductions without waiting.
     pub fn launch(&self, nhwc_u8: &Tensor, labels: &Tensor) -> Result<PendingOutput, FatalError> {
-        let run = || -> Result<PendingOutput, tch::TchError> {
+        guarded(self.name(), || {
             let probs = self
                 .logits(nhwc_u8)?
                 .f_to_kind(Kind::Float)?
                 .f_softmax(-1, Kind::Float)?;
             let k = self.sidecar.num_classes.min(5);
             let (top_p, top_i) = probs.f_topk(k, -1, true, true)?;
-            let p_true = probs
-                .f_gather(1, &labels.f_unsqueeze(1)?, false)?
-                .f_squeeze_dim(1)?;
+            let p_true = probs.f_gather(1, &labels.f_unsqueeze(1)?, false)?;
+            let packed = Tensor::f_cat(&[top_p, top_i.f_to_kind(Kind::Float)?, p_true], 1)?;
             Ok(PendingOutput {
-                top_p,
-                top_i,
-                p_true,
+                packed,
+                k: k as usize,
             })
-        };
-        tch::no_grad(run).map_err(|source| FatalError::Inference {
-            model: self.name().to_string(),
-            source: source.into(),
         })
+    }
+
+    /// Runs `iters` batches of the full shape `batch` and waits for them, so that what is
+    /// chosen or compiled per input shape (cuDNN autotuning, the TorchScript profiling
+    /// executor) is settled before the first real batch, not during it.
+    pub fn warm_up(&self, batch: usize, iters: usize) -> Result<(), FatalError> {
+        let s = self.sidecar.input_size as i64;
+        let input = Tensor::zeros([batch as i64, s, s, 3], (Kind::Uint8, self.device));
+        let labels = Tensor::zeros([batch as i64], (Kind::Int64, self.device));
+        for _ in 0..iters {
+            self.launch(&input, &labels)?.collect(self.name())?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a libtorch call for `model`: a `TchError` or a panic inside tch (some of its calls
+/// panic rather than return errors) becomes an inference error that names the model.
+fn guarded<T>(
+    model: &str,
+    run: impl FnOnce() -> Result<T, tch::TchError>,
+) -> Result<T, FatalError> {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| FatalError::Inference {
+        model: model.to_string(),
+        source,
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tch::no_grad(run))) {
+        Ok(result) => result.map_err(|e| failed(e.into())),
+        Err(panic) => Err(failed(
+            format!("panicked: {}", panic_message(&*panic)).into(),
+        )),
     }
 }
 
 impl PendingOutput {
-    /// Waits for the device and reads the batch back.
+    /// Waits for the device and reads the batch back (one copy).
     pub fn collect(self, model: &str) -> Result<Vec<Prediction>, FatalError> {
-        let read = || -> Result<Vec<Prediction>, tch::TchError> {
-            let n = self.p_true.size()[0] as usize;
-            let k = self.top_i.size()[1] as usize;
-            let top_i =
-                Vec::<i64>::try_from(self.top_i.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
-            let top_p =
-                Vec::<f32>::try_from(self.top_p.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
-            let p_true = Vec::<f32>::try_from(self.p_true.f_to_device(Device::Cpu)?)?;
-            Ok((0..n)
-                .map(|r| {
-                    let mut p = Prediction {
-                        top5: [-1; 5],
-                        top5_prob: [0.0; 5],
-                        p_true: p_true[r],
-                    };
-                    p.top5[..k].copy_from_slice(&top_i[r * k..(r + 1) * k]);
-                    p.top5_prob[..k].copy_from_slice(&top_p[r * k..(r + 1) * k]);
-                    p
-                })
-                .collect())
-        };
-        read().map_err(|source| FatalError::Inference {
-            model: model.to_string(),
-            source: source.into(),
-        })
+        let k = self.k;
+        let host = guarded(model, || {
+            Vec::<f32>::try_from(self.packed.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)
+        })?;
+        Ok(host
+            .chunks_exact(2 * k + 1)
+            .map(|r| {
+                let mut p = Prediction {
+                    top5: [-1; 5],
+                    top5_prob: [0.0; 5],
+                    p_true: r[2 * k],
+                };
+                p.top5_prob[..k].copy_from_slice(&r[..k]);
+                for (id, &f) in p.top5[..k].iter_mut().zip(&r[k..2 * k]) {
+                    *id = f as i64;
+                }
+                p
+            })
+            .collect())
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
 
-use crate::error::FatalError;
+use crate::error::{panic_message, FatalError};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -55,12 +55,7 @@ impl Control {
         tokio::task::spawn_blocking(move || match catch_unwind(AssertUnwindSafe(stage)) {
             Ok(v) => Some(v),
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                ctl.fail(FatalError::Panic(what));
+                ctl.fail(FatalError::Panic(panic_message(&*panic)));
                 None
             }
         })

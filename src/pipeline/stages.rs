@@ -100,6 +100,8 @@ pub fn infer(
     let _no_grad = tch::no_grad_guard();
     let mut emit = |msg: SinkMsg| sink.send_blocking(msg).is_ok();
     let mut run = || -> Result<(), FatalError> {
+        // While the readers and CPU workers start filling the channels.
+        inference.warm_up()?;
         while let Ok(item) = input.recv_blocking() {
             counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             let counter = match &item {
