@@ -183,19 +183,15 @@ impl Model {
     }
 
     /// Logits for a uint8 NHWC batch already on the model's device. The NCHW view of NHWC
-    /// memory is channels-last, which cuDNN runs fastest; normalisation happens here, on
-    /// the device, in f32 before the cast to the model's precision.
+    /// memory is channels-last, which cuDNN runs fastest. Normalisation is one pass on the
+    /// device: `bias + x * scale` computed in f32 per element and stored in the model's
+    /// precision (a fused multiply-add where the hardware has one).
     pub fn logits(&self, nhwc_u8: &Tensor) -> Result<Tensor, tch::TchError> {
-        let x = nhwc_u8
-            .permute([0, 3, 1, 2])
-            .f_to_kind(Kind::Float)?
-            .f_mul(&self.scale)?
-            .f_add(&self.bias)?;
-        let x = if self.kind == Kind::Float {
-            x
-        } else {
-            x.f_to_kind(self.kind)?
-        };
+        let x =
+            Tensor::f_empty(nhwc_u8.size(), (self.kind, self.device))?.f_permute([0, 3, 1, 2])?;
+        let _ = self
+            .bias
+            .f_addcmul_out(&x, &nhwc_u8.f_permute([0, 3, 1, 2])?, &self.scale)?;
         self.module.forward_ts(&[x])
     }
 
