@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::ops::variants::DEFAULT_VARIANTS;
-use crate::precision::Precision;
+use crate::precision::{Autotune, Precision};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,13 +58,22 @@ pub struct RunArgs {
     /// examples/freeze_model.py runs only in the precision it was frozen in.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
-    /// Turn off cuDNN autotuning (on by default on CUDA: it picks the fastest kernels per
-    /// shape, which may differ between runs in the last bits).
-    #[arg(long)]
+    /// cuDNN autotuning on a GPU: `auto` is off for fp32, so that fp32 rows are the same in
+    /// every run, and on for bf16/fp16; `on` times kernels per shape, and the choice (so the
+    /// last bits of some outputs) may differ between runs (README, Reproducibility).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub cudnn_benchmark: Autotune,
+    /// Same as `--cudnn-benchmark off` (older spelling).
+    #[arg(long, hide = true)]
     pub no_cudnn_benchmark: bool,
-    /// Images per forward pass (per preprocessing group).
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
+    /// Let `--precision fp32` run convolutions and matrix products as TF32 on GPUs that
+    /// have it (A100, H100, H200): faster, with a 10-bit mantissa. Without it fp32 means
+    /// fp32: bgstream sets NVIDIA_TF32_OVERRIDE=0 before CUDA starts.
+    #[arg(long)]
+    pub allow_tf32: bool,
+    /// Images per forward pass (per preprocessing group); default 256 on a GPU, 64 on CPU.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Comma-separated variants; see README "Variants".
     #[arg(long, default_value = DEFAULT_VARIANTS)]
     pub variants: String,

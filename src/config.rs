@@ -13,6 +13,7 @@ use crate::error::FatalError;
 use crate::infer::{resolve_devices, Model, Precision};
 use crate::ops::decode::Limits;
 use crate::ops::variants::Variant;
+use crate::precision::Autotune;
 use crate::ranks::Rank;
 
 /// Largest `--batch-size`: a batch of 4,096 images at 224 px is 600 MB of uint8 per buffer.
@@ -29,6 +30,10 @@ pub struct RunConfig {
     /// One inference worker per device (`--device cuda:0,cuda:1`, `cuda:all`).
     pub devices: Vec<Device>,
     pub precision: Precision,
+    /// cuDNN autotuning is on (CUDA only; `--cudnn-benchmark`).
+    pub cudnn_benchmark: bool,
+    /// fp32 may run as TF32 (CUDA only; `--allow-tf32`).
+    pub tf32: bool,
     pub batch_size: usize,
     pub variants: Vec<Variant>,
     pub textures: Option<PathBuf>,
@@ -105,12 +110,6 @@ impl RunConfig {
             .out
             .clone()
             .ok_or_else(|| cfg_err("--out DIR is required"))?;
-        // Batches are allocated (and pinned on CUDA) at full size: bound it up front.
-        if !(1..=MAX_BATCH).contains(&a.batch_size) {
-            return Err(FatalError::Config(format!(
-                "--batch-size must be in 1..={MAX_BATCH}"
-            )));
-        }
         if a.max_pixels == 0 {
             return Err(cfg_err("--max-pixels must be at least 1"));
         }
@@ -126,12 +125,33 @@ impl RunConfig {
         let variants = Variant::parse_list(&a.variants).map_err(FatalError::Config)?;
         let shards = expand_shards(&a.shards)?;
         let rank = Rank::from_env(a.rank, a.world_size)?;
+        let precision = a.precision;
+        if a.allow_tf32 && precision != Precision::Fp32 {
+            return Err(cfg_err("--allow-tf32 applies to --precision fp32 only"));
+        }
+        // Before the first CUDA call: cuBLAS and cuDNN read it when they start.
+        if precision == Precision::Fp32 && !a.allow_tf32 {
+            crate::infer::device::forbid_tf32().map_err(FatalError::Config)?;
+        }
         let devices = resolve_devices(&a.device, rank.local_rank)?;
         let device = devices[0];
-        let precision = a.precision;
         precision.check(device)?;
-        if device.is_cuda() {
-            tch::Cuda::cudnn_set_benchmark(!a.no_cudnn_benchmark);
+        let cuda = device.is_cuda();
+        let autotune = if a.no_cudnn_benchmark {
+            Autotune::Off
+        } else {
+            a.cudnn_benchmark
+        };
+        let cudnn_benchmark = cuda && autotune.enabled(precision);
+        if cuda {
+            tch::Cuda::cudnn_set_benchmark(cudnn_benchmark);
+        }
+        let batch_size = a.batch_size.unwrap_or(if cuda { 256 } else { 64 });
+        // Batches are allocated (and pinned on CUDA) at full size: bound it up front.
+        if !(1..=MAX_BATCH).contains(&batch_size) {
+            return Err(FatalError::Config(format!(
+                "--batch-size must be in 1..={MAX_BATCH}"
+            )));
         }
         if a.resume && a.overwrite {
             return Err(cfg_err("--resume and --overwrite contradict each other"));
@@ -159,15 +179,23 @@ impl RunConfig {
             device,
             devices,
             precision,
-            batch_size: a.batch_size,
+            cudnn_benchmark,
+            tf32: cuda && a.allow_tf32,
+            batch_size,
             variants,
             textures: a.textures.clone(),
             seed: a.seed,
             min_fg: a.min_fg,
             max_fg: a.max_fg,
-            workers: a
-                .workers
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            workers: a.workers.unwrap_or_else(|| {
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                // On a GPU, one core is left to the inference thread and the writer.
+                if cuda {
+                    cores.saturating_sub(1).max(1)
+                } else {
+                    cores
+                }
+            }),
             readers: a.readers,
             rows_per_file: a.rows_per_file,
             limits: Limits {

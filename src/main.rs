@@ -360,9 +360,15 @@ fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     println!(
-        "device {:?}, {:?}, batch {}, {} variants, {} CPU workers; CPU stage {:.1} samples/s per core, filtered ones included ({:.0} variant-images/s on all workers)",
+        "device {:?}, {}{}, cuDNN autotuning {}, batch {}, {} variants, {} CPU workers; CPU stage {:.1} samples/s per core, filtered ones included ({:.0} variant-images/s on all workers)",
         cfg.device,
-        cfg.precision,
+        cfg.precision.name(),
+        match (cfg.precision, cfg.tf32) {
+            (bgstream::precision::Precision::Fp32, true) => " (TF32 allowed)",
+            (bgstream::precision::Precision::Fp32, false) => " (no TF32)",
+            _ => "",
+        },
+        if cfg.cudnn_benchmark { "on" } else { "off" },
         cfg.batch_size,
         cfg.variants.len(),
         cfg.workers,

@@ -22,3 +22,23 @@ impl Precision {
         }
     }
 }
+
+/// `--cudnn-benchmark`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Autotune {
+    /// Off for fp32 (rows the same in every run), on for bf16 and fp16 (speed).
+    Auto,
+    On,
+    Off,
+}
+
+impl Autotune {
+    /// Whether cuDNN autotuning runs for `precision`.
+    pub fn enabled(self, precision: Precision) -> bool {
+        match self {
+            Autotune::Auto => precision != Precision::Fp32,
+            Autotune::On => true,
+            Autotune::Off => false,
+        }
+    }
+}

@@ -33,6 +33,24 @@ pub fn load_cuda() -> Result<(), String> {
         .clone()
 }
 
+/// Makes fp32 mean fp32 on GPUs with TF32 (Ampere and later), where cuDNN convolutions run
+/// as TF32 by default in torch 2.11: NVIDIA's libraries honour `NVIDIA_TF32_OVERRIDE=0`
+/// over any programmatic setting. It must be set before CUDA is loaded; `Err` if too late.
+pub fn forbid_tf32() -> Result<(), String> {
+    const VAR: &str = "NVIDIA_TF32_OVERRIDE";
+    if std::env::var_os(VAR).is_some_and(|v| v == "0") {
+        return Ok(());
+    }
+    if CUDA_LIB.get().is_some() {
+        return Err(format!("CUDA was loaded before {VAR}=0 could be set"));
+    }
+    // Called from the main thread while it is the only one reading the environment (the
+    // config is built before any runtime, progress or stage thread starts).
+    std::env::set_var(VAR, "0");
+    tracing::info!("fp32 without TF32: {VAR}=0");
+    Ok(())
+}
+
 /// How many GPUs libtorch sees; `Err` says why there are none.
 fn cuda_count() -> Result<i64, String> {
     load_cuda().and_then(|()| {
@@ -91,13 +109,20 @@ pub fn resolve_device(spec: &str, local_rank: Option<usize>) -> Result<Device, F
     }
 }
 
-/// A device list: `cuda:0,cuda:1`, `cuda:all` (every GPU), or one spec as in
+/// A device list: `cuda:0,cuda:1`, `cuda:all` (every GPU; the local rank's alone when a
+/// launcher set one), or one spec as in
 /// [`resolve_device`]. Each device gets its own inference worker. `cpu,cpu` is allowed (two
 /// CPU workers; it tests the fan-out without a GPU).
 pub fn resolve_devices(spec: &str, local_rank: Option<usize>) -> Result<Vec<Device>, FatalError> {
     let spec = spec.trim();
     if spec == "cuda:all" {
         let count = cuda_count().map_err(|why| FatalError::Device(spec.into(), why))?;
+        // Under torchrun or Slurm there is one process per GPU: this one takes its own.
+        if let Some(rank) = local_rank {
+            let gpu = rank % count.max(1) as usize;
+            tracing::info!("cuda:all with LOCAL_RANK {rank}: this process runs on cuda:{gpu}");
+            return Ok(vec![Device::Cuda(gpu)]);
+        }
         return Ok((0..count as usize).map(Device::Cuda).collect());
     }
     let devices = spec

@@ -155,6 +155,12 @@ pub struct RunIdentity {
     pub max_fg: f64,
     pub max_pixels: u64,
     pub precision: Precision,
+    /// TF32 and cuDNN autotuning change the last bits of GPU outputs (absent in runs
+    /// written before they were recorded: false).
+    #[serde(default)]
+    pub tf32: bool,
+    #[serde(default)]
+    pub cudnn_benchmark: bool,
     /// Batch composition changes the last bits of some outputs.
     pub batch_size: usize,
     pub textures: TextureIdentity,
@@ -207,6 +213,8 @@ impl RunIdentity {
             max_fg: cfg.max_fg,
             max_pixels: cfg.limits.max_pixels,
             precision: cfg.precision,
+            tf32: cfg.tf32,
+            cudnn_benchmark: cfg.cudnn_benchmark,
             batch_size: cfg.batch_size,
             textures: TextureIdentity {
                 names: textures.names.clone(),
@@ -261,6 +269,8 @@ mod tests {
             max_fg: 0.7,
             max_pixels: 100,
             precision: Precision::Fp32,
+            tf32: false,
+            cudnn_benchmark: false,
             batch_size: 64,
             textures: TextureIdentity {
                 names: vec![],
@@ -286,6 +296,12 @@ mod tests {
         );
         let text = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<RunIdentity>(&text).unwrap(), a);
+        // A run written before TF32 and autotuning were recorded ran without either.
+        let mut older = serde_json::to_value(&a).unwrap();
+        let fields = older.as_object_mut().unwrap();
+        fields.remove("tf32");
+        fields.remove("cudnn_benchmark");
+        assert_eq!(serde_json::from_value::<RunIdentity>(older).unwrap(), a);
         // An identity file of another shape (an older bgstream) does not parse.
         assert!(serde_json::from_str::<RunIdentity>(r#"{"models": []}"#).is_err());
     }

@@ -497,3 +497,69 @@ fn frozen_export_predicts_like_the_traced_model_and_pins_its_precision() {
         "{stderr}"
     );
 }
+
+/// GPU numerics are options a run records: TF32 only with fp32 (and then only on request),
+/// autotuning and the GPU batch default only on CUDA; fp32 turns TF32 off before CUDA loads.
+#[test]
+fn gpu_numerics_are_checked_and_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = tmp.path().join("s.tar");
+    shard(
+        &s,
+        &[(
+            "a",
+            jpeg(64, 64, false, 1),
+            Some("1"),
+            boxes(&[[8, 8, 40, 40]]),
+        )],
+    );
+    let tiny = common::model("tiny");
+    let base = [
+        "--shards",
+        path_str(&s),
+        "--model",
+        path_str(&tiny),
+        "--no-progress",
+    ];
+    let out = tmp.path().join("bf16");
+    let mut args = base.to_vec();
+    args.extend([
+        "--precision",
+        "bf16",
+        "--allow-tf32",
+        "--out",
+        path_str(&out),
+    ]);
+    let (code, _, stderr) = common::bgstream(&args);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--allow-tf32 applies to --precision fp32"),
+        "{stderr}"
+    );
+    let out = tmp.path().join("fp32");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_bgstream"))
+        .args(base)
+        .args([
+            "--device",
+            "cpu",
+            "--cudnn-benchmark",
+            "on",
+            "--out",
+            path_str(&out),
+        ])
+        .env("BGSTREAM_LOG", "bgstream=info")
+        .env_remove("NVIDIA_TF32_OVERRIDE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("NVIDIA_TF32_OVERRIDE=0"), "{stderr}");
+    let identity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_run.json")).unwrap()).unwrap();
+    assert_eq!(identity["tf32"], false);
+    assert_eq!(
+        identity["cudnn_benchmark"], false,
+        "autotuning is a GPU setting"
+    );
+    assert_eq!(identity["batch_size"], 64, "the CPU default");
+}
