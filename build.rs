@@ -1,10 +1,29 @@
 // Puts libtorch's folder on the binary's rpath so that it runs without LD_LIBRARY_PATH.
 // torch-sys links libtorch but leaves finding it at run time to the user.
+//
+// When libtorch is inside this checkout (the default: `.venv/libtorch`), the rpath is
+// relative to the binary (`$ORIGIN/...`), so a moved checkout still runs and nothing refers
+// to the build machine's absolute paths; a copy of the binary elsewhere runs through
+// `scripts/bgstream`, which finds a torch install. A libtorch outside the checkout keeps its
+// absolute path.
+use std::path::{Path, PathBuf};
+
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    if let Ok(libtorch) = std::env::var("LIBTORCH") {
-        let lib = std::path::Path::new(&libtorch).join("lib");
-        let lib = lib.canonicalize().unwrap_or(lib);
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    let Ok(libtorch) = std::env::var("LIBTORCH") else {
+        return;
+    };
+    let lib = std::path::absolute(Path::new(&libtorch).join("lib")).expect("absolute LIBTORCH");
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    // OUT_DIR is <profile>/build/<pkg>-<hash>/out; binaries land in <profile> and tests in
+    // <profile>/deps.
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
+    let profile = out.ancestors().nth(3).expect("OUT_DIR layout");
+    match pathdiff::diff_paths(&lib, profile) {
+        Some(rel) if lib.starts_with(&manifest) && profile.starts_with(&manifest) => {
+            let rel = rel.display();
+            println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/{rel}:$ORIGIN/../{rel}");
+        }
+        _ => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display()),
     }
 }

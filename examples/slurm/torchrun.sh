@@ -10,7 +10,15 @@ shards=$1 out=$2
 shift 2
 models=()
 for m in "$@"; do models+=(--model "$m"); done
+# The launcher finds torch's lib/ (the checkout's venv, else python3's torch), so this also
+# works with the binary copied to a machine that did not build it.
+bgstream=${BGSTREAM:-$(dirname "$0")/../../scripts/bgstream}
 gpus=$(nvidia-smi -L | wc -l)
+# Each process decodes for its own GPU: its share of the cores, one left for its inference
+# thread and writer.
+workers=$(( $(nproc) / gpus - 1 ))
+[ "$workers" -ge 1 ] || workers=1
 torchrun --standalone --nproc-per-node "$gpus" --no-python \
-  target/release/bgstream --shards "$shards" "${models[@]}" --device cuda --no-progress --out "$out"
-target/release/bgstream aggregate --in "$out"
+  "$bgstream" --shards "$shards" "${models[@]}" --device cuda --workers "$workers" \
+  --no-progress --out "$out"
+"$bgstream" aggregate --in "$out"

@@ -6,6 +6,7 @@ mod bad_input;
 mod batcher;
 mod common;
 mod integrity;
+mod launcher;
 mod model_reference;
 mod pipeline;
 mod ranks;
