@@ -7,7 +7,9 @@ pyarrow. Used by benches/e2e.sh to compare end-to-end throughput in the same run
     python benches/python_baseline.py --shards 'shards/*.tar' --model models/resnet18.pt \\
         --out py-out --workers 2 --batch-size 64 [--device cpu|cuda] [--precision fp32|bf16]
 
-Prints one JSON line: images, variant-images, seconds, images/s, variant-images/s.
+Prints one JSON line: images, variant-images, seconds, images/s, variant-images/s. Timed
+from the first batch requested (worker start-up included, model warm-up not) to the last
+forward read back; writing the Parquet file comes after. `--seconds` stops early.
 Variants: original, bg_only, fg_white, fg_gauss, fg_uniform, fg_color green/yellow/grey
 (fg_texture is left out: a researcher would need to ship texture files to the workers).
 """
@@ -16,6 +18,7 @@ import glob
 import io
 import json
 import os
+import sys
 import tarfile
 import time
 
@@ -102,8 +105,16 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64, help="variant-images per forward pass")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--cudnn-benchmark", default="auto", choices=["auto", "on", "off"],
+                    help="as bgstream's: auto = off for fp32, on for bf16")
+    ap.add_argument("--allow-tf32", action="store_true", help="as bgstream's (fp32 only)")
+    ap.add_argument("--seconds", type=float, default=0,
+                    help="stop after this long (0: every shard); give more shards than that needs")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
+    # The same numerics as bgstream: fp32 without TF32 unless allowed, the same autotuning.
+    torch.backends.cudnn.benchmark = {"auto": args.precision != "fp32", "on": True, "off": False}[args.cudnn_benchmark]
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
     models = []
     for p in args.model:
         meta = json.load(open(os.path.splitext(p)[0] + ".json"))
@@ -117,7 +128,16 @@ def main():
     if any(m[0]["input_size"] != meta0["input_size"] for m in models):
         raise SystemExit("this baseline handles one preprocessing; pass models of one input size")
     paths = sorted(glob.glob(args.shards))
+    if len(paths) < args.workers:
+        print(f"python_baseline: {len(paths)} shards for {args.workers} workers: "
+              "DataLoader splits by shard, so some workers idle", file=sys.stderr)
     per_batch = max(1, args.batch_size // len(VARIANTS))
+    # Warm-up outside the timing, at the full batch shape (as bgstream's forward figure).
+    size = meta0["input_size"]
+    probe = torch.zeros(per_batch * len(VARIANTS), 3, size, size, device=args.device)
+    for meta, m, mean, std, dtype in models:
+        for _ in range(3):
+            m(probe.to(dtype).contiguous(memory_format=torch.channels_last)).float().softmax(-1).cpu()
     loader = torch.utils.data.DataLoader(
         Shards(paths, meta0), batch_size=per_batch, num_workers=args.workers, collate_fn=collate,
         pin_memory=args.device.startswith("cuda"), persistent_workers=False,
@@ -143,9 +163,11 @@ def main():
                 rows["top5_classes"].append(c5[i]); rows["top5_probs"].append(p5[i]); rows["p_true"].append(pt[i])
                 rows["top1_correct"].append(c5[i][0] == labs[i]); rows["top5_correct"].append(labs[i] in c5[i])
         images += b
+        if args.seconds and time.perf_counter() - start >= args.seconds:
+            break
+    secs = time.perf_counter() - start
     os.makedirs(args.out, exist_ok=True)
     pq.write_table(pa.table(rows), os.path.join(args.out, "predictions.parquet"))
-    secs = time.perf_counter() - start
     print(json.dumps({"images": images, "variant_images": images * len(VARIANTS), "models": len(models),
                       "seconds": secs, "images_per_s": images / secs,
                       "variant_images_per_s": images * len(VARIANTS) / secs}))

@@ -58,16 +58,23 @@ pub fn cpu_stage_rate(shards: &[std::path::PathBuf], prep: &PrepareConfig, n: us
 }
 
 /// Variant-images per second of the whole pipeline for `plan` (one model, as `bgstream
-/// bench` plans them), writing to the plan's `--out`.
-pub async fn end_to_end(plan: RunPlan) -> Result<f64, FatalError> {
+/// bench` plans them), writing to the plan's `--out`, and the seconds it ran. With `limit`
+/// the run is stopped after that long (as by Ctrl-C: reading stops, work in flight drains)
+/// and every forward made counts, so a large shard set gives a fixed-length measurement.
+pub async fn end_to_end(
+    plan: RunPlan,
+    limit: Option<std::time::Duration>,
+) -> Result<(f64, f64), FatalError> {
     let claim = crate::claim::claim(&plan)?;
-    let summary = pipeline::run(
-        plan,
-        claim,
-        Arc::new(Counters::default()),
-        std::future::pending(),
-    )
-    .await?;
-    let forwards: u64 = summary.accuracy.iter().map(|a| a.images).sum();
-    Ok(forwards as f64 / summary.elapsed.as_secs_f64())
+    let counters = Arc::new(Counters::default());
+    let stop = async move {
+        match limit {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let summary = pipeline::run(plan, claim, counters.clone(), stop).await?;
+    let forwards = counters.forwards.load(std::sync::atomic::Ordering::Relaxed);
+    let seconds = summary.elapsed.as_secs_f64();
+    Ok((forwards as f64 / seconds, seconds))
 }

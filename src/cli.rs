@@ -235,6 +235,10 @@ pub struct BenchArgs {
     /// Batches timed for the pure forward measurement.
     #[arg(long, default_value_t = 30)]
     pub forward_iters: usize,
+    /// Stop each end-to-end run after this many seconds (0: read every shard). Give more
+    /// shards than the device gets through in that time, so the device never runs dry.
+    #[arg(long, default_value_t = 0.0)]
+    pub e2e_seconds: f64,
     /// Samples timed for the one-core CPU-stage rate.
     #[arg(long, default_value_t = 200)]
     pub cpu_samples: usize,

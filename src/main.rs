@@ -376,8 +376,8 @@ fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
         cpu * variants * cfg.workers as f64
     );
     println!(
-        "{:<28} {:>16} {:>22} {:>8}",
-        "model", "forward img/s", "end-to-end var-img/s", "ratio"
+        "{:<28} {:>16} {:>22} {:>8} {:>8}",
+        "model", "forward img/s", "end-to-end var-img/s", "ratio", "seconds"
     );
     for (i, model) in plan.groups.into_iter().flatten().enumerate() {
         let name = model.name().to_string();
@@ -385,12 +385,13 @@ fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
         let mut one = cfg.clone();
         one.out = scratch.path().join(format!("e2e-{i}"));
         one.models = vec![model.path.clone()];
-        let e2e = runtime.block_on(bgstream::bench::end_to_end(RunPlan::with_models(
-            one,
-            vec![model],
-        )?))?;
+        let limit = (a.e2e_seconds > 0.0).then(|| Duration::from_secs_f64(a.e2e_seconds));
+        let (e2e, seconds) = runtime.block_on(bgstream::bench::end_to_end(
+            RunPlan::with_models(one, vec![model])?,
+            limit,
+        ))?;
         println!(
-            "{name:<28} {forward:>16.1} {e2e:>22.1} {:>8.2}",
+            "{name:<28} {forward:>16.1} {e2e:>22.1} {:>8.2} {seconds:>8.2}",
             e2e / forward
         );
     }
