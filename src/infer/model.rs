@@ -269,3 +269,25 @@ impl PendingOutput {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tch_errors_and_panics_become_errors_naming_the_model() {
+        let err = guarded("resnet50", || -> Result<(), tch::TchError> {
+            panic!("shape mismatch in tch")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("resnet50"), "{err}");
+        let err = guarded("lite0", || {
+            Tensor::f_zeros([2], (Kind::Float, Device::Cpu))?.f_view([3])
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("lite0"), "{err}");
+        assert!(guarded("m", || Ok(1)).is_ok());
+    }
+}
