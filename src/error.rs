@@ -40,6 +40,12 @@ pub enum ItemError {
     BadKey { member: String },
     #[error("sample is incomplete: {0}")]
     Truncated(String),
+    #[error("member {member:?} declares {bytes} bytes, over the {limit}-byte member limit")]
+    MemberTooLarge {
+        member: String,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("image size {found} does not match the annotation's {expected}")]
     SizeMismatch { found: String, expected: String },
 }
@@ -50,7 +56,7 @@ impl ItemError {
         match self {
             ItemError::Decode(_) => "decode_error",
             ItemError::UnsupportedFormat(_) => "unsupported_format",
-            ItemError::TooLarge { .. } => "too_large",
+            ItemError::TooLarge { .. } | ItemError::MemberTooLarge { .. } => "too_large",
             ItemError::TooSmall { .. } => "too_small",
             ItemError::MissingImage => "missing_image",
             ItemError::MissingLabel => "missing_label",

@@ -21,7 +21,8 @@ use {
     std::time::Duration,
 };
 
-/// Finished, but some items or shards failed (rows carry their status).
+/// Finished, but some items or shards failed, or tar members were skipped (rows carry
+/// their status; the summary counts the rest).
 #[cfg(feature = "torch")]
 const EXIT_ITEMS_FAILED: u8 = 3;
 #[cfg(feature = "torch")]
@@ -94,7 +95,7 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
     }
     Ok(if s.interrupted {
         STOP_SIGNAL_EXIT.load(Ordering::SeqCst)
-    } else if s.failed > 0 || !s.shard_errors.is_empty() {
+    } else if s.failed > 0 || !s.shard_errors.is_empty() || s.skipped_members > 0 {
         EXIT_ITEMS_FAILED
     } else {
         0

@@ -75,6 +75,18 @@ pub fn render(s: &RunSummary) -> String {
             s.skipped_members
         );
     }
+    if s.duplicate_keys > 0 {
+        let _ = writeln!(
+            o,
+            "  {} sample(s) have a key that another shard also holds{}: rows stay apart by \
+             `shard`, but a query joining on `key` alone would mix two images",
+            s.duplicate_keys,
+            s.duplicate_examples
+                .first()
+                .map(|(k, a, b)| format!(" (e.g. {k} in {a} and {b})"))
+                .unwrap_or_default()
+        );
+    }
     for (code, n) in &s.failures_by_code {
         let _ = writeln!(o, "  failed: {n} x {code}");
     }
@@ -164,6 +176,8 @@ pub fn to_json(s: &RunSummary) -> serde_json::Value {
         "shards_skipped": s.shards_skipped,
         "shards_incomplete": s.shards_incomplete,
         "skipped_members": s.skipped_members,
+        "duplicate_keys": s.duplicate_keys,
+        "duplicate_examples": s.duplicate_examples,
         "in_flight_max": s.in_flight_max,
         "accuracy": accuracy,
     })

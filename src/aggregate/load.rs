@@ -61,6 +61,10 @@ pub struct Loaded {
     pub unmapped: u64,
     /// The class map's name, when one was applied.
     pub class_map: Option<String>,
+    /// Keys whose rows come from more than one shard (two images under one key, or one
+    /// shard run twice into the input), and the first such (key, shard, other shard).
+    pub cross_shard_keys: u64,
+    pub cross_shard_example: Option<(String, String, String)>,
 }
 
 const REQUIRED: [(&str, &str); 6] = [
@@ -197,6 +201,10 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
     let (mut model_ids, mut variant_ids, mut key_ids) =
         (HashMap::new(), HashMap::new(), HashMap::new());
     let mut keys_by_id: Vec<String> = Vec::new();
+    // Key id -> the shard its first row came from (shard ids interned); keys seen in another.
+    let (mut shard_ids, mut shards) = (HashMap::new(), Vec::new());
+    let mut first_shard: HashMap<u32, usize> = HashMap::new();
+    let mut cross: std::collections::HashSet<u32> = std::collections::HashSet::new();
     for path in &files {
         let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -236,7 +244,7 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
         }
         indices.extend(optional_indices(
             &schema,
-            &["background", "p_true", "label"],
+            &["background", "p_true", "label", "shard"],
         ));
         indices.sort_unstable();
         indices.dedup(); // `label` may be asked for twice (--class-map)
@@ -274,7 +282,21 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone());
             let p_true = cast_column(&batch, "p_true", &DataType::Float32, path)?
                 .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+            let shard = cast_column(&batch, "shard", &DataType::Utf8, path)?
+                .map(|c| c.as_string::<i32>().clone());
             for i in 0..batch.num_rows() {
+                if let Some(sh) = shard.as_ref().filter(|c| !c.is_null(i)) {
+                    let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
+                    let s = intern(&mut shard_ids, &mut shards, sh.value(i));
+                    let first = *first_shard.entry(k).or_insert(s);
+                    if first != s && cross.insert(k) && out.cross_shard_example.is_none() {
+                        out.cross_shard_example = Some((
+                            key.value(i).to_string(),
+                            shards[first].clone(),
+                            shards[s].clone(),
+                        ));
+                    }
+                }
                 let multi = is_multi_row(variant.value(i));
                 if status.value(i) != "ok" {
                     *out.error_rows
@@ -337,6 +359,7 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
             }
         }
     }
+    out.cross_shard_keys = cross.len() as u64;
     out.labels.resize(keys_by_id.len(), -1);
     out.keys = keys_by_id;
     out.files = files;

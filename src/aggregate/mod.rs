@@ -159,7 +159,15 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             }
         }
     }
-    let warnings = completeness::check(&cfg.input);
+    let mut warnings = completeness::check(&cfg.input);
+    if let Some((key, a, b)) = &data.cross_shard_example {
+        warnings.push(format!(
+            "{} key(s) have rows from more than one shard (e.g. {key} in {a} and {b}): two \
+             images under one key, or one shard run twice into the input; per (key, variant, \
+             model) the first row read is kept",
+            data.cross_shard_keys
+        ));
+    }
     std::fs::create_dir_all(&cfg.out).map_err(|e| FatalError::output(&cfg.out, e))?;
     let batch = summary_batch(&aggregate.rows);
     let mut written = Vec::new();

@@ -62,6 +62,10 @@ pub struct RunSummary {
     pub files: Vec<PathBuf>,
     pub shard_errors: Vec<(String, String)>,
     pub skipped_members: u64,
+    /// Samples whose key another shard of this run also holds, and up to a few examples
+    /// (key, one shard, the other).
+    pub duplicate_keys: u64,
+    pub duplicate_examples: Vec<(String, String, String)>,
     pub failures_by_code: Vec<(String, u64)>,
     /// Rows per variant whose slot found no donor background (status `no_donor`).
     pub no_donor: Vec<(String, u64)>,
@@ -111,8 +115,9 @@ pub async fn run(
     let read = {
         let (paths, ctl2, counters) = (queue(&claim.todo), ctl.clone(), counters.clone());
         let sink_tx = sink_tx.clone();
+        let keys = Arc::new(stages::KeyIndex::default());
         ctl.spawn_n(readers, move || {
-            stages::read_shards(paths, sample_tx, sink_tx, ctl2, counters)
+            stages::read_shards(paths, sample_tx, sink_tx, ctl2, counters, keys)
         })
     };
     let cpu = ctl.spawn_n(workers, move || {
@@ -253,6 +258,15 @@ impl RunSummary {
             files: report.files.clone(),
             shard_errors,
             skipped_members: reads.iter().map(|r| r.skipped_members).sum(),
+            duplicate_keys: reads.iter().map(|r| r.duplicate_keys).sum(),
+            duplicate_examples: {
+                let mut e: Vec<_> = (reads.iter())
+                    .flat_map(|r| r.duplicate_examples.clone())
+                    .collect();
+                e.sort();
+                e.truncate(3);
+                e
+            },
             failures_by_code: (t.failures.iter())
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),

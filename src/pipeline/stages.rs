@@ -2,9 +2,10 @@
 //! loops until its input closes or its output is gone, and reports a fatal error to the
 //! run's [`Control`] rather than returning it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender};
 
@@ -25,6 +26,33 @@ pub struct ReadTotals {
     pub skipped_members: u64,
     /// (shard, error) for shards that could not be read to their end.
     pub shard_errors: Vec<(String, String)>,
+    /// Samples whose key an earlier-read shard of this run also holds.
+    pub duplicate_keys: u64,
+    /// The first few: (key, shard read first, this shard).
+    pub duplicate_examples: Vec<(String, String, String)>,
+}
+
+/// Duplicate keys warned about per reader; the rest are counted.
+const DUPLICATE_WARNINGS: usize = 3;
+
+/// Every key the run's readers have seen, with the shard it was first seen in: two shards
+/// holding one key are two images that queries joining on `key` would confuse.
+#[derive(Debug, Default)]
+pub struct KeyIndex(Mutex<HashMap<String, Arc<str>>>);
+
+impl KeyIndex {
+    /// The other shard `key` was first seen in, if any; records it otherwise.
+    fn other_shard(&self, key: &str, shard: &Arc<str>) -> Option<Arc<str>> {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get(key) {
+            Some(first) if first != shard => Some(first.clone()),
+            Some(_) => None,
+            None => {
+                seen.insert(key.to_string(), shard.clone());
+                None
+            }
+        }
+    }
 }
 
 /// Reads shards from `paths`, sends their samples on, and tells the writer how many
@@ -36,6 +64,7 @@ pub fn read_shards(
     sink: Sender<SinkMsg>,
     ctl: Control,
     counters: Arc<Counters>,
+    keys: Arc<KeyIndex>,
 ) -> ReadTotals {
     let mut totals = ReadTotals::default();
     while let Ok(path) = paths.recv_blocking() {
@@ -45,6 +74,23 @@ pub fn read_shards(
         let report = read_shard(&path, |sample| {
             if ctl.stopped() {
                 return false;
+            }
+            if let Some(first) = keys.other_shard(&sample.key, &sample.shard) {
+                totals.duplicate_keys += 1;
+                if totals.duplicate_examples.len() < DUPLICATE_WARNINGS {
+                    tracing::warn!(
+                        key = %sample.key,
+                        "key also in shard {first}; now in {} (rows stay apart by `shard`, \
+                         but queries by key would mix two images)",
+                        sample.shard
+                    );
+                    let example = (
+                        sample.key.clone(),
+                        first.to_string(),
+                        sample.shard.to_string(),
+                    );
+                    totals.duplicate_examples.push(example);
+                }
             }
             counters.samples_read.fetch_add(1, Ordering::Relaxed);
             let now = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;

@@ -29,11 +29,17 @@ pub struct ShardReport {
 
 const IMAGE_EXTS: [&str; 3] = ["jpg", "jpeg", "png"];
 
+/// Largest member read into memory. A header may declare any size (PAX `size=`, GNU
+/// base-256): nothing is allocated from the declaration, and a member over this is not read.
+pub const MAX_MEMBER_BYTES: u64 = 1 << 30;
+
 /// Splits a member path into `(key, extension)`: the key is the path up to the first dot
-/// of the file name; the extension is what follows, lower-cased.
+/// of the file name after its first character (so `.n01.jpg` is the sample `.n01`); the
+/// extension is what follows, lower-cased.
 pub fn split_key(path: &str) -> Option<(&str, String)> {
     let name_start = path.rfind('/').map_or(0, |i| i + 1);
-    let dot = path[name_start..].find('.')? + name_start;
+    let first = path[name_start..].chars().next()?.len_utf8();
+    let dot = path[name_start + first..].find('.')? + name_start + first;
     let (key, ext) = (&path[..dot], &path[dot + 1..]);
     (!key.is_empty() && !ext.is_empty()).then(|| (key, ext.to_ascii_lowercase()))
 }
@@ -172,13 +178,7 @@ pub fn read_archive(
             }
             continue;
         }
-        let member = match entry.path() {
-            Ok(p) => p.to_string_lossy().into_owned(),
-            Err(_) => {
-                report.skipped_members += 1;
-                continue;
-            }
-        };
+        let member = member_name(&entry.path_bytes());
         let Some((key, ext)) = split_key(&member) else {
             report.skipped_members += 1;
             continue;
@@ -193,8 +193,19 @@ pub fn read_archive(
             current = Some(new_sample(key, &mut seen));
         }
         let sample = current.as_mut().expect("set above");
-        let mut data = Vec::with_capacity(entry.size() as usize);
         let expected = entry.size();
+        if expected > MAX_MEMBER_BYTES {
+            // Not read: the archive skips its declared bytes, which ends the shard with a
+            // read error when the declaration was a lie.
+            sample.problem.get_or_insert(ItemError::MemberTooLarge {
+                member: member.clone(),
+                bytes: expected,
+                limit: MAX_MEMBER_BYTES,
+            });
+            continue;
+        }
+        // Grows with the bytes that really arrive, not with the declared size.
+        let mut data = Vec::with_capacity(expected.min(1 << 20) as usize);
         let read = entry.read_to_end(&mut data).and_then(|n| {
             if n as u64 == expected {
                 Ok(())
@@ -219,6 +230,19 @@ pub fn read_archive(
     report
 }
 
+/// A member path as text. Bytes that are not UTF-8 are written `\xNN`, so two different
+/// names never become one key (a lossy conversion maps them all to U+FFFD).
+fn member_name(bytes: &[u8]) -> String {
+    let mut name = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        name.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            name.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +253,14 @@ mod tests {
         assert_eq!(split_key("k.seg.png"), Some(("k", "seg.png".into())));
         assert_eq!(split_key("noext"), None);
         assert_eq!(split_key(".hidden"), None);
+        assert_eq!(split_key("d/.n01.jpg"), Some(("d/.n01", "jpg".into())));
+        assert_eq!(split_key("é.jpg"), Some(("é", "jpg".into())));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_stay_distinct() {
+        assert_eq!(member_name(b"a\xffb.jpg"), "a\\xffb.jpg");
+        assert_ne!(member_name(b"\xfe.jpg"), member_name(b"\xff.jpg"));
+        assert_eq!(member_name("ü.jpg".as_bytes()), "ü.jpg");
     }
 }

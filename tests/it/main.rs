@@ -5,6 +5,7 @@ mod backgrounds;
 mod bad_input;
 mod batcher;
 mod common;
+mod hostile;
 mod integrity;
 mod launcher;
 mod model_reference;
