@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Seed corpora for the fuzz targets, structure-aware: real encoder outputs (Pillow, via
+tests/reference.py make-images) and JPEGs cut inside their scan data or with a frame header
+that claims more rows; shards with PAX headers (a size lie, a long path), GNU long names,
+a GNU base-256 size field, keys starting with a dot, names that are not UTF-8, a symlink,
+and a truncated JPEG inside.
+
+    python fuzz/seeds.py SEEDS_DIR      (after tests/reference.py make-images SEEDS_DIR/image)
+"""
+import io
+import json
+import os
+import sys
+import tarfile
+
+
+def member(t, name, payload, **pax):
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    if pax:
+        info.pax_headers = pax
+    t.addfile(info, io.BytesIO(payload))
+
+
+def sample(t, key, data, ext="jpg"):
+    member(t, f"{key}.{ext}", data)
+    member(t, f"{key}.cls", b"3")
+    member(t, f"{key}.json", json.dumps({"boxes": [[4, 4, 40, 30]]}).encode())
+
+
+def main(seeds):
+    img = os.path.join(seeds, "image")
+    shard = os.path.join(seeds, "shard")
+    os.makedirs(shard, exist_ok=True)
+    plain = open(os.path.join(img, "plain.jpg"), "rb").read()
+    # JPEGs cut inside the scan data, and one whose SOF0 claims twice the rows.
+    sos = plain.index(b"\xff\xda")
+    for i, cut in enumerate((sos + 40, (sos + len(plain)) // 2, len(plain) - 2)):
+        open(os.path.join(img, f"cut{i}.jpg"), "wb").write(plain[:cut])
+    sof = bytearray(plain)
+    at = sof.index(b"\xff\xc0") + 5
+    rows = int.from_bytes(sof[at:at + 2], "big") * 2
+    sof[at:at + 2] = rows.to_bytes(2, "big")
+    open(os.path.join(img, "tall_sof.jpg"), "wb").write(bytes(sof))
+
+    with tarfile.open(os.path.join(shard, "seed.tar"), "w") as t:
+        for name in ("plain.jpg", "progressive.jpg", "palette.png"):
+            key, ext = name.split(".")
+            sample(t, key, open(os.path.join(img, name), "rb").read(), ext)
+    with tarfile.open(os.path.join(shard, "pax.tar"), "w", format=tarfile.PAX_FORMAT) as t:
+        sample(t, "d/" + "long" * 40, plain)  # a path over 100 bytes: a PAX path record
+        member(t, "comment.jpg", plain, comment="pax record")
+        sample(t, ".dotkey", plain)
+    with tarfile.open(os.path.join(shard, "gnu.tar"), "w", format=tarfile.GNU_FORMAT) as t:
+        sample(t, "g/" + "name" * 40, plain)  # GNU long-name ('L') members
+        link = tarfile.TarInfo("link.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "x.jpg"
+        t.addfile(link)
+        sample(t, "cut", plain[: len(plain) // 2])
+    # Raw headers after a good sample: a PAX size lie, and a GNU base-256 size field
+    # (2^60 bytes each), one shard each.
+    with tarfile.open(os.path.join(shard, "before.tar"), "w", format=tarfile.GNU_FORMAT) as t:
+        sample(t, "before", plain)
+    good = bytearray(open(os.path.join(shard, "before.tar"), "rb").read().rstrip(b"\0"))
+    good += b"\0" * (-len(good) % 512)
+    os.remove(os.path.join(shard, "before.tar"))
+    record = b"28 size=1152921504606846976\n"
+    pax = tarfile.TarInfo("PaxHeaders/lie.jpg")
+    pax.type, pax.size = tarfile.XHDTYPE, len(record)
+    lie = pax.tobuf(tarfile.USTAR_FORMAT) + record + b"\0" * (512 - len(record))
+    lie += tarfile.TarInfo("lie.jpg").tobuf(tarfile.USTAR_FORMAT) + plain[:1024]
+    open(os.path.join(shard, "pax_size_lie.tar"), "wb").write(bytes(good) + lie)
+    b256 = bytearray(tarfile.TarInfo("b256.jpg").tobuf(tarfile.GNU_FORMAT))
+    b256[124:136] = b"\x80\0\0\0\x10" + b"\0" * 7
+    b256[148:156] = b" " * 8
+    b256[148:155] = b"%06o\0" % sum(b256)
+    open(os.path.join(shard, "base256_size.tar"), "wb").write(bytes(good) + bytes(b256) + plain[:1024])
+    # Names that are not UTF-8 (written raw: tarfile would re-encode them).
+    with tarfile.open(os.path.join(shard, "bytes.tar"), "w", format=tarfile.GNU_FORMAT,
+                      encoding="latin-1") as t:
+        sample(t, "\xfe", plain)
+        sample(t, "\xff", plain)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
