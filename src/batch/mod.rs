@@ -55,11 +55,17 @@ impl HostBuffer {
         let s = size as i64;
         let cap = capacity as i64;
         let pin = |t: Tensor| {
-            if device.is_cuda() {
-                // `_pin_memory`: `pin_memory(device)` warns that its argument is deprecated.
-                t.internal_pin_memory(device)
-            } else {
-                t
+            if !device.is_cuda() {
+                return t;
+            }
+            // `_pin_memory` first: `pin_memory(device)` warns that its argument is
+            // deprecated. Unpinned memory still works (the copies are then synchronous).
+            match t.f_internal_pin_memory(device) {
+                Ok(pinned) => pinned,
+                Err(e) => t.f_pin_memory(device).unwrap_or_else(|_| {
+                    tracing::warn!("host batch buffers not pinned ({e}): uploads will block");
+                    t
+                }),
             }
         };
         HostBuffer {

@@ -187,11 +187,24 @@ impl Model {
     /// device: `bias + x * scale` computed in f32 per element and stored in the model's
     /// precision (a fused multiply-add where the hardware has one).
     pub fn logits(&self, nhwc_u8: &Tensor) -> Result<Tensor, tch::TchError> {
-        let x =
-            Tensor::f_empty(nhwc_u8.size(), (self.kind, self.device))?.f_permute([0, 3, 1, 2])?;
-        let _ = self
-            .bias
-            .f_addcmul_out(&x, &nhwc_u8.f_permute([0, 3, 1, 2])?, &self.scale)?;
+        let nchw = nhwc_u8.f_permute([0, 3, 1, 2])?;
+        let x = Tensor::f_empty(nhwc_u8.size(), (self.kind, self.device))?;
+        let x = x.f_permute([0, 3, 1, 2])?;
+        let x = match self.bias.f_addcmul_out(&x, &nchw, &self.scale) {
+            Ok(_) => x,
+            Err(e) => {
+                // Not seen on CPU; should a device's build lack the mixed-type kernel, the
+                // run goes on with separate passes (same formula, no fused multiply-add).
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| {
+                    tracing::warn!("fused normalisation failed ({e}); separate passes")
+                });
+                let x = (nchw.f_to_kind(Kind::Float)?)
+                    .f_mul(&self.scale)?
+                    .f_add(&self.bias)?;
+                x.f_to_kind(self.kind)?
+            }
+        };
         self.module.forward_ts(&[x])
     }
 
