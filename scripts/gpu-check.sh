@@ -5,7 +5,8 @@
 # DataLoader baseline on the same shards, SM utilisation during the first model's bench, and
 # Lite0's top-1 agreement with CPU fp32 (fp32 without and with TF32, bf16). Every step runs
 # under a timeout; a failed step prints the tail of its log and the rest still run. Ends with
-# one table, also written to $OUT/summary.txt with the logs in $OUT/logs.tar.gz.
+# one table, also written to $OUT/summary.txt with the logs in $OUT/logs.tar.gz (OUT defaults
+# to WORK/out; WORK, default /tmp/bgstream-gpu-check, holds everything unpacked or written).
 #   bash gpu-kit/gpu-check.sh                     (on the GPU machine)
 #   DEVICE=cpu bash gpu-kit/gpu-check.sh          (a dry run here: small settings)
 set -uo pipefail
@@ -28,9 +29,10 @@ cores=$(nproc)
 workers=${WORKERS:-$((cores > 1 ? cores - 1 : 1))}
 py=${PYTHON:-python3}
 export PYTHON=$py
-out=${OUT:-$kit/out}
-work=$kit/work
-rm -rf "$work" && mkdir -p "$out" "$work/logs" "$work/shards"
+# Everything unpacked or written goes to WORK, so the kit itself stays small and unchanged.
+work=${WORK:-${TMPDIR:-/tmp}/bgstream-gpu-check}
+out=${OUT:-$work/out}
+rm -rf "$work" && mkdir -p "$out" "$work/logs" "$work/shards" "$work/models"
 variants=original,bg_only,fg_white,fg_gauss,fg_uniform,fg_color:green,fg_color:yellow,fg_color:grey
 failed=()
 
@@ -55,13 +57,16 @@ finish() {
 trap finish EXIT
 
 # 1. Set up: the binary, random weights in the zeroed models, frozen exports, shards.
-[ -x bgstream.bin ] || { gunzip -kf bgstream.bin.gz && chmod +x bgstream.bin; }
-step version 60 ./bgstream --version
-step refill 300 "$py" - <<'PY'
-import glob, gzip, torch
+gunzip -c bgstream.bin.gz >"$work/bgstream.bin" && chmod +x "$work/bgstream.bin"
+cp bgstream "$work/bgstream"
+cp models/*.json models/*.pt "$work/models/" 2>/dev/null
+bgstream=$work/bgstream
+step version 60 "$bgstream" --version
+step refill 300 "$py" - "$work/models" <<'PY'
+import glob, gzip, os, sys, torch
 torch.manual_seed(0)
 for gz in sorted(glob.glob("models/*.pt.gz")):
-    pt = gz[:-3]
+    pt = os.path.join(sys.argv[1], os.path.basename(gz)[:-3])
     with gzip.open(gz) as f, open(pt, "wb") as g:
         g.write(f.read())
     m = torch.jit.load(pt)
@@ -75,7 +80,7 @@ for gz in sorted(glob.glob("models/*.pt.gz")):
     print("refilled", pt)
 PY
 for name in $freeze; do
-  [ -f "models/$name.pt" ] && step "freeze-$name" 300 "$py" freeze_model.py "models/$name.pt" \
+  [ -f "$work/models/$name.pt" ] && step "freeze-$name" 300 "$py" freeze_model.py "$work/models/$name.pt" \
     --precision "$precision" --device "$device"
 done
 # Shards: the 4 kit shards (66 real JPEGs) as COPIES hard links each, enough that no
@@ -92,13 +97,13 @@ torch_version=$("$py" -c 'import torch; print(torch.__version__)' 2>/dev/null)
 declare -A fwd e2e ratio secs pyrate sm
 first=1
 for m in $models; do
-  [ -f "models/$m.pt" ] || { echo "no models/$m.pt: skipped" >&2; continue; }
+  [ -f "$work/models/$m.pt" ] || { echo "no models/$m.pt: skipped" >&2; continue; }
   dmon=
   if [ $first = 1 ] && [ "$device" != cpu ] && command -v nvidia-smi >/dev/null; then
     nvidia-smi dmon -s u -d 1 >"$work/logs/dmon-$m.log" 2>&1 &
     dmon=$!
   fi
-  step "bench-$m" $((seconds + 240)) ./bgstream bench --shards "$work/shards/*.tar" --model "models/$m.pt" \
+  step "bench-$m" $((seconds + 240)) "$bgstream" bench --shards "$work/shards/*.tar" --model "$work/models/$m.pt" \
     --variants "$variants" --device "$device" --precision "$precision" --batch-size "$batch" \
     --workers "$workers" --forward-iters "$iters" --e2e-seconds "$seconds" --no-progress --out "$work/scratch"
   if [ -n "$dmon" ]; then
@@ -113,7 +118,7 @@ for m in $models; do
   fwd[$m]=${f:--} e2e[$m]=${e:--} ratio[$m]=${r:--} secs[$m]=${s:--}
   if [[ " $python_models " == *" $m "* ]]; then
     if step "python-$m" $((seconds + 240)) "$py" python_baseline.py --shards "$work/shards/*.tar" \
-      --model "models/$m.pt" --out "$work/py-$m" --workers "$workers" --batch-size "$batch" \
+      --model "$work/models/$m.pt" --out "$work/py-$m" --workers "$workers" --batch-size "$batch" \
       --device "$device" --precision "$precision" --seconds "$seconds"; then
       pyrate[$m]=$(tail -1 "$work/logs/python-$m.log" | "$py" -c \
         'import json, sys; print(round(json.load(sys.stdin)["variant_images_per_s"], 1))' 2>/dev/null || echo -)
@@ -128,8 +133,8 @@ done
 agree_run() { # NAME DEVICE PRECISION [ARGS...]
   local name=$1 dev=$2 prec=$3
   shift 3
-  step "agree-$name" 600 ./bgstream --shards shards/kit-000000.tar shards/kit-000001.tar \
-    --model models/efficientnet-lite0.pt --variants "$variants" --device "$dev" --precision "$prec" \
+  step "agree-$name" 600 "$bgstream" --shards shards/kit-000000.tar shards/kit-000001.tar \
+    --model "$work/models/efficientnet-lite0.pt" --variants "$variants" --device "$dev" --precision "$prec" \
     --no-progress --overwrite --out "$work/agree-$name" "$@"
 }
 agree_run ref cpu fp32
@@ -176,7 +181,7 @@ PY
   grep -h -m1 "CPU stage" "$work"/logs/bench-*.log 2>/dev/null | head -1 | sed 's/^/  /'
   printf '%-34s %12s %12s %8s %7s %12s %7s  %s\n' model forward_img/s e2e_vi/s e2e/fwd seconds python_vi/s bg/py sm_util
   for m in $models; do
-    [ -f "models/$m.pt" ] || continue
+    [ -f "$work/models/$m.pt" ] || continue
     p=${pyrate[$m]:--}
     r=-
     [[ $p =~ ^[0-9.]+$ && ${e2e[$m]} =~ ^[0-9.]+$ ]] && r=$(awk -v a="${e2e[$m]}" -v b="$p" 'BEGIN { printf "%.2f", a / b }')
