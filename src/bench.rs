@@ -21,9 +21,7 @@ pub fn forward_rate(model: &Model, batch: usize, iters: usize) -> Result<f64, Fa
     let input = Tensor::randint(256, [batch as i64, s, s, 3], (Kind::Uint8, model.device()));
     let labels = Tensor::zeros([batch as i64], (Kind::Int64, model.device()));
     let _g = tch::no_grad_guard();
-    for _ in 0..3 {
-        model.launch(&input, &labels)?.collect(model.name())?;
-    }
+    model.warm_up(batch, 3)?;
     let start = Instant::now();
     let mut pending = model.launch(&input, &labels)?;
     for _ in 1..iters.max(1) {

@@ -285,8 +285,10 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
             let shard = cast_column(&batch, "shard", &DataType::Utf8, path)?
                 .map(|c| c.as_string::<i32>().clone());
             for i in 0..batch.num_rows() {
+                // Every row's key is interned once, here (error rows too: they count as
+                // images read, and a key may come from two shards).
+                let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
                 if let Some(sh) = shard.as_ref().filter(|c| !c.is_null(i)) {
-                    let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
                     let s = intern(&mut shard_ids, &mut shards, sh.value(i));
                     let first = *first_shard.entry(k).or_insert(s);
                     if first != s && cross.insert(k) && out.cross_shard_example.is_none() {
@@ -306,7 +308,6 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                         // One failed candidate voids the image's verdict for this variant.
                         let m = intern(&mut model_ids, &mut out.models, model.value(i));
                         let v = intern(&mut variant_ids, &mut out.variants, variant.value(i));
-                        let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
                         out.cells.entry((m, v)).or_default().push((k, INVALID));
                     }
                     continue;
@@ -326,7 +327,6 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 };
                 let m = intern(&mut model_ids, &mut out.models, model.value(i));
                 let v = intern(&mut variant_ids, &mut out.variants, variant.value(i));
-                let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
                 if let Some(l) = label.as_ref().filter(|l| !l.is_null(i)) {
                     if out.labels.len() <= k as usize {
                         out.labels.resize(k as usize + 1, -1);
