@@ -35,6 +35,9 @@ pub enum Command {
     Aggregate(AggregateArgs),
     /// Per model: pure forward vs end-to-end throughput in one process, and the CPU stage.
     Bench(BenchArgs),
+    /// Contact sheets of what the models see: a row per image, a column per variant (PNG),
+    /// plus every tile as an exact PNG; with --model, each model's top-1 and p(true).
+    Preview(PreviewArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -136,6 +139,64 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Testing aid: write every frame as it enters a batch to DIR/KEY/SLOT-SIZEpx.rgb (raw
+    /// RGB), to compare with `bgstream preview`'s tiles. Slow; not for real runs.
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub dump_inputs: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PreviewArgs {
+    /// Tar shards: paths or globs. Only the images shown are decoded.
+    #[arg(long, num_args = 1.., value_name = "PATH|GLOB", required = true)]
+    pub shards: Vec<String>,
+    /// Models whose preprocessing the tiles follow (a sheet per preprocessing) and whose
+    /// top-1 class and p(true) caption each tile. Without one: --input-size and --crop-pct.
+    #[arg(long = "model", value_name = "PATH.pt")]
+    pub models: Vec<PathBuf>,
+    /// Comma-separated variants, as for a run.
+    #[arg(long, default_value = DEFAULT_VARIANTS)]
+    pub variants: String,
+    /// Show the first N images that pass the checks and the foreground filter.
+    #[arg(long, default_value_t = 8)]
+    pub n: usize,
+    /// Show these keys instead (comma-separated), in this order, filtered ones included.
+    #[arg(long, value_delimiter = ',', value_name = "K1,K2")]
+    pub keys: Vec<String>,
+    /// Output folder: preview.png (or preview-SIZEpx.png per preprocessing), tiles/,
+    /// tiles.csv.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Without --model: the input size ...
+    #[arg(long, default_value_t = 224)]
+    pub input_size: usize,
+    /// ... and the centre-crop fraction (timm's crop_pct) of the tiles.
+    #[arg(long, default_value_t = 0.875)]
+    pub crop_pct: f64,
+    /// Class names for titles and captions: `imagenet` (the default for 1000-class models
+    /// and without a model), `none`, or a file with one class per line.
+    #[arg(long, value_name = "imagenet|none|FILE")]
+    pub class_names: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N: where --model runs.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// As for a run: textures, class map, donor shards and bank, seed, filter, size limit.
+    #[arg(long, value_name = "DIR")]
+    pub textures: Option<PathBuf>,
+    #[arg(long, value_name = "FILE.json")]
+    pub class_map: Option<PathBuf>,
+    #[arg(long, num_args = 1.., value_name = "PATH|GLOB")]
+    pub donor_shards: Vec<String>,
+    #[arg(long, default_value_t = 2000)]
+    pub donors: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_fg: f64,
+    #[arg(long, default_value_t = 0.70)]
+    pub max_fg: f64,
+    #[arg(long, default_value_t = 100_000_000)]
+    pub max_pixels: u64,
 }
 
 #[derive(Debug, Clone, Args)]

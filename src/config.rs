@@ -59,6 +59,8 @@ pub struct RunConfig {
     pub rank: Rank,
     /// The shards `rank` was given (before `--resume` drops the finished ones).
     pub rank_shards: Vec<PathBuf>,
+    /// `--dump-inputs`: where the batcher writes every frame it batches (tests).
+    pub dump_inputs: Option<PathBuf>,
 }
 
 /// Expands paths and globs; a pattern that matches nothing is an error.
@@ -210,6 +212,7 @@ impl RunConfig {
             donors: a.donors,
             rank,
             rank_shards,
+            dump_inputs: a.dump_inputs.clone(),
         })
     }
 

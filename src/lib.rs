@@ -49,6 +49,7 @@ pub mod cli;
 pub mod config;
 pub mod donors;
 pub mod error;
+pub mod identity;
 #[cfg(feature = "torch")]
 pub mod infer;
 pub mod item;
@@ -59,8 +60,10 @@ pub mod pipeline;
 pub mod plan;
 pub mod precision;
 pub mod prepare;
+pub mod preview;
 pub mod progress;
 pub mod ranks;
+pub mod sidecar;
 pub mod sink;
 pub mod source;
 #[cfg(feature = "torch")]

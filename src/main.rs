@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use bgstream::aggregate::{self, AggregateConfig};
-use bgstream::cli::{AggregateArgs, BenchArgs, Cli, Command, RunArgs, ShardArgs, SummaryFormat};
+use bgstream::cli::{
+    AggregateArgs, BenchArgs, Cli, Command, PreviewArgs, RunArgs, ShardArgs, SummaryFormat,
+};
 use bgstream::source::shard_writer;
 #[cfg(feature = "torch")]
 use {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => run(&a),
         Some(Command::Aggregate(a)) => aggregate_cmd(&a),
         Some(Command::Bench(a)) => bench_cmd(&a),
+        Some(Command::Preview(a)) => preview_cmd(&a),
         None => run(&cli.run),
     };
     match result {
@@ -316,6 +319,28 @@ fn run(_: &RunArgs) -> anyhow::Result<u8> {
 #[cfg(not(feature = "torch"))]
 fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
     run(&a.run)
+}
+
+#[cfg(not(feature = "torch"))]
+fn preview_cmd(_: &PreviewArgs) -> anyhow::Result<u8> {
+    anyhow::bail!(
+        "this bgstream was built without libtorch (cargo feature `torch`): preview needs it"
+    )
+}
+
+#[cfg(feature = "torch")]
+fn preview_cmd(a: &PreviewArgs) -> anyhow::Result<u8> {
+    let out = bgstream::preview::command::run(a)?;
+    println!(
+        "{} image(s), {} tile(s); index {}",
+        out.images,
+        out.tiles,
+        out.index.display()
+    );
+    for s in &out.sheets {
+        println!("wrote {}", s.display());
+    }
+    Ok(0)
 }
 
 fn sibling(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {

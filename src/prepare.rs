@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use crate::classes::ClassMap;
 use crate::donors::{DonorBank, Pairing, SlotSource};
-use crate::error::ItemError;
+use crate::error::{FatalError, ItemError};
 use crate::item::{ItemMeta, Prepared};
+use crate::sidecar::Sidecar;
 
 use crate::ops::background::paste_foreground;
 use crate::ops::decode::{decode_into, dimensions, Limits};
 use crate::ops::geometry::{foreground_fraction, validate_boxes, Geometry, Preprocess, Rect};
 use crate::ops::resize::CropResizer;
-use crate::ops::textures::TextureSet;
+use crate::ops::textures::{texture_dir, TextureSet};
 use crate::ops::variants::{render, RenderCtx, Variant};
 use crate::source::{Annotation, Sample};
 
@@ -70,6 +71,85 @@ impl PrepareConfig {
     }
 }
 
+/// What a run, a preview or the report's gallery renders: the parts of a
+/// [`PrepareConfig`] that come from the command line (or a run's identity) and the models'
+/// sidecars.
+pub struct PrepareSpec<'a> {
+    /// One preprocessing per model group, in the run's order.
+    pub groups: Vec<Preprocess>,
+    pub variants: Vec<Variant>,
+    /// `--textures` (default: `$BGSTREAM_TEXTURES`, else the built-in photos).
+    pub textures: Option<&'a std::path::Path>,
+    pub seed: u64,
+    pub min_fg: f64,
+    pub max_fg: f64,
+    pub limits: Limits,
+    pub num_classes: i64,
+    pub class_map: Option<ClassMap>,
+}
+
+impl PrepareConfig {
+    /// The config for `spec`, textures loaded and resampled when a variant uses them; no
+    /// donor bank yet ([`PrepareConfig::attach_donors`]).
+    pub fn new(spec: PrepareSpec<'_>) -> Result<Self, FatalError> {
+        let mut textures = TextureSet::default();
+        if spec
+            .variants
+            .iter()
+            .any(|v| matches!(v, Variant::FgTexture | Variant::WorstBg { .. }))
+        {
+            let dir = texture_dir(spec.textures, |k| std::env::var_os(k));
+            textures = TextureSet::load(dir.as_deref())?;
+            for p in &spec.groups {
+                textures.prepare(p.input_size, p.interpolation)?;
+            }
+        }
+        Ok(PrepareConfig {
+            groups: spec.groups,
+            variants: spec.variants,
+            textures,
+            seed: spec.seed,
+            min_fg: spec.min_fg,
+            max_fg: spec.max_fg,
+            limits: spec.limits,
+            num_classes: spec.num_classes,
+            class_map: spec.class_map,
+            donors: None,
+        })
+    }
+
+    /// Builds the donor bank from `shards` when a variant needs one: `bank_size` split
+    /// evenly over the donor classes, at least 2 a class (an image then always has another
+    /// of its class to pair with when the class has two).
+    pub fn attach_donors(
+        &mut self,
+        shards: &[std::path::PathBuf],
+        bank_size: usize,
+        readers: usize,
+    ) {
+        if !self.needs_donors() {
+            return;
+        }
+        let classes = self.donor_classes().clamp(1, 1 << 20) as usize;
+        let per_class = bank_size.div_ceil(classes).max(2);
+        let bank = crate::donors::scan::build_bank(shards, self, per_class, readers);
+        self.donors = Some(Arc::new(bank));
+    }
+}
+
+/// One preprocessing per distinct sidecar preprocessing, in first-appearance order (the
+/// run's model groups).
+pub fn preprocess_groups<'a>(sidecars: impl IntoIterator<Item = &'a Sidecar>) -> Vec<Preprocess> {
+    let mut out: Vec<Preprocess> = Vec::new();
+    for s in sidecars {
+        let p = s.preprocess();
+        if !out.iter().any(|q| q.key() == p.key()) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Per-worker reusable buffers.
 #[derive(Default)]
 pub struct Scratch {
@@ -82,8 +162,30 @@ pub struct Scratch {
 /// Runs the CPU stage on one sample. Never panics on bad input: every problem becomes
 /// [`Prepared::Failed`] with what is known of the item.
 pub fn prepare(sample: &Sample, cfg: &PrepareConfig, scratch: &mut Scratch) -> Prepared {
+    prepare_from(sample, cfg, scratch, None)
+}
+
+/// [`prepare`] with the background of every slot given (`image:KEY`, `texture:NAME` or
+/// `None` for the image's own), as a run recorded them in its `background` column,
+/// instead of paired through the bank: the report's gallery re-renders a run's pixels from
+/// a bank of just the donors it shows. A donor missing from `cfg`'s bank is `no_donor`.
+pub fn prepare_recorded(
+    sample: &Sample,
+    cfg: &PrepareConfig,
+    scratch: &mut Scratch,
+    backgrounds: &[Option<&str>],
+) -> Prepared {
+    prepare_from(sample, cfg, scratch, Some(backgrounds))
+}
+
+fn prepare_from(
+    sample: &Sample,
+    cfg: &PrepareConfig,
+    scratch: &mut Scratch,
+    recorded: Option<&[Option<&str>]>,
+) -> Prepared {
     let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
-    match prepare_inner(sample, cfg, scratch, &mut meta) {
+    match prepare_inner(sample, cfg, scratch, &mut meta, recorded) {
         Ok(Some(groups)) => Prepared::Ready(Arc::new(meta), groups),
         Ok(None) => Prepared::Filtered(meta),
         Err(e) => Prepared::Failed(meta, e),
@@ -166,6 +268,7 @@ fn prepare_inner(
     cfg: &PrepareConfig,
     s: &mut Scratch,
     meta: &mut ItemMeta,
+    recorded: Option<&[Option<&str>]>,
 ) -> Result<Option<Vec<Vec<u8>>>, ItemError> {
     let Some(ann) = admit(sample, cfg, meta)? else {
         return Ok(None);
@@ -173,8 +276,14 @@ fn prepare_inner(
     let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;
     let header = (meta.width.unwrap_or(0), meta.height.unwrap_or(0));
     crop_groups(bytes, header, &ann, cfg, s)?;
-    let sources = match &cfg.donors {
-        Some(bank) => {
+    let sources = match (&cfg.donors, recorded) {
+        (Some(bank), Some(recorded)) => {
+            let sources: Vec<SlotSource> = recorded.iter().map(|b| bank.source_of(*b)).collect();
+            meta.backgrounds = sources.iter().map(|s| bank.source_label(s)).collect();
+            meta.slot_errors = sources.iter().map(SlotSource::error).collect();
+            sources
+        }
+        (Some(bank), None) => {
             let pairing = Pairing {
                 class: cfg.donor_class(ann.label),
                 classes: cfg.donor_classes(),
@@ -186,7 +295,7 @@ fn prepare_inner(
             meta.slot_errors = sources.iter().map(SlotSource::error).collect();
             sources
         }
-        None => Vec::new(),
+        (None, _) => Vec::new(),
     };
     let slots = cfg.slots();
     let mut groups = Vec::with_capacity(cfg.groups.len());

@@ -125,6 +125,22 @@ impl HostBuffer {
     }
 }
 
+/// Writes each filled row of `buf` as raw RGB (see [`Inference::dump_inputs`]).
+fn dump_frames(dir: &std::path::Path, buf: &HostBuffer) -> Result<(), FatalError> {
+    let size = ((buf.frame / 3) as f64).sqrt().round() as usize;
+    let n = buf.slots.len();
+    // SAFETY: `fill` just wrote these `n` rows of the contiguous CPU tensor `buf` owns.
+    let pixels =
+        unsafe { std::slice::from_raw_parts(buf.pixels.data_ptr() as *const u8, n * buf.frame) };
+    for ((meta, slot), frame) in buf.slots.iter().zip(pixels.chunks_exact(buf.frame)) {
+        let d = dir.join(crate::preview::file_stem(&meta.key));
+        std::fs::create_dir_all(&d).map_err(|e| FatalError::output(&d, e))?;
+        let path = d.join(format!("{slot:02}-{size}px.rgb"));
+        std::fs::write(&path, frame).map_err(|e| FatalError::output(&path, e))?;
+    }
+    Ok(())
+}
+
 /// A batch on its way through the device.
 struct InFlight {
     group: usize,
@@ -162,6 +178,8 @@ pub struct Inference {
     /// back right after launching it, the plain order the overlap must not change rows of.
     overlap: bool,
     counters: Arc<Counters>,
+    /// `--dump-inputs`: every batched frame is also written here.
+    dump: Option<std::path::PathBuf>,
 }
 
 impl Inference {
@@ -188,6 +206,7 @@ impl Inference {
             in_flight: None,
             overlap: true,
             counters,
+            dump: None,
         }
     }
 
@@ -195,6 +214,12 @@ impl Inference {
     /// compare the two orders.
     pub fn without_overlap(mut self) -> Self {
         self.overlap = false;
+        self
+    }
+
+    /// Writes every frame, as batched, to `dir/KEY/SLOT-SIZEpx.rgb` (`--dump-inputs`).
+    pub fn dump_inputs(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.dump = dir;
         self
     }
 
@@ -304,6 +329,9 @@ impl Inference {
         // on which other images shared its batch (determinism across threads, shard order
         // and --resume).
         buf.fill();
+        if let Some(dir) = &self.dump {
+            dump_frames(dir, buf)?;
+        }
         let (input, labels) = if device.is_cuda() {
             (
                 buf.pixels.to_device_(device, Kind::Uint8, true, false),

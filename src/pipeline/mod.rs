@@ -130,6 +130,7 @@ pub async fn run(
                 .map(|models| Group::new(models, cfg.batch_size, device))
                 .collect();
             Inference::new(groups, variants.clone(), device, counters.clone())
+                .dump_inputs(cfg.dump_inputs.clone())
         })
         .collect();
     let infer = spawn_inference(&ctl, workers, prep_rx, sink_tx, cfg.fail_fast, &counters);

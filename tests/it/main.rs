@@ -10,6 +10,7 @@ mod integrity;
 mod launcher;
 mod model_reference;
 mod pipeline;
+mod preview;
 mod ranks;
 mod resume;
 mod schema;

@@ -143,3 +143,24 @@ fn tile(c: &Candidate, cfg: &PrepareConfig, scratch: &mut Scratch) -> Option<Don
         .collect();
     Some(Donor::new(&c.rank.2, c.class, backgrounds))
 }
+
+/// The bank entry for one sample, built as the scan builds it (`None` when it does not
+/// pass the run's checks and filter, or does not decode): the report's gallery builds a
+/// bank of just the donors it shows.
+pub fn donor_from_sample(
+    sample: &crate::source::Sample,
+    cfg: &PrepareConfig,
+    scratch: &mut Scratch,
+) -> Option<Donor> {
+    let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
+    let ann = admit(sample, cfg, &mut meta).ok()??;
+    let class = cfg.donor_class(ann.label).unwrap_or(ann.label);
+    let c = Candidate {
+        rank: (0, sample.shard.clone(), sample.key.clone()),
+        class,
+        header: (meta.width.unwrap_or(0), meta.height.unwrap_or(0)),
+        bytes: sample.image.clone().unwrap_or_default(),
+        ann,
+    };
+    tile(&c, cfg, scratch)
+}

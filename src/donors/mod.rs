@@ -23,7 +23,7 @@
 //!
 //! A slot without a candidate (no other image of that class in the bank, an unmapped label)
 //! becomes a row with status `no_donor`. The scan that fills the bank is part of planning
-//! (`plan::donor_scan`): it reads every shard once more before the run (no decoding except
+//! ([`scan`]): it reads every shard once more before the run (no decoding except
 //! the chosen donors); its cost is in the log.
 
 use std::collections::BTreeMap;
@@ -32,6 +32,8 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::item::RowError;
+
+pub mod scan;
 use crate::ops::variants::Variant;
 
 /// Seeds the bank's per-class sample ([`crate::plan`] scans the shards with it).
@@ -162,6 +164,21 @@ impl DonorBank {
     }
 
     /// The label of a source, for the `background` column.
+    /// The slot source for a recorded `background` value (`image:KEY`, `texture:NAME`,
+    /// `None` for the image's own pixels).
+    pub fn source_of(&self, recorded: Option<&str>) -> SlotSource {
+        let Some(label) = recorded else {
+            return SlotSource::Own;
+        };
+        if let Some(d) = self.donors.iter().position(|d| &*d.label == label) {
+            return SlotSource::Donor(d);
+        }
+        if let Some(t) = self.texture_labels.iter().position(|t| &**t == label) {
+            return SlotSource::Texture(t);
+        }
+        no_donor(format!("background {label} is not in the bank"))
+    }
+
     pub fn source_label(&self, s: &SlotSource) -> Option<Arc<str>> {
         match s {
             SlotSource::Donor(d) => self.donors.get(*d).map(|d| d.label.clone()),

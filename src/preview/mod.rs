@@ -1,0 +1,160 @@
+//! What the models see: `bgstream preview` contact sheets and the report's gallery.
+//!
+//! Both render through [`crate::prepare`], the CPU stage of a run, so a tile is exactly the
+//! pixels a run feeds its models for that key and variant (a test compares them byte for
+//! byte). Only the images shown are decoded: [`find_samples`] reads the other samples'
+//! headers and moves on.
+
+#[cfg(feature = "torch")]
+pub mod command;
+pub mod sheet;
+pub mod thumb;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::{FatalError, ItemError};
+use crate::item::{ItemMeta, Prepared};
+use crate::ops::geometry::Rect;
+use crate::prepare::{admit, prepare, prepare_recorded, PrepareConfig, Scratch};
+use crate::source::tar_reader::read_shard;
+use crate::source::Sample;
+
+/// Which samples to show.
+#[derive(Debug, Clone)]
+pub enum Want {
+    /// These keys, in this order (filtered or failing ones too: the sheet says why).
+    Keys(Vec<String>),
+    /// The first `n` samples, in shard order, that pass the run's checks and filter.
+    First(usize),
+}
+
+/// Reads `shards` in order until it has the wanted samples. Samples it does not keep are
+/// never decoded. A wanted key found in no shard is an error naming it.
+pub fn find_samples(
+    shards: &[PathBuf],
+    want: &Want,
+    cfg: &PrepareConfig,
+) -> Result<Vec<Sample>, FatalError> {
+    let mut found: Vec<Sample> = Vec::new();
+    let wanted: HashSet<&str> = match want {
+        Want::Keys(keys) => keys.iter().map(String::as_str).collect(),
+        Want::First(_) => HashSet::new(),
+    };
+    let enough = |found: &[Sample]| match want {
+        Want::Keys(keys) => found.len() == keys.len(),
+        Want::First(n) => found.len() >= *n,
+    };
+    for shard in shards {
+        if enough(&found) {
+            break;
+        }
+        let report = read_shard(shard, |sample| {
+            let keep = match want {
+                Want::Keys(_) => {
+                    wanted.contains(sample.key.as_str())
+                        && !found.iter().any(|s| s.key == sample.key)
+                }
+                Want::First(_) => {
+                    let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
+                    sample.problem.is_none()
+                        && matches!(admit(&sample, cfg, &mut meta), Ok(Some(_)))
+                }
+            };
+            if keep {
+                found.push(sample);
+            }
+            !enough(&found)
+        });
+        if let Some(e) = report.error {
+            tracing::warn!(shard = %shard.display(), "shard not fully read: {e}");
+        }
+    }
+    if let Want::Keys(keys) = want {
+        let missing: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !found.iter().any(|s| s.key == *k))
+            .collect();
+        if !missing.is_empty() {
+            return Err(FatalError::Config(format!(
+                "key(s) not found in the shards: {}",
+                missing.join(", ")
+            )));
+        }
+        found.sort_by_key(|s| keys.iter().position(|k| *k == s.key));
+    }
+    Ok(found)
+}
+
+/// One preprocessing group's pixels of an image: every slot back to back.
+#[derive(Debug, Clone)]
+pub struct GroupPixels {
+    pub size: usize,
+    /// `slots * size * size * 3` bytes, as the run batches them.
+    pub pixels: Vec<u8>,
+    /// The object boxes in this crop's pixels.
+    pub boxes: Vec<Rect>,
+}
+
+impl GroupPixels {
+    /// Slot `i`'s frame (`size * size * 3` RGB bytes).
+    pub fn slot(&self, i: usize) -> &[u8] {
+        let frame = self.size * self.size * 3;
+        &self.pixels[i * frame..(i + 1) * frame]
+    }
+}
+
+/// An image as the models see it, or why they do not.
+#[derive(Debug)]
+pub enum Rendered {
+    Ready(Arc<ItemMeta>, Vec<GroupPixels>),
+    /// Outside the foreground filter: a run records no rows for it.
+    Filtered(ItemMeta),
+    Failed(ItemMeta, ItemError),
+}
+
+/// Runs the CPU stage on `sample`: with `recorded`, each slot's background is the one a
+/// run recorded (see [`prepare_recorded`]) instead of the bank's pairing.
+pub fn render(
+    sample: &Sample,
+    cfg: &PrepareConfig,
+    scratch: &mut Scratch,
+    recorded: Option<&[Option<&str>]>,
+) -> Rendered {
+    let prepared = match recorded {
+        Some(r) => prepare_recorded(sample, cfg, scratch, r),
+        None => prepare(sample, cfg, scratch),
+    };
+    match prepared {
+        Prepared::Ready(meta, groups) => {
+            let groups = groups
+                .into_iter()
+                .zip(&cfg.groups)
+                .zip(&scratch.crops)
+                .map(|((pixels, p), (_, boxes))| GroupPixels {
+                    size: p.input_size,
+                    pixels,
+                    boxes: boxes.clone(),
+                })
+                .collect();
+            Rendered::Ready(meta, groups)
+        }
+        Prepared::Filtered(meta) => Rendered::Filtered(meta),
+        Prepared::Failed(meta, e) => Rendered::Failed(meta, e),
+    }
+}
+
+/// A file-name-safe form of a key (keys may hold `/`).
+pub fn file_stem(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

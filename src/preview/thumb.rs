@@ -1,0 +1,83 @@
+//! Image files from RGB frames: lossless PNG for exact tiles, small JPEG for the report.
+
+use std::path::Path;
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use crate::error::FatalError;
+
+/// `rgb` (`w * h * 3` bytes) as a PNG file, byte-exact.
+pub fn png(rgb: &[u8], w: usize, h: usize) -> Result<Vec<u8>, String> {
+    use zune_core::bit_depth::BitDepth;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::EncoderOptions;
+    let opts = EncoderOptions::new(w, h, ColorSpace::RGB, BitDepth::Eight);
+    let mut out = Vec::new();
+    zune_png::PngEncoder::new(rgb, opts)
+        .encode(&mut out)
+        .map_err(|e| format!("PNG encoding failed: {e:?}"))?;
+    Ok(out)
+}
+
+/// Writes `rgb` as a PNG file, atomically.
+pub fn write_png(path: &Path, rgb: &[u8], w: usize, h: usize) -> Result<(), FatalError> {
+    let bytes = png(rgb, w, h).map_err(|e| FatalError::output(path, e))?;
+    crate::atomic::write_file(path, &bytes)
+}
+
+/// A JPEG of the square frame `rgb` (`size * size * 3`), scaled down to `side` pixels
+/// when larger: report thumbnails, a few kB each.
+pub fn jpeg_thumb(rgb: &[u8], size: usize, side: usize, quality: u8) -> Result<Vec<u8>, String> {
+    let side = side.clamp(1, size.max(1));
+    let small;
+    let pixels = if side < size {
+        let src = Image::from_vec_u8(size as u32, size as u32, rgb.to_vec(), PixelType::U8x3)
+            .map_err(|e| e.to_string())?;
+        let mut dst = Image::new(side as u32, side as u32, PixelType::U8x3);
+        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        Resizer::new()
+            .resize(&src, &mut dst, &opts)
+            .map_err(|e| e.to_string())?;
+        small = dst.into_vec();
+        &small[..]
+    } else {
+        rgb
+    };
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, quality)
+        .encode(
+            pixels,
+            side as u16,
+            side as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_round_trips_exactly_and_thumbs_are_small_jpegs() {
+        let (w, h) = (7, 5);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let bytes = png(&rgb, w, h).unwrap();
+        let mut d = zune_png::PngDecoder::new(zune_core::bytestream::ZCursor::new(&bytes));
+        assert_eq!(d.decode_raw().unwrap(), rgb);
+
+        let frame: Vec<u8> = (0..224 * 224 * 3).map(|i| (i % 256) as u8).collect();
+        let jpg = jpeg_thumb(&frame, 224, 96, 80).unwrap();
+        assert_eq!(&jpg[..2], &[0xFF, 0xD8]);
+        let mut d = zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(&jpg));
+        d.decode_headers().unwrap();
+        assert_eq!(d.dimensions(), Some((96, 96)));
+        // Never scaled up.
+        let jpg = jpeg_thumb(&frame[..8 * 8 * 3], 8, 96, 80).unwrap();
+        let mut d = zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(&jpg));
+        d.decode_headers().unwrap();
+        assert_eq!(d.dimensions(), Some((8, 8)));
+    }
+}
