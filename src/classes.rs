@@ -190,6 +190,20 @@ impl ClassNames {
         ClassNames { names }
     }
 
+    /// The names a reader sees for these models: `spec` (`imagenet`, `none`, a file), else
+    /// ImageNet's when every model has 1,000 classes (or there is no model).
+    pub fn for_models(
+        spec: Option<&Path>,
+        num_classes: &[i64],
+    ) -> Result<Option<Self>, FatalError> {
+        match spec {
+            Some(p) if p.as_os_str() == "none" => Ok(None),
+            Some(p) => Self::read(p).map(Some),
+            None if num_classes.iter().all(|&n| n == 1000) => Ok(Some(Self::imagenet())),
+            None => Ok(None),
+        }
+    }
+
     pub fn name(&self, label: i64) -> Option<&str> {
         let n = self.names.get(usize::try_from(label).ok()?)?;
         (!n.is_empty()).then_some(n.as_str())

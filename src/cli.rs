@@ -273,10 +273,22 @@ pub struct AggregateArgs {
     #[arg(long, value_name = "FILE.json")]
     pub class_map: Option<PathBuf>,
     /// Class names for Table 1's examples, worst_backgrounds.csv, per_class.csv and the
-    /// report: `imagenet` (built in) or a file with one class per line (synsets.txt style
+    /// report: `imagenet` (built in; the default when the run's models have 1,000
+    /// classes), `none`, or a file with one class per line (synsets.txt style
     /// `wnid name, ...`, or a plain name).
-    #[arg(long, value_name = "imagenet|FILE")]
+    #[arg(long, value_name = "imagenet|none|FILE")]
     pub class_names: Option<PathBuf>,
+    /// The run's shards (paths or globs): the report then shows the images — a gallery of
+    /// every variant, images the background alone gets right, the worst backgrounds —
+    /// re-rendered as the run rendered them. Only the images shown are decoded.
+    #[arg(long, num_args = 1.., value_name = "PATH|GLOB")]
+    pub shards: Vec<String>,
+    /// The run's --textures, when it gave one (for the gallery's texture variants).
+    #[arg(long, value_name = "DIR")]
+    pub textures: Option<PathBuf>,
+    /// Images in the report's gallery.
+    #[arg(long, default_value_t = 4)]
+    pub gallery: usize,
     /// Example keys listed per Table-1 level.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,

@@ -2,7 +2,6 @@
 //! it reads nothing but the shard list and touches no output: see [`crate::plan`] and
 //! [`crate::claim`] for what follows.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use tch::Device;
@@ -63,39 +62,7 @@ pub struct RunConfig {
     pub dump_inputs: Option<PathBuf>,
 }
 
-/// Expands paths and globs; a pattern that matches nothing is an error.
-pub fn expand_shards(patterns: &[String]) -> Result<Vec<PathBuf>, FatalError> {
-    let mut out = Vec::new();
-    for p in patterns {
-        let before = out.len();
-        if std::path::Path::new(p).is_file() {
-            out.push(PathBuf::from(p));
-        } else {
-            let paths = glob::glob(p).map_err(|source| FatalError::BadPattern {
-                pattern: p.clone(),
-                source,
-            })?;
-            let mut found: Vec<PathBuf> = paths
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .collect();
-            found.sort();
-            out.extend(found);
-        }
-        if out.len() == before {
-            return Err(FatalError::NoShards(p.clone()));
-        }
-    }
-    // Absolute, canonical paths: a shard's identity (manifest, --resume, the `shard`
-    // column) must not depend on the working directory or how the path was spelled.
-    let mut seen = HashSet::new();
-    let out = out
-        .into_iter()
-        .map(|p| p.canonicalize().unwrap_or(p))
-        .filter(|p| seen.insert(p.clone()))
-        .collect();
-    Ok(out)
-}
+pub use crate::source::expand_shards;
 
 impl RunConfig {
     pub fn from_args(a: &RunArgs) -> Result<Self, FatalError> {

@@ -281,6 +281,13 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
         examples: a.examples,
         class_map: a.class_map.clone(),
         class_names: a.class_names.clone(),
+        shards: if a.shards.is_empty() {
+            Vec::new()
+        } else {
+            bgstream::source::expand_shards(&a.shards)?
+        },
+        textures: a.textures.clone(),
+        gallery: a.gallery,
     };
     let out = aggregate::run(&cfg)?;
     for w in &out.warnings {
@@ -301,6 +308,18 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
     print!("{}", aggregate::render_table(&out.aggregate));
     for p in &out.written {
         println!("wrote {}", p.display());
+    }
+    if let (Some(path), Some(bytes)) = (&a.report, out.report_bytes) {
+        println!(
+            "report: {} ({:.2} MB{})",
+            path.display(),
+            bytes as f64 / 1e6,
+            if cfg.shards.is_empty() {
+                "; without --shards it has no pictures"
+            } else {
+                ""
+            }
+        );
     }
     Ok(0)
 }

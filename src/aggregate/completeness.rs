@@ -110,3 +110,54 @@ fn check_one(dir: &Path) -> Vec<String> {
     }
     warnings
 }
+
+/// What the run folders under a directory say about their runs: identities (`_run.json`)
+/// and the manifests' counts.
+#[derive(Debug, Default)]
+pub struct RunFacts {
+    /// Each distinct identity, with the first folder it was found in; an unreadable one
+    /// (another bgstream version) is an error message.
+    pub identities: Vec<(PathBuf, Result<crate::identity::RunIdentity, String>)>,
+    pub shards: u64,
+    pub samples: u64,
+    pub filtered: u64,
+    pub failed: u64,
+}
+
+/// Reads [`RunFacts`] under `dir` (recursively).
+pub fn facts(dir: &Path) -> RunFacts {
+    let mut dirs = Vec::new();
+    dirs_with_runs(dir, &mut dirs);
+    dirs.sort();
+    let mut f = RunFacts::default();
+    for d in &dirs {
+        let run = d.join(manifest::RUN);
+        if run.is_file() {
+            let id = std::fs::read(&run)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<crate::identity::RunIdentity>(&b).map_err(|e| {
+                        format!(
+                            "{}: {e} (written by another bgstream version?)",
+                            run.display()
+                        )
+                    })
+                });
+            if !f.identities.iter().any(|(_, known)| known == &id) {
+                f.identities.push((d.clone(), id));
+            }
+        }
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("_manifest") && name.ends_with(".jsonl") {
+                for entry in manifest::read(d, &name).unwrap_or_default() {
+                    f.shards += 1;
+                    f.samples += entry.samples;
+                    f.filtered += entry.filtered;
+                    f.failed += entry.failed;
+                }
+            }
+        }
+    }
+    f
+}

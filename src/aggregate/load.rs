@@ -382,3 +382,100 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
     out.class_map = opts.class_map.map(|m| m.name.clone());
     Ok(out)
 }
+
+/// One prediction row of a key the report shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShownRow {
+    pub variant: String,
+    pub model: String,
+    pub background: Option<String>,
+    pub shard: Option<String>,
+    pub status: String,
+    pub top1: Option<i64>,
+    pub p_true: Option<f32>,
+}
+
+/// The rows of `keys` in `files` (a second, narrow pass: the report's pictures need the
+/// predicted class and p(true) of a few images, which [`load`] does not keep).
+pub fn rows_for_keys(
+    files: &[PathBuf],
+    keys: &std::collections::HashSet<String>,
+) -> Result<HashMap<String, Vec<ShownRow>>, FatalError> {
+    let mut out: HashMap<String, Vec<ShownRow>> = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let list = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
+    for path in files {
+        let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| bad(path, format!("not a readable Parquet file: {e}")))?;
+        let schema = builder.schema().clone();
+        let indices = optional_indices(
+            &schema,
+            &[
+                "key",
+                "variant",
+                "model",
+                "status",
+                "background",
+                "shard",
+                "top5_classes",
+                "p_true",
+            ],
+        );
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        let reader = builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| bad(path, e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| bad(path, e.to_string()))?;
+            let key = strings(&batch, "key", path)?;
+            let (variant, model, status) = (
+                strings(&batch, "variant", path)?,
+                strings(&batch, "model", path)?,
+                strings(&batch, "status", path)?,
+            );
+            let opt_str = |name: &str| -> Result<_, FatalError> {
+                Ok(cast_column(&batch, name, &DataType::Utf8, path)?
+                    .map(|c| c.as_string::<i32>().clone()))
+            };
+            let (background, shard) = (opt_str("background")?, opt_str("shard")?);
+            let top = cast_column(&batch, "top5_classes", &list, path)?
+                .map(|c| c.as_list::<i32>().clone());
+            let p_true = cast_column(&batch, "p_true", &DataType::Float32, path)?
+                .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+            let text = |c: &Option<arrow::array::StringArray>, i: usize| {
+                c.as_ref()
+                    .filter(|c| !c.is_null(i))
+                    .map(|c| c.value(i).to_string())
+            };
+            for i in 0..batch.num_rows() {
+                if !keys.contains(key.value(i)) {
+                    continue;
+                }
+                let top1 = top.as_ref().filter(|t| !t.is_null(i)).and_then(|t| {
+                    let v = t.value(i);
+                    let v = v.as_primitive_opt::<arrow::datatypes::Int64Type>()?;
+                    (!v.is_empty() && !v.is_null(0)).then(|| v.value(0))
+                });
+                out.entry(key.value(i).to_string())
+                    .or_default()
+                    .push(ShownRow {
+                        variant: variant.value(i).to_string(),
+                        model: model.value(i).to_string(),
+                        background: text(&background, i),
+                        shard: text(&shard, i),
+                        status: status.value(i).to_string(),
+                        top1,
+                        p_true: p_true
+                            .as_ref()
+                            .filter(|p| !p.is_null(i))
+                            .map(|p| p.value(i)),
+                    });
+            }
+        }
+    }
+    Ok(out)
+}

@@ -7,6 +7,7 @@
 //! ([`report`]).
 
 pub mod completeness;
+pub mod gallery;
 pub mod load;
 pub mod metrics;
 pub mod per_class;
@@ -39,8 +40,15 @@ pub struct AggregateConfig {
     pub examples: usize,
     /// Score at a coarse level (`--class-map`, ImageNet-9 style).
     pub class_map: Option<PathBuf>,
-    /// Class names for the tables and report (`--class-names imagenet|FILE`).
+    /// Class names for the tables and report (`--class-names imagenet|none|FILE`; default
+    /// ImageNet's for 1000-class runs).
     pub class_names: Option<PathBuf>,
+    /// The run's shards, for the report's pictures (none: no pictures).
+    pub shards: Vec<PathBuf>,
+    /// The run's `--textures`, for the pictures.
+    pub textures: Option<PathBuf>,
+    /// Images in the report's gallery.
+    pub gallery: usize,
 }
 
 /// What an aggregate run produced.
@@ -50,6 +58,8 @@ pub struct AggregateOutput {
     pub data: Loaded,
     pub aggregate: Aggregate,
     pub written: Vec<PathBuf>,
+    /// The report's size, when one was written.
+    pub report_bytes: Option<usize>,
 }
 
 /// The summary table's schema (`schemas/aggregate-summary.schema.json`).
@@ -130,11 +140,12 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             class_map: class_map.as_ref(),
         },
     )?;
-    let names = cfg
-        .class_names
-        .as_deref()
-        .map(crate::classes::ClassNames::read)
-        .transpose()?;
+    let facts = completeness::facts(&cfg.input);
+    let identity = facts.identities.iter().find_map(|(_, id)| id.as_ref().ok());
+    let num_classes: Vec<i64> = identity
+        .map(|id| id.models.iter().map(|m| m.num_classes).collect())
+        .unwrap_or_else(|| vec![0]);
+    let names = crate::classes::ClassNames::for_models(cfg.class_names.as_deref(), &num_classes)?;
     let mut aggregate = compute(&data, cfg.baseline.as_deref(), cfg.examples)?;
     let per_class = per_class::per_class(&data);
     let class_of = |label: i64| -> String {
@@ -247,11 +258,50 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
     } else {
         Vec::new()
     };
+    let mut report_bytes = None;
     if let Some(path) = &cfg.report {
         let best = per_class::best_classes(&per_class, "bg_only", &aggregate.models, 10);
         let best: Vec<_> = best.into_iter().map(|c| (class_of(c.label), c)).collect();
-        let html = report::render(&aggregate, &data, &svgs, &warnings, &best);
+        let pictures = match (identity, cfg.shards.is_empty()) {
+            (_, true) => None,
+            (None, false) => {
+                warnings.push(
+                    "no readable _run.json under --in: the report cannot re-render the images"
+                        .into(),
+                );
+                None
+            }
+            (Some(id), false) => {
+                let opts = gallery::PictureOptions {
+                    shards: &cfg.shards,
+                    textures: cfg.textures.as_deref(),
+                    gallery: cfg.gallery,
+                    per_model: gallery::PER_MODEL,
+                    worst: gallery::WORST,
+                    thumb: gallery::THUMB,
+                };
+                Some(gallery::build(
+                    &data,
+                    &aggregate,
+                    id,
+                    names.as_ref(),
+                    &opts,
+                )?)
+            }
+        };
+        let html = report::render(&report::ReportInput {
+            aggregate: &aggregate,
+            data: &data,
+            svgs: &svgs,
+            warnings: &warnings,
+            best_classes: &best,
+            facts: &facts,
+            pictures: pictures.as_ref(),
+            input: &cfg.input,
+        });
         report::write(path, &html)?;
+        tracing::info!(bytes = html.len(), path = %path.display(), "report written");
+        report_bytes = Some(html.len());
         written.push(path.clone());
     }
     Ok(AggregateOutput {
@@ -259,6 +309,7 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         data,
         aggregate,
         written,
+        report_bytes,
     })
 }
 

@@ -7,12 +7,12 @@
 //! two labels, no label and dot, and no label and the legend overlap.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use plotters::prelude::*;
 
 use super::metrics::Aggregate;
 use crate::error::FatalError;
+use crate::preview::sheet::register_font;
 
 /// One model's dot, in percent.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,17 +35,6 @@ pub struct Figure {
     pub y_label: String,
     /// (series label, points)
     pub series: Vec<(String, Vec<Point>)>,
-}
-
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            epaint_default_fonts::UBUNTU_LIGHT,
-        );
-    });
 }
 
 /// Fractions to a percent interval; `None` unless both ends are finite, so a missing or

@@ -9,7 +9,6 @@ use super::sheet::{self, Sheet, SheetRow, Tile};
 use super::{file_stem, find_samples, render, thumb, Rendered, Want};
 use crate::classes::ClassNames;
 use crate::cli::PreviewArgs;
-use crate::config::expand_shards;
 use crate::error::FatalError;
 use crate::infer::{resolve_device, Model, Precision};
 use crate::item::Prediction;
@@ -17,6 +16,7 @@ use crate::ops::decode::Limits;
 use crate::ops::geometry::{Interpolation, Preprocess};
 use crate::ops::variants::Variant;
 use crate::prepare::{preprocess_groups, PrepareConfig, PrepareSpec, Scratch};
+use crate::source::expand_shards;
 
 /// Per image, per slot: a model's prediction (`None`: the slot has no pixels).
 type Grid = Vec<Vec<Option<Prediction>>>;
@@ -45,20 +45,6 @@ pub fn slot_labels(cfg: &PrepareConfig) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// Class names for a set of models: the `spec` asked for, else ImageNet's when every
-/// model has 1,000 classes (or there is none).
-pub fn class_names(
-    spec: Option<&std::path::Path>,
-    num_classes: &[i64],
-) -> Result<Option<ClassNames>, FatalError> {
-    match spec {
-        Some(p) if p.as_os_str() == "none" => Ok(None),
-        Some(p) => ClassNames::read(p).map(Some),
-        None if num_classes.iter().all(|&n| n == 1000) => Ok(Some(ClassNames::imagenet())),
-        None => Ok(None),
-    }
 }
 
 /// `name (label)`, or the label alone.
@@ -124,7 +110,7 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
     };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     cfg.attach_donors(&donor_shards, a.donors, threads);
-    let names = class_names(a.class_names.as_deref(), &num_classes)?;
+    let names = ClassNames::for_models(a.class_names.as_deref(), &num_classes)?;
 
     let want = if a.keys.is_empty() {
         Want::First(a.n)

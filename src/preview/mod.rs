@@ -37,55 +37,69 @@ pub fn find_samples(
     want: &Want,
     cfg: &PrepareConfig,
 ) -> Result<Vec<Sample>, FatalError> {
+    match want {
+        Want::Keys(keys) => {
+            let wanted: HashSet<String> = keys.iter().cloned().collect();
+            let mut found = find_keys(shards, &wanted);
+            let missing: Vec<&str> = keys
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !found.iter().any(|s| s.key == *k))
+                .collect();
+            if !missing.is_empty() {
+                return Err(FatalError::Config(format!(
+                    "key(s) not found in the shards: {}",
+                    missing.join(", ")
+                )));
+            }
+            found.sort_by_key(|s| keys.iter().position(|k| *k == s.key));
+            Ok(found)
+        }
+        Want::First(n) => {
+            let mut found: Vec<Sample> = Vec::new();
+            for shard in shards {
+                if found.len() >= *n {
+                    break;
+                }
+                scan(shard, |sample| {
+                    let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
+                    if sample.problem.is_none()
+                        && matches!(admit(&sample, cfg, &mut meta), Ok(Some(_)))
+                    {
+                        found.push(sample);
+                    }
+                    found.len() < *n
+                });
+            }
+            Ok(found)
+        }
+    }
+}
+
+/// The samples of `keys` (the first of each) that `shards` hold, reading them in order
+/// until every key is found.
+pub fn find_keys(shards: &[PathBuf], keys: &HashSet<String>) -> Vec<Sample> {
     let mut found: Vec<Sample> = Vec::new();
-    let wanted: HashSet<&str> = match want {
-        Want::Keys(keys) => keys.iter().map(String::as_str).collect(),
-        Want::First(_) => HashSet::new(),
-    };
-    let enough = |found: &[Sample]| match want {
-        Want::Keys(keys) => found.len() == keys.len(),
-        Want::First(n) => found.len() >= *n,
-    };
+    let mut seen: HashSet<String> = HashSet::new();
     for shard in shards {
-        if enough(&found) {
+        if seen.len() == keys.len() {
             break;
         }
-        let report = read_shard(shard, |sample| {
-            let keep = match want {
-                Want::Keys(_) => {
-                    wanted.contains(sample.key.as_str())
-                        && !found.iter().any(|s| s.key == sample.key)
-                }
-                Want::First(_) => {
-                    let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
-                    sample.problem.is_none()
-                        && matches!(admit(&sample, cfg, &mut meta), Ok(Some(_)))
-                }
-            };
-            if keep {
+        scan(shard, |sample| {
+            if keys.contains(&sample.key) && seen.insert(sample.key.clone()) {
                 found.push(sample);
             }
-            !enough(&found)
+            seen.len() < keys.len()
         });
-        if let Some(e) = report.error {
-            tracing::warn!(shard = %shard.display(), "shard not fully read: {e}");
-        }
     }
-    if let Want::Keys(keys) = want {
-        let missing: Vec<&str> = keys
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !found.iter().any(|s| s.key == *k))
-            .collect();
-        if !missing.is_empty() {
-            return Err(FatalError::Config(format!(
-                "key(s) not found in the shards: {}",
-                missing.join(", ")
-            )));
-        }
-        found.sort_by_key(|s| keys.iter().position(|k| *k == s.key));
+    found
+}
+
+fn scan(shard: &std::path::Path, emit: impl FnMut(Sample) -> bool) {
+    let report = read_shard(shard, emit);
+    if let Some(e) = report.error {
+        tracing::warn!(shard = %shard.display(), "shard not fully read: {e}");
     }
-    Ok(found)
 }
 
 /// One preprocessing group's pixels of an image: every slot back to back.

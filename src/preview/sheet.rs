@@ -41,6 +41,7 @@ const LINE_H: usize = 15;
 /// Average advance of the 12 px font, for truncating captions to their tile.
 const CHAR_W: f64 = 6.2;
 
+/// Registers the bundled font once (the figures use it too).
 pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

@@ -10,11 +10,12 @@
 pub mod shard_writer;
 pub mod tar_reader;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ItemError;
+use crate::error::{FatalError, ItemError};
 use crate::ops::geometry::BBox;
 
 /// One sample as read from a shard; nothing is parsed or decoded yet.
@@ -104,6 +105,40 @@ impl Sample {
             wnid: raw.wnid,
         })
     }
+}
+
+/// Expands paths and globs; a pattern that matches nothing is an error.
+pub fn expand_shards(patterns: &[String]) -> Result<Vec<PathBuf>, FatalError> {
+    let mut out = Vec::new();
+    for p in patterns {
+        let before = out.len();
+        if std::path::Path::new(p).is_file() {
+            out.push(PathBuf::from(p));
+        } else {
+            let paths = glob::glob(p).map_err(|source| FatalError::BadPattern {
+                pattern: p.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = paths
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            out.extend(found);
+        }
+        if out.len() == before {
+            return Err(FatalError::NoShards(p.clone()));
+        }
+    }
+    // Absolute, canonical paths: a shard's identity (manifest, --resume, the `shard`
+    // column) must not depend on the working directory or how the path was spelled.
+    let mut seen = std::collections::HashSet::new();
+    let out = out
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .filter(|p| seen.insert(p.clone()))
+        .collect();
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,5 +8,6 @@ mod common;
 
 mod aggregate;
 mod imagenet_formats;
+mod report_size;
 mod shard_formats;
 mod truncated_jpegs;

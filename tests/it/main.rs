@@ -12,6 +12,7 @@ mod model_reference;
 mod pipeline;
 mod preview;
 mod ranks;
+mod report;
 mod resume;
 mod schema;
 mod variants_reference;
