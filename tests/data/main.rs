@@ -7,6 +7,7 @@
 mod common;
 
 mod aggregate;
+mod gallery_pixels;
 mod imagenet_formats;
 mod report_size;
 mod shard_formats;
