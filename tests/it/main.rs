@@ -9,6 +9,7 @@ mod hostile;
 mod integrity;
 mod launcher;
 mod model_reference;
+mod paper;
 mod pipeline;
 mod preview;
 mod ranks;
