@@ -48,6 +48,7 @@
 //! filled in from the header.
 
 mod box_csv;
+pub mod caltech101;
 pub mod imagenet;
 pub mod images;
 mod voc;
@@ -102,6 +103,8 @@ pub enum AnnotationFormat {
     Voc,
     /// Box CSV `path,label,x0,y0,x1,y1`, one row per box.
     Csv,
+    /// Caltech101: `--images 101_ObjectCategories --annotations Annotations` (.mat files).
+    Caltech101,
 }
 
 impl AnnotationFormat {
@@ -113,6 +116,7 @@ impl AnnotationFormat {
             AnnotationFormat::Manifest => "manifest",
             AnnotationFormat::Voc => "voc",
             AnnotationFormat::Csv => "csv",
+            AnnotationFormat::Caltech101 => "caltech101",
         }
     }
 
@@ -135,6 +139,8 @@ pub fn detect_format(annotations: &Path) -> Result<AnnotationFormat, FatalError>
     if annotations.is_dir() {
         return Ok(if annotations.join("Annotations").is_dir() {
             AnnotationFormat::Voc
+        } else if caltech101::looks_like(annotations) {
+            AnnotationFormat::Caltech101
         } else {
             AnnotationFormat::ImagenetXml
         });
@@ -235,7 +241,22 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
             format.name()
         ))
     };
-    if format != AnnotationFormat::Voc {
+    if format == AnnotationFormat::Caltech101 {
+        if let Some(s) = inputs
+            .split
+            .as_deref()
+            .filter(|s| !matches!(*s, "train" | "test"))
+        {
+            return Err(FatalError::Config(format!(
+                "--split {s}: caltech101 splits are train (the first {} images of each class) \
+                 and test (the rest)",
+                caltech101::TRAIN_PER_CLASS
+            )));
+        }
+        if inputs.skip_difficult {
+            return Err(only_voc("--voc-skip-difficult"));
+        }
+    } else if format != AnnotationFormat::Voc {
         if inputs.split.is_some() {
             return Err(only_voc("--split"));
         }
@@ -261,6 +282,39 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
         return collect_imagenet(inputs, format, images);
     }
     let (a, synsets) = (&inputs.annotations, inputs.synsets.as_deref());
+    if format == AnnotationFormat::Caltech101 {
+        let c = caltech101::read_caltech101(a, &images, synsets, inputs.split.as_deref())?;
+        check_unique_keys(&c.entries, a)?;
+        let mut notes = vec![format!("{} classes", c.classes.len())];
+        if !c.mapped.is_empty() {
+            notes.push(format!(
+                "annotation folders mapped: {}",
+                c.mapped.join(", ")
+            ));
+        }
+        if images.join(caltech101::BACKGROUND).is_dir() {
+            notes.push(format!("{} skipped (not a class)", caltech101::BACKGROUND));
+        }
+        if c.clamped > 0 {
+            notes.push(format!("{} box(es) clamped to the image", c.clamped));
+        }
+        return Ok(Collected {
+            format: Some(format),
+            detected: format!(
+                "annotations: caltech101 ({}; {}; 1-based inclusive boxes -> exclusive; \
+                 outlines read, not yet used); images: {}",
+                a.display(),
+                notes.join("; "),
+                images.display()
+            ),
+            images,
+            entries: c.entries,
+            missing: c.missing,
+            unannotated: c.unannotated,
+            without_objects: c.unreadable,
+            ..Default::default()
+        });
+    }
     let ((entries, missing), without_objects) = match format {
         AnnotationFormat::Manifest => (read_manifest(a, &images)?, Vec::new()),
         AnnotationFormat::Csv => (read_box_csv(a, &images, synsets)?, Vec::new()),
