@@ -210,11 +210,13 @@ pub struct ShardArgs {
     /// ImageNet bounding-box XMLs (a folder, or ILSVRC2012_bbox_val_v3.tgz as downloaded),
     /// Kaggle's LOC_val_solution.csv, the ImageNet table val_index,label,width,height,boxes,
     /// a JSON manifest ({"samples": [{"path","label","boxes"}]}), a box CSV
-    /// (path,label,x0,y0,x1,y1, one row per box) or a Pascal VOC folder.
+    /// (path,label,x0,y0,x1,y1, one row per box), a Pascal VOC folder, or Caltech101's
+    /// Annotations/ folder (with --images 101_ObjectCategories).
     #[arg(long, value_name = "FILE|DIR")]
     pub annotations: PathBuf,
-    /// Format of --annotations. Default: detected (a folder with Annotations/ is voc, any
-    /// other folder or a .tgz/.tar imagenet-xml, .json manifest, a CSV by its header).
+    /// Format of --annotations. Default: detected (a folder with Annotations/ is voc, a
+    /// folder of class folders of annotation_*.mat caltech101, any other folder or a
+    /// .tgz/.tar imagenet-xml, .json manifest, a CSV by its header).
     #[arg(long, value_enum)]
     pub format: Option<crate::source::shard_writer::AnnotationFormat>,
     /// One class per line, first token = wnid or name (synsets.txt, LOC_synset_mapping.txt).
@@ -223,7 +225,8 @@ pub struct ShardArgs {
     #[arg(long, value_name = "FILE")]
     pub synsets: Option<PathBuf>,
     /// voc: only the ids listed in DIR/ImageSets/Main/NAME.txt (e.g. train, val,
-    /// trainval). Default: every XML file in DIR/Annotations.
+    /// trainval). Default: every XML file in DIR/Annotations. caltech101: train (the first
+    /// 30 images of each class) or test (the rest).
     #[arg(long, value_name = "NAME")]
     pub split: Option<String>,
     /// voc: leave out objects marked difficult (before the label is chosen).
@@ -289,6 +292,10 @@ pub struct AggregateArgs {
     /// Images in the report's gallery.
     #[arg(long, default_value_t = 4)]
     pub gallery: usize,
+    /// Also report models that differ only by a `-seedN` suffix (examples/finetune.py
+    /// --seeds) as one: mean ± sd over seeds (text, report, seed_groups.csv).
+    #[arg(long)]
+    pub group_seeds: bool,
     /// Example keys listed per Table-1 level.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,

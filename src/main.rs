@@ -288,6 +288,7 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
         },
         textures: a.textures.clone(),
         gallery: a.gallery,
+        group_seeds: a.group_seeds,
     };
     let out = aggregate::run(&cfg)?;
     for w in &out.warnings {
@@ -306,6 +307,7 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
         );
     }
     print!("{}", aggregate::render_table(&out.aggregate));
+    print!("{}", aggregate::render_seed_groups(&out.seed_groups));
     for p in &out.written {
         println!("wrote {}", p.display());
     }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod per_class;
 pub mod plots;
 pub mod report;
+pub mod seeds;
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -49,6 +50,8 @@ pub struct AggregateConfig {
     pub textures: Option<PathBuf>,
     /// Images in the report's gallery.
     pub gallery: usize,
+    /// Also report models that differ only by a `-seedN` suffix as one (mean ± sd).
+    pub group_seeds: bool,
 }
 
 /// What an aggregate run produced.
@@ -60,6 +63,8 @@ pub struct AggregateOutput {
     pub written: Vec<PathBuf>,
     /// The report's size, when one was written.
     pub report_bytes: Option<usize>,
+    /// `--group-seeds`: mean and spread per group of seeds.
+    pub seed_groups: Vec<seeds::SeedRow>,
 }
 
 /// The summary table's schema (`schemas/aggregate-summary.schema.json`).
@@ -249,6 +254,41 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             rows,
         )?);
     }
+    let seed_groups = if cfg.group_seeds {
+        seeds::group(&aggregate.rows)
+    } else {
+        Vec::new()
+    };
+    if cfg.csv && !seed_groups.is_empty() {
+        let rows = seed_groups.iter().map(|r| {
+            vec![
+                r.group.clone(),
+                r.variant.clone(),
+                r.seeds.to_string(),
+                r.top1_mean.to_string(),
+                r.top1_sd.to_string(),
+                r.top1_min.to_string(),
+                r.top1_max.to_string(),
+                r.top5_mean.to_string(),
+                r.top5_sd.to_string(),
+            ]
+        });
+        written.push(write_csv(
+            &cfg.out.join("seed_groups.csv"),
+            &[
+                "group",
+                "variant",
+                "seeds",
+                "top1_mean",
+                "top1_sd",
+                "top1_min",
+                "top1_max",
+                "top5_mean",
+                "top5_sd",
+            ],
+            rows,
+        )?);
+    }
     let svgs = if cfg.figures || cfg.report.is_some() {
         let figs = plots::figures(&aggregate);
         let svgs = plots::write_figures(&figs, &cfg.out)?;
@@ -298,6 +338,7 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             facts: &facts,
             pictures: pictures.as_ref(),
             input: &cfg.input,
+            seed_groups: &seed_groups,
         });
         report::write(path, &html)?;
         tracing::info!(bytes = html.len(), path = %path.display(), "report written");
@@ -310,6 +351,7 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         aggregate,
         written,
         report_bytes,
+        seed_groups,
     })
 }
 
@@ -428,6 +470,40 @@ fn write_worst_csv(
 
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{:.1}", 100.0 * x))
+}
+
+/// The `--group-seeds` table printed by `bgstream aggregate`.
+pub fn render_seed_groups(rows: &[seeds::SeedRow]) -> String {
+    let mut o = String::new();
+    if rows.is_empty() {
+        return o;
+    }
+    let gw = rows.iter().map(|r| r.group.len()).max().unwrap_or(5).max(5);
+    let vw = rows
+        .iter()
+        .map(|r| r.variant.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let _ = writeln!(o, "\nSeed groups (mean ± sample sd over seeds, top-1 %):");
+    let _ = writeln!(
+        o,
+        "{:<gw$} {:<vw$} {:>5} {:>13} {:>13} {:>13}",
+        "group", "variant", "seeds", "top1", "min..max", "top5"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "{:<gw$} {:<vw$} {:>5} {:>13} {:>13} {:>13}",
+            r.group,
+            r.variant,
+            r.seeds,
+            format!("{:.1} ± {:.1}", 100.0 * r.top1_mean, 100.0 * r.top1_sd),
+            format!("{:.1}..{:.1}", 100.0 * r.top1_min, 100.0 * r.top1_max),
+            format!("{:.1} ± {:.1}", 100.0 * r.top5_mean, 100.0 * r.top5_sd),
+        );
+    }
+    o
 }
 
 /// The aligned text table printed by `bgstream aggregate`.

@@ -26,6 +26,8 @@ pub struct ReportInput<'a> {
     /// With `aggregate --shards`: the images.
     pub pictures: Option<&'a Pictures>,
     pub input: &'a Path,
+    /// `--group-seeds`.
+    pub seed_groups: &'a [super::seeds::SeedRow],
 }
 
 const STYLE: &str = r#"
@@ -593,6 +595,44 @@ pub fn render(r: &ReportInput<'_>) -> String {
         );
     }
     h.push_str("</tbody></table>\n");
+
+    if !r.seed_groups.is_empty() {
+        h.push_str(
+            "<h2 id=\"seed-groups\">Seed groups</h2><p>Models that differ only by their \
+             <code>-seedN</code> suffix, as one: top-1 (%) mean ± sample standard deviation over \
+             the seeds.</p>\n",
+        );
+        header(
+            &mut h,
+            "seeds",
+            &[
+                "group",
+                "variant",
+                "seeds",
+                "top-1 mean",
+                "top-1 sd",
+                "min",
+                "max",
+                "top-5 mean",
+            ]
+            .map(String::from),
+        );
+        for s in r.seed_groups {
+            let _ = writeln!(
+                h,
+                "<tr>{}{}<td>{}</td>{}{}{}{}{}</tr>",
+                text_cell(&s.group),
+                text_cell(&s.variant),
+                s.seeds,
+                pct_cell(Some(s.top1_mean)),
+                pct_cell(Some(s.top1_sd)),
+                pct_cell(Some(s.top1_min)),
+                pct_cell(Some(s.top1_max)),
+                pct_cell(Some(s.top5_mean).filter(|x| x.is_finite())),
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
 
     if !a.backgrounds.is_empty() {
         h.push_str(

@@ -111,6 +111,7 @@ fn config(input: &Path, out: &Path, baseline: Option<&str>) -> AggregateConfig {
         shards: Vec::new(),
         textures: None,
         gallery: 4,
+        group_seeds: false,
     }
 }
 

@@ -208,6 +208,7 @@ fn a_32_model_15_variant_report_with_every_picture_stays_under_5_mb() {
         shards: Vec::new(),
         textures: None,
         gallery: 4,
+        group_seeds: false,
     })
     .unwrap();
     assert_eq!(result.aggregate.models.len(), 32);
@@ -227,6 +228,7 @@ fn a_32_model_15_variant_report_with_every_picture_stays_under_5_mb() {
         facts: &facts,
         pictures: Some(&pictures),
         input: &input,
+        seed_groups: &[],
     });
     let thumbs = html.matches("<img ").count();
     assert_eq!(

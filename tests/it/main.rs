@@ -5,6 +5,7 @@ mod backgrounds;
 mod bad_input;
 mod batcher;
 mod common;
+mod finetune;
 mod hostile;
 mod integrity;
 mod launcher;
