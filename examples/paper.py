@@ -27,6 +27,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_models import read_list  # noqa: E402  (beside this file)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_VARIANTS = (
     "original,bg_only,fg_white,fg_texture,fg_gauss,fg_uniform,"
@@ -73,16 +76,10 @@ def find_inputs(imagenet, images, annotations):
 
 
 def read_models(spec):
-    path = spec if os.path.isfile(spec) else None
-    if path is None:
-        return [m.strip() for m in spec.split(",") if m.strip()]
-    names = []
-    with open(path) as f:
-        for line in f:
-            name = line.split("#", 1)[0].strip()
-            if name:
-                names.append(name)
-    return names
+    """A list file (export_models.py's format) or comma-separated names."""
+    if os.path.isfile(spec):
+        return read_list(spec)
+    return [m.strip() for m in spec.split(",") if m.strip()]
 
 
 def run(cmd, env=None, ok=(0,)):

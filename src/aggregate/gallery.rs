@@ -195,10 +195,15 @@ pub fn build(
     }
     let rows = rows_for_keys(&data.files, &wanted)?;
 
+    // Key ids of the shown images, looked up per tile.
+    let key_id: HashMap<&str, u32> = wanted
+        .iter()
+        .filter_map(|k| Some((k.as_str(), data.keys.iter().position(|x| x == k)? as u32)))
+        .collect();
     // The background each image's multi-row slot shows: the baseline's worst candidate.
     let worst_bg = |key: &str, variant: &str| -> Option<String> {
         let (b, v) = (baseline?, variant_id(variant)?);
-        let k = data.keys.iter().position(|x| x == key)? as u32;
+        let k = *key_id.get(key)?;
         data.worst.get(&(b, v, k))?.background.clone()
     };
     // Donor images the shown slots took backgrounds from.
@@ -344,11 +349,7 @@ pub fn build(
         Some((data_uri(frame, size, opts.thumb)?, recorded[si].clone()))
     };
     let captions = |key: &str, variant: &str, background: Option<&str>, only: Option<&str>| {
-        let label = data
-            .keys
-            .iter()
-            .position(|x| x == key)
-            .map_or(-1, |k| data.labels[k]);
+        let label = key_id.get(key).map_or(-1, |&k| data.labels[k as usize]);
         let empty = Vec::new();
         rows.get(key)
             .unwrap_or(&empty)

@@ -129,6 +129,7 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
         .map(|s| render(s, &cfg, &mut scratch, None))
         .collect();
     let labels = slot_labels(&cfg);
+    let slots = cfg.slots();
 
     // Per group, per model of that group: a prediction per (image, slot) shown.
     let mut predictions: Vec<Vec<(String, Grid)>> = Vec::new();
@@ -272,7 +273,7 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
                     row.tiles.push(Some(Tile {
                         pixels: g.slot(si),
                         size,
-                        boxes: if cfg.variants[cfg.slots()[si].0] == Variant::Original {
+                        boxes: if cfg.variants[slots[si].0] == Variant::Original {
                             &g.boxes
                         } else {
                             &[]
