@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use bgstream::ops::decode::{decode_into, Limits};
 use bgstream::ops::geometry::{Geometry, Interpolation, Preprocess};
+use bgstream::ops::mask::Foreground;
 use bgstream::ops::resize::CropResizer;
 use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::{render, RenderCtx, Variant, DEFAULT_VARIANTS};
@@ -75,13 +76,14 @@ fn benches(c: &mut Criterion) {
                     .iter()
                     .map(|bx| geo.map_box(bx))
                     .collect();
+                let fg = Foreground::from_rects(224, &rects);
                 let ctx = RenderCtx {
                     key: &e.key,
                     seed: 0,
                     textures: &tex,
                 };
                 for v in &variants {
-                    render(v, &crop, 224, &rects, &ctx, &mut out);
+                    render(v, &crop, &fg, &ctx, &mut out);
                 }
             }
         })

@@ -46,6 +46,10 @@ pub enum ItemError {
         bytes: u64,
         limit: u64,
     },
+    #[error("foreground mask is invalid: {0}")]
+    BadMask(String),
+    #[error("polygon {index} is invalid: {reason}")]
+    BadPolygon { index: usize, reason: String },
     #[error("image size {found} does not match the annotation's {expected}")]
     SizeMismatch { found: String, expected: String },
 }
@@ -65,6 +69,8 @@ impl ItemError {
             ItemError::BadBox { .. } => "bad_box",
             ItemError::LabelOutOfRange { .. } => "label_out_of_range",
             ItemError::SizeMismatch { .. } => "size_mismatch",
+            ItemError::BadMask(_) => "bad_mask",
+            ItemError::BadPolygon { .. } => "bad_polygon",
             ItemError::DuplicateKey { .. } => "duplicate_key",
             ItemError::BadKey { .. } => "bad_key",
             ItemError::Truncated(_) => "truncated",

@@ -19,12 +19,15 @@ pub struct ItemMeta {
     pub key: String,
     pub label: Option<i64>,
     pub fg_fraction: Option<f64>,
+    /// `boxes` or `mask`: what the variants kept or replaced (known once the annotation is).
+    pub fg_source: Option<&'static str>,
     pub width: Option<usize>,
     pub height: Option<usize>,
     /// Per output slot, the background another source gave it (`image:KEY`,
     /// `texture:NAME`); empty when no variant takes donors.
     pub backgrounds: Vec<Option<Arc<str>>>,
-    /// Per output slot, an error that only that slot has (`no_donor`); empty when none.
+    /// Per output slot, an error that only that slot has (`no_donor`, `no_mask`); empty
+    /// when none.
     pub slot_errors: Vec<Option<RowError>>,
 }
 
@@ -35,6 +38,7 @@ impl ItemMeta {
             key,
             label: None,
             fg_fraction: None,
+            fg_source: None,
             width: None,
             height: None,
             backgrounds: Vec::new(),

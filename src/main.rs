@@ -218,7 +218,13 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
         written.bytes as f64 / 1e6,
         written.samples as f64 / write_secs.max(1e-9),
     );
-    let notes: [(&str, &[String]); 7] = [
+    if written.masks > 0 {
+        println!(
+            "  {} sample(s) with a foreground mask (<key>.mask.png)",
+            written.masks
+        );
+    }
+    let notes: [(&str, &[String]); 8] = [
         ("annotations without an image", &found.missing),
         ("images without objects skipped", &found.without_objects),
         ("images without an annotation (not sharded)", &found.unannotated),
@@ -237,6 +243,10 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
         (
             "images with an unreadable header (written; the run records the error)",
             &written.unreadable,
+        ),
+        (
+            "masks unreadable or of another size than the image (written; the run records bad_mask)",
+            &written.bad_masks,
         ),
     ];
     for (what, keys) in notes.iter().filter(|(_, k)| !k.is_empty()) {
@@ -260,6 +270,8 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
         "folder_mismatch": found.folder_mismatch,
         "size_mismatch": written.size_mismatch,
         "unreadable_header": written.unreadable,
+        "masks": written.masks,
+        "bad_masks": written.bad_masks,
     });
     bgstream::atomic::write_file(&summary, &serde_json::to_vec_pretty(&json)?)?;
     println!("  every list in full: {}", summary.display());

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use crate::classes::ClassMap;
 use crate::donors::{DonorBank, Pairing, SlotSource};
 use crate::error::{FatalError, ItemError};
-use crate::item::{ItemMeta, Prepared};
+use crate::item::{ItemMeta, Prepared, RowError};
 use crate::sidecar::Sidecar;
 
 use crate::ops::background::paste_foreground;
 use crate::ops::decode::{decode_into, dimensions, Limits};
 use crate::ops::geometry::{foreground_fraction, validate_boxes, Geometry, Preprocess, Rect};
+use crate::ops::mask::{Foreground, SourceMask};
 use crate::ops::resize::CropResizer;
 use crate::ops::textures::{texture_dir, TextureSet};
 use crate::ops::variants::{render, RenderCtx, Variant};
@@ -154,9 +155,48 @@ pub fn preprocess_groups<'a>(sidecars: impl IntoIterator<Item = &'a Sidecar>) ->
 #[derive(Default)]
 pub struct Scratch {
     decoded: Vec<u8>,
-    /// Per preprocessing group: the crop and the boxes in its pixels.
-    pub crops: Vec<(Vec<u8>, Vec<Rect>)>,
+    /// Per preprocessing group: the crop, its boxes and its foreground.
+    pub crops: Vec<Crop>,
     resizer: CropResizer,
+}
+
+/// One preprocessing group's crop of a sample.
+#[derive(Debug, Default)]
+pub struct Crop {
+    /// `size*size*3` RGB.
+    pub pixels: Vec<u8>,
+    /// The boxes in output pixels (drawn by previews; the variants use `fg`).
+    pub rects: Vec<Rect>,
+    /// The mask's foreground when the sample has one, else the union of `rects`.
+    pub fg: Foreground,
+}
+
+/// What [`admit`] lets through: the annotation and, when the sample has one, its mask.
+#[derive(Debug)]
+pub struct Admitted {
+    pub ann: Annotation,
+    pub mask: Option<SourceMask>,
+}
+
+/// `fg_source` of samples whose foreground is their boxes / their mask.
+pub const FG_BOXES: &str = "boxes";
+pub const FG_MASK: &str = "mask";
+
+/// The sample's mask (`None` when its foreground is its boxes), checked against the image
+/// size: the `.mask.png` member and the annotation's polygons, or the error `shard` recorded.
+pub fn source_mask(
+    mask_png: Option<&[u8]>,
+    ann: &Annotation,
+    width: usize,
+    height: usize,
+) -> Result<Option<SourceMask>, ItemError> {
+    if let Some(reason) = &ann.mask_error {
+        return Err(ItemError::BadMask(reason.clone()));
+    }
+    if mask_png.is_none() && ann.polygons.is_empty() {
+        return Ok(None);
+    }
+    SourceMask::new(mask_png, &ann.polygons, width, height).map(Some)
 }
 
 /// Runs the CPU stage on one sample. Never panics on bad input: every problem becomes
@@ -192,13 +232,14 @@ fn prepare_from(
     }
 }
 
-/// The header-only half of the stage: annotation, label range, image size, boxes and the
-/// foreground filter. `Ok(None)` when the filter drops the image. Never decodes pixels.
+/// The header-only half of the stage: annotation, label range, image size, boxes or mask
+/// and the foreground filter. `Ok(None)` when the filter drops the image. Never decodes
+/// the image's pixels (a mask PNG is decoded: its area is the filter's input).
 pub fn admit(
     sample: &Sample,
     cfg: &PrepareConfig,
     meta: &mut ItemMeta,
-) -> Result<Option<Annotation>, ItemError> {
+) -> Result<Option<Admitted>, ItemError> {
     let ann = sample.annotation()?;
     meta.label = Some(ann.label);
     if ann.label >= cfg.num_classes {
@@ -225,22 +266,36 @@ pub fn admit(
             });
         }
     }
-    validate_boxes(&ann.boxes, w, h)?;
-    let fg = foreground_fraction(&ann.boxes, w, h);
+    let mask = if sample.has_mask(&ann) {
+        meta.fg_source = Some(FG_MASK);
+        if !ann.boxes.is_empty() {
+            validate_boxes(&ann.boxes, w, h)?;
+        }
+        source_mask(sample.mask.as_deref(), &ann, w, h)?
+    } else {
+        meta.fg_source = Some(FG_BOXES);
+        validate_boxes(&ann.boxes, w, h)?;
+        None
+    };
+    let fg = match &mask {
+        Some(m) => m.area_fraction()?,
+        None => foreground_fraction(&ann.boxes, w, h),
+    };
     meta.fg_fraction = Some(fg);
     if fg < cfg.min_fg || fg > cfg.max_fg {
         return Ok(None);
     }
-    Ok(Some(ann))
+    Ok(Some(Admitted { ann, mask }))
 }
 
 /// Decodes `bytes` and resamples it once per preprocessing group into `s.crops`, with the
-/// boxes mapped to each crop's pixels. `header` is the size [`admit`] read from the image
-/// header; pixels of another size are a decode error, found before any resampling.
+/// boxes and the foreground mapped to each crop's pixels. `header` is the size [`admit`]
+/// read from the image header; pixels of another size are a decode error, found before
+/// any resampling.
 pub fn crop_groups(
     bytes: &[u8],
     header: (usize, usize),
-    ann: &Annotation,
+    adm: &Admitted,
     cfg: &PrepareConfig,
     s: &mut Scratch,
 ) -> Result<(), ItemError> {
@@ -252,13 +307,17 @@ pub fn crop_groups(
         )));
     }
     s.crops.resize_with(cfg.groups.len(), Default::default);
-    for (p, (crop, rects)) in cfg.groups.iter().zip(&mut s.crops) {
+    for (p, c) in cfg.groups.iter().zip(&mut s.crops) {
         let g = Geometry::new(w, h, p)?;
-        crop.resize(g.size * g.size * 3, 0);
+        c.pixels.resize(g.size * g.size * 3, 0);
         s.resizer
-            .resize_crop(&s.decoded, &g, p.interpolation, crop)?;
-        rects.clear();
-        rects.extend(ann.boxes.iter().map(|b| g.map_box(b)));
+            .resize_crop(&s.decoded, &g, p.interpolation, &mut c.pixels)?;
+        c.rects.clear();
+        c.rects.extend(adm.ann.boxes.iter().map(|b| g.map_box(b)));
+        c.fg = match &adm.mask {
+            Some(m) => m.map(&g),
+            None => Foreground::from_rects(g.size, &c.rects),
+        };
     }
     Ok(())
 }
@@ -270,12 +329,13 @@ fn prepare_inner(
     meta: &mut ItemMeta,
     recorded: Option<&[Option<&str>]>,
 ) -> Result<Option<Vec<Vec<u8>>>, ItemError> {
-    let Some(ann) = admit(sample, cfg, meta)? else {
+    let Some(adm) = admit(sample, cfg, meta)? else {
         return Ok(None);
     };
     let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;
     let header = (meta.width.unwrap_or(0), meta.height.unwrap_or(0));
-    crop_groups(bytes, header, &ann, cfg, s)?;
+    crop_groups(bytes, header, &adm, cfg, s)?;
+    let ann = &adm.ann;
     let sources = match (&cfg.donors, recorded) {
         (Some(bank), Some(recorded)) => {
             let sources: Vec<SlotSource> = recorded.iter().map(|b| bank.source_of(*b)).collect();
@@ -298,8 +358,23 @@ fn prepare_inner(
         (None, _) => Vec::new(),
     };
     let slots = cfg.slots();
+    if adm.mask.is_none() && cfg.variants.iter().any(Variant::needs_mask) {
+        meta.slot_errors.resize(slots.len(), None);
+        for (e, &(vi, _)) in meta.slot_errors.iter_mut().zip(&slots) {
+            let v = &cfg.variants[vi];
+            if v.needs_mask() {
+                *e = Some(RowError {
+                    code: "no_mask",
+                    message: format!(
+                        "{} needs a foreground mask; this sample has boxes only",
+                        v.name()
+                    ),
+                });
+            }
+        }
+    }
     let mut groups = Vec::with_capacity(cfg.groups.len());
-    for (gi, (p, (crop, rects))) in cfg.groups.iter().zip(&s.crops).enumerate() {
+    for (gi, (p, c)) in cfg.groups.iter().zip(&s.crops).enumerate() {
         let size = p.input_size;
         let frame = size * size * 3;
         let textures: Vec<&[u8]> = (0..cfg.textures.len())
@@ -312,18 +387,21 @@ fn prepare_inner(
         };
         let mut out = vec![0u8; frame * slots.len()];
         for (si, (&(vi, _), dst)) in slots.iter().zip(out.chunks_exact_mut(frame)).enumerate() {
+            // An error slot keeps zeros; the batcher never sends it to a model.
+            if meta.slot_error(si).is_some() {
+                continue;
+            }
             let background = match sources.get(si) {
                 Some(SlotSource::Donor(d)) => {
                     cfg.donors.as_ref().and_then(|b| b.background(*d, gi))
                 }
                 Some(SlotSource::Texture(t)) => textures.get(*t).copied(),
-                // An error slot keeps zeros; the batcher never sends it to a model.
                 Some(SlotSource::Missing(_)) => continue,
                 Some(SlotSource::Own) | None => None,
             };
             match background {
-                Some(bg) => paste_foreground(crop, size, rects, bg, dst),
-                None => render(&cfg.variants[vi], crop, size, rects, &ctx, dst),
+                Some(bg) => paste_foreground(&c.pixels, &c.fg, bg, dst),
+                None => render(&cfg.variants[vi], &c.pixels, &c.fg, &ctx, dst),
             }
         }
         groups.push(out);

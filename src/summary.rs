@@ -96,6 +96,12 @@ pub fn render(s: &RunSummary) -> String {
             "  {variant}: {n} row(s) without a donor background (status no_donor; see the README on donors)"
         );
     }
+    for (variant, n) in &s.no_mask {
+        let _ = writeln!(
+            o,
+            "  {variant}: {n} row(s) of samples without a mask (status no_mask: their foreground is boxes)"
+        );
+    }
     for (shard, e) in &s.shard_errors {
         let _ = writeln!(o, "  shard error: {shard}: {e}");
     }
@@ -170,6 +176,7 @@ pub fn to_json(s: &RunSummary) -> serde_json::Value {
         "shard_errors": s.shard_errors,
         "failures_by_code": s.failures_by_code,
         "no_donor_rows": s.no_donor,
+        "no_mask_rows": s.no_mask,
         "elapsed_s": s.elapsed.as_secs_f64(),
         "interrupted": s.interrupted,
         "shards_completed": s.shards_completed,

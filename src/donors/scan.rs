@@ -13,7 +13,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::donors::{Donor, DonorBank, BANK_SALT};
 use crate::item::ItemMeta;
 use crate::ops::background::tile_background;
-use crate::prepare::{admit, crop_groups, PrepareConfig, Scratch};
+use crate::prepare::{admit, crop_groups, source_mask, Admitted, PrepareConfig, Scratch};
 use crate::source::tar_reader::read_shard;
 use crate::source::Annotation;
 
@@ -25,6 +25,8 @@ struct Candidate {
     header: (usize, usize),
     bytes: Vec<u8>,
     ann: Annotation,
+    /// The `.mask.png` member: kept compressed, decoded again when the donor is built.
+    mask: Option<Vec<u8>>,
 }
 
 /// Calls `work(i, state)` for every `i` in `0..n` on `threads` scoped threads, each with
@@ -71,7 +73,7 @@ pub fn build_bank(
             read_shard(&shards[i], |sample| {
                 scanned.fetch_add(1, Ordering::Relaxed);
                 let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
-                let Ok(Some(ann)) = admit(&sample, cfg, &mut meta) else {
+                let Ok(Some(Admitted { ann, .. })) = admit(&sample, cfg, &mut meta) else {
                     return true;
                 };
                 let Some(class) = cfg.donor_class(ann.label) else {
@@ -94,6 +96,7 @@ pub fn build_bank(
                             header: (meta.width.unwrap_or(0), meta.height.unwrap_or(0)),
                             bytes: sample.image.unwrap_or_default(),
                             ann,
+                            mask: sample.mask,
                         },
                     );
                     list.truncate(per_class);
@@ -130,14 +133,18 @@ pub fn build_bank(
 }
 
 fn tile(c: &Candidate, cfg: &PrepareConfig, scratch: &mut Scratch) -> Option<Donor> {
-    crop_groups(&c.bytes, c.header, &c.ann, cfg, scratch).ok()?;
+    let (w, h) = c.header;
+    let adm = Admitted {
+        ann: c.ann.clone(),
+        mask: source_mask(c.mask.as_deref(), &c.ann, w, h).ok()?,
+    };
+    crop_groups(&c.bytes, c.header, &adm, cfg, scratch).ok()?;
     let backgrounds = scratch
         .crops
         .iter()
-        .zip(&cfg.groups)
-        .map(|((crop, rects), p)| {
-            let mut bg = vec![0u8; crop.len()];
-            tile_background(crop, p.input_size, rects, &mut bg);
+        .map(|crop| {
+            let mut bg = vec![0u8; crop.pixels.len()];
+            tile_background(&crop.pixels, &crop.fg, &mut bg);
             bg
         })
         .collect();
@@ -153,7 +160,7 @@ pub fn donor_from_sample(
     scratch: &mut Scratch,
 ) -> Option<Donor> {
     let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
-    let ann = admit(sample, cfg, &mut meta).ok()??;
+    let ann = admit(sample, cfg, &mut meta).ok()??.ann;
     let class = cfg.donor_class(ann.label).unwrap_or(ann.label);
     let c = Candidate {
         rank: (0, sample.shard.clone(), sample.key.clone()),
@@ -161,6 +168,7 @@ pub fn donor_from_sample(
         header: (meta.width.unwrap_or(0), meta.height.unwrap_or(0)),
         bytes: sample.image.clone().unwrap_or_default(),
         ann,
+        mask: sample.mask.clone(),
     };
     tile(&c, cfg, scratch)
 }

@@ -2,23 +2,18 @@
 //! onto other backgrounds ("Mixed-*"). Pure functions on `size*size*3` crops.
 
 use super::geometry::Rect;
+use super::mask::Foreground;
 
-/// The largest axis-aligned rectangle of the `size`×`size` frame that meets none of
-/// `rects`; ties go to the smallest `(y0, x0, y1, x1)`. `None` when the rects cover the
-/// frame.
+/// The largest axis-aligned rectangle of the frame that meets no foreground pixel; ties go
+/// to the smallest `(y0, x0, y1, x1)`. `None` when the foreground covers the frame.
 ///
 /// Row by row, each column's run of free pixels ending at this row is a histogram bar;
 /// every maximal free rectangle is some bar's height spread over the columns whose bars
 /// are at least as tall, so checking that rectangle for every (row, column) finds them
 /// all in O(size²).
-pub fn largest_free_rect(size: usize, rects: &[Rect]) -> Option<Rect> {
-    let mut covered = vec![false; size * size];
-    for r in rects {
-        let (x0, x1) = (r.x0.min(size), r.x1.min(size));
-        for y in r.y0..r.y1.min(size) {
-            covered[y * size + x0..y * size + x1.max(x0)].fill(true);
-        }
-    }
+pub fn largest_free_rect(fg: &Foreground) -> Option<Rect> {
+    let size = fg.size();
+    let covered = fg.flags();
     let mut height = vec![0usize; size];
     let (mut left, mut right) = (vec![0usize; size], vec![0usize; size]);
     let mut stack: Vec<usize> = Vec::with_capacity(size);
@@ -74,43 +69,34 @@ pub fn largest_free_rect(size: usize, rects: &[Rect]) -> Option<Rect> {
     best.map(|(_, r)| r)
 }
 
-/// `bg_tiled`: the crop with every box pixel replaced by tiling the largest box-free
-/// rectangle, tiles anchored at that rectangle's corner (so it maps onto itself). Black
-/// where the boxes cover the whole frame (nothing to tile from).
-pub fn tile_background(src: &[u8], size: usize, rects: &[Rect], out: &mut [u8]) {
+/// `bg_tiled`: the crop with every foreground pixel replaced by tiling the largest
+/// foreground-free rectangle, tiles anchored at that rectangle's corner (so it maps onto
+/// itself). Black where the foreground covers the whole frame (nothing to tile from).
+pub fn tile_background(src: &[u8], fg: &Foreground, out: &mut [u8]) {
+    let size = fg.size();
     out.copy_from_slice(src);
-    let Some(free) = largest_free_rect(size, rects) else {
+    let Some(free) = largest_free_rect(fg) else {
         out.fill(0);
         return;
     };
     let (fw, fh) = (free.x1 - free.x0, free.y1 - free.y0);
-    for r in rects {
-        for y in r.y0..r.y1 {
-            let sy = free.y0 + (y + fh - free.y0 % fh) % fh;
-            for x in r.x0..r.x1 {
-                let sx = free.x0 + (x + fw - free.x0 % fw) % fw;
-                let (d, s) = ((y * size + x) * 3, (sy * size + sx) * 3);
-                out[d..d + 3].copy_from_slice(&src[s..s + 3]);
-            }
+    for s in fg.spans() {
+        let y = s.y;
+        let sy = free.y0 + (y + fh - free.y0 % fh) % fh;
+        for x in s.x0..s.x1 {
+            let sx = free.x0 + (x + fw - free.x0 % fw) % fw;
+            let (d, s) = ((y * size + x) * 3, (sy * size + sx) * 3);
+            out[d..d + 3].copy_from_slice(&src[s..s + 3]);
         }
     }
 }
 
-/// This image's boxes pasted, where they are, onto `background` (another image's
+/// This image's foreground pasted, where it is, onto `background` (another image's
 /// `bg_tiled` crop or a texture at the same size).
-pub fn paste_foreground(
-    src: &[u8],
-    size: usize,
-    rects: &[Rect],
-    background: &[u8],
-    out: &mut [u8],
-) {
+pub fn paste_foreground(src: &[u8], fg: &Foreground, background: &[u8], out: &mut [u8]) {
     out.copy_from_slice(background);
-    for r in rects {
-        for y in r.y0..r.y1 {
-            let span = (y * size + r.x0) * 3..(y * size + r.x1) * 3;
-            out[span.clone()].copy_from_slice(&src[span]);
-        }
+    for r in fg.byte_ranges() {
+        out[r.clone()].copy_from_slice(&src[r]);
     }
 }
 
@@ -163,7 +149,7 @@ mod tests {
                     rect(x0, y0, x0 + 1 + c % (size - x0), y0 + 1 + d % (size - y0))
                 })
                 .collect();
-            prop_assert_eq!(largest_free_rect(size, &rects), brute(size, &rects));
+            prop_assert_eq!(largest_free_rect(&Foreground::from_rects(size, &rects)), brute(size, &rects));
         }
     }
 
@@ -174,14 +160,18 @@ mod tests {
         // Box over columns 2.. -> free rectangle is columns 0..2, all rows.
         let rects = [rect(2, 0, 6, 6)];
         let mut out = vec![0; src.len()];
-        tile_background(&src, size, &rects, &mut out);
+        tile_background(&src, &Foreground::from_rects(size, &rects), &mut out);
         for y in 0..size {
             for x in 0..size {
                 let s = (y * size + x % 2) * 3;
                 assert_eq!(out[(y * size + x) * 3..][..3], src[s..s + 3], "({x}, {y})");
             }
         }
-        tile_background(&src, size, &[rect(0, 0, 6, 6)], &mut out);
+        tile_background(
+            &src,
+            &Foreground::from_rects(size, &[rect(0, 0, 6, 6)]),
+            &mut out,
+        );
         assert!(out.iter().all(|&v| v == 0), "nothing free: black");
     }
 
@@ -191,7 +181,12 @@ mod tests {
         let src = vec![1u8; size * size * 3];
         let bg = vec![9u8; size * size * 3];
         let mut out = vec![0; src.len()];
-        paste_foreground(&src, size, &[rect(1, 1, 3, 2)], &bg, &mut out);
+        paste_foreground(
+            &src,
+            &Foreground::from_rects(size, &[rect(1, 1, 3, 2)]),
+            &bg,
+            &mut out,
+        );
         for y in 0..size {
             for x in 0..size {
                 let want = if y == 1 && (1..3).contains(&x) { 1 } else { 9 };

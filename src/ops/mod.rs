@@ -2,12 +2,14 @@
 //!
 //! The order is the card's: [`decode`] once per image, [`resize`] once per distinct model
 //! preprocessing (with the centre crop folded into the resampling), then [`variants`]
-//! composes every variant in the cropped output space with boxes mapped by [`geometry`];
+//! composes every variant in the cropped output space over the foreground, boxes mapped by
+//! [`geometry`] or a mask by [`mask`];
 //! [`background`] builds backgrounds from the image itself and pastes foregrounds.
 
 pub mod background;
 pub mod decode;
 pub mod geometry;
+pub mod mask;
 pub mod resize;
 pub mod textures;
 pub mod variants;

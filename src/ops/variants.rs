@@ -15,6 +15,12 @@
 //! | `mixed_rand` | ... of an image of a random other class ("Mixed-Rand") |
 //! | `mixed_next` | ... of an image of the next class, `(class + 1) mod classes` ("Mixed-Next") |
 //! | `worst_bg:K` | K rows per image and model: this image's boxes on K candidate backgrounds (the texture set, then donors of other classes); `bgstream aggregate` counts the image correct only if every candidate leaves it correct |
+//! | `only_fg` | the mask's foreground on black (ImageNet-9 "Only-FG"); samples without a mask get `no_mask` rows |
+//! | `no_fg` | the mask's foreground black (ImageNet-9 "No-FG"); `no_mask` rows without a mask |
+//!
+//! "Boxes" above means the sample's foreground: its mask when it has one, else the union of
+//! its boxes ([`super::mask`]). With a mask, `bg_tiled` tiles the largest rectangle of the
+//! crop free of mask pixels, and `mixed_*` / `worst_bg:K` paste the mask's pixels.
 //!
 //! Noise comes from ChaCha8 seeded with `xxh3(key ++ "/" ++ variant name, seed)`, so each
 //! image gets its own noise, identical on every run with the same `--seed` and independent
@@ -26,7 +32,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::geometry::Rect;
+use super::mask::Foreground;
 
 /// Salt that separates the texture choice from the noise streams.
 pub const TEXTURE_SALT: u64 = 0x7465_7874_7572_6521;
@@ -46,6 +52,8 @@ pub enum Variant {
     MixedRand,
     MixedNext,
     WorstBg { k: usize },
+    OnlyFg,
+    NoFg,
 }
 
 /// The largest `K` of `worst_bg:K` (each candidate is a forward pass per model).
@@ -80,7 +88,10 @@ pub fn is_multi_row(variant: &str) -> bool {
 /// Whether a `variant` column value keeps the foreground and changes the background: its
 /// gap to `original` measures how much the background mattered.
 pub fn keeps_foreground(variant: &str) -> bool {
-    variant.starts_with("fg_") || variant.starts_with("mixed_") || is_multi_row(variant)
+    variant.starts_with("fg_")
+        || variant.starts_with("mixed_")
+        || variant == "only_fg"
+        || is_multi_row(variant)
 }
 
 impl std::str::FromStr for Variant {
@@ -99,6 +110,8 @@ impl std::str::FromStr for Variant {
             "mixed_same" => Variant::MixedSame,
             "mixed_rand" => Variant::MixedRand,
             "mixed_next" => Variant::MixedNext,
+            "only_fg" => Variant::OnlyFg,
+            "no_fg" => Variant::NoFg,
             other if other.starts_with(WORST_BG) => {
                 let k = other[WORST_BG.len()..]
                     .parse::<usize>()
@@ -156,6 +169,8 @@ impl Variant {
             Variant::MixedRand => "mixed_rand".into(),
             Variant::MixedNext => "mixed_next".into(),
             Variant::WorstBg { k } => format!("{WORST_BG}{k}"),
+            Variant::OnlyFg => "only_fg".into(),
+            Variant::NoFg => "no_fg".into(),
         }
     }
 
@@ -173,6 +188,11 @@ impl Variant {
             self,
             Variant::MixedSame | Variant::MixedRand | Variant::MixedNext | Variant::WorstBg { .. }
         )
+    }
+
+    /// Whether it is defined only for samples with a mask (`no_mask` rows otherwise).
+    pub fn needs_mask(&self) -> bool {
+        matches!(self, Variant::OnlyFg | Variant::NoFg)
     }
 
     /// Parses a comma-separated list; `fg_color:R,G,B` keeps its commas.
@@ -213,7 +233,8 @@ impl Variant {
 }
 
 /// The variants beyond the paper (ImageNet-9 style, see the module table).
-pub const EXTRA_VARIANTS: &str = "bg_only_black,bg_tiled,mixed_same,mixed_rand,mixed_next";
+pub const EXTRA_VARIANTS: &str =
+    "bg_only_black,bg_tiled,mixed_same,mixed_rand,mixed_next,only_fg,no_fg";
 
 /// Per-image inputs to [`render`].
 pub struct RenderCtx<'a> {
@@ -262,56 +283,36 @@ fn gauss_table() -> &'static [u8; 65536] {
     })
 }
 
-fn fill_rect(img: &mut [u8], size: usize, r: &Rect, rgb: [u8; 3]) {
-    for y in r.y0..r.y1 {
-        let row = &mut img[(y * size + r.x0) * 3..(y * size + r.x1) * 3];
-        for px in row.chunks_exact_mut(3) {
-            px.copy_from_slice(&rgb);
-        }
+fn fill(px: &mut [u8], rgb: [u8; 3]) {
+    for p in px.chunks_exact_mut(3) {
+        p.copy_from_slice(&rgb);
     }
 }
 
-fn copy_rect(dst: &mut [u8], src: &[u8], size: usize, r: &Rect) {
-    for y in r.y0..r.y1 {
-        let span = (y * size + r.x0) * 3..(y * size + r.x1) * 3;
-        dst[span.clone()].copy_from_slice(&src[span]);
-    }
-}
-
-/// Writes `variant` of `src` (`size*size*3`, the cropped image) into `out`. `rects` are
-/// the foreground boxes mapped to output pixels. Variants that need donors are composed by
+/// Writes `variant` of `src` (`size*size*3`, the cropped image) into `out`. `fg` is the
+/// foreground in output pixels (boxes or mask). Variants that need donors are composed by
 /// the caller with [`super::background::paste_foreground`]; here they leave `out` black.
-pub fn render(
-    variant: &Variant,
-    src: &[u8],
-    size: usize,
-    rects: &[Rect],
-    ctx: &RenderCtx<'_>,
-    out: &mut [u8],
-) {
+/// `only_fg` / `no_fg` are rendered from whatever `fg` is: the caller records `no_mask`
+/// rows for samples without a mask.
+pub fn render(variant: &Variant, src: &[u8], fg: &Foreground, ctx: &RenderCtx<'_>, out: &mut [u8]) {
+    let size = fg.size();
     debug_assert_eq!(src.len(), size * size * 3);
     debug_assert_eq!(out.len(), src.len());
-    let full = Rect {
-        x0: 0,
-        y0: 0,
-        x1: size,
-        y1: size,
-    };
     match variant {
         Variant::Original => {
             out.copy_from_slice(src);
             return;
         }
-        Variant::BgOnly | Variant::BgOnlyBlack => {
-            let fill = if *variant == Variant::BgOnly { 255 } else { 0 };
+        Variant::BgOnly | Variant::BgOnlyBlack | Variant::NoFg => {
+            let v = if *variant == Variant::BgOnly { 255 } else { 0 };
             out.copy_from_slice(src);
-            for r in rects {
-                fill_rect(out, size, r, [fill; 3]);
+            for r in fg.byte_ranges() {
+                fill(&mut out[r], [v; 3]);
             }
             return;
         }
         Variant::BgTiled => {
-            super::background::tile_background(src, size, rects, out);
+            super::background::tile_background(src, fg, out);
             return;
         }
         Variant::MixedSame | Variant::MixedRand | Variant::MixedNext | Variant::WorstBg { .. } => {
@@ -319,8 +320,9 @@ pub fn render(
             out.fill(0);
             return;
         }
-        Variant::FgWhite => fill_rect(out, size, &full, [255; 3]),
-        Variant::FgColor { rgb, .. } => fill_rect(out, size, &full, *rgb),
+        Variant::FgWhite => out.fill(255),
+        Variant::OnlyFg => out.fill(0),
+        Variant::FgColor { rgb, .. } => fill(out, *rgb),
         Variant::FgTexture => {
             let t = ctx.textures[texture_index(ctx.key, ctx.seed, ctx.textures.len())];
             out.copy_from_slice(t);
@@ -340,8 +342,8 @@ pub fn render(
         }
     }
     // Foreground back on top of the new background.
-    for r in rects {
-        copy_rect(out, src, size, r);
+    for r in fg.byte_ranges() {
+        out[r.clone()].copy_from_slice(&src[r]);
     }
 }
 
@@ -376,11 +378,12 @@ mod tests {
         assert!(Variant::parse_list("fg_color:300,0,0").is_err());
         assert_eq!(Variant::parse_list(DEFAULT_VARIANTS).unwrap().len(), 9);
         let extra = Variant::parse_list(&format!("{EXTRA_VARIANTS},worst_bg:5")).unwrap();
-        assert_eq!(extra.len(), 6);
+        assert_eq!(extra.len(), 8);
         assert!(extra
             .iter()
             .all(|v| v.name().parse::<Variant>().as_ref() == Ok(v)));
-        assert_eq!(extra[5].slots(), 5);
+        assert_eq!(extra[7].slots(), 5);
+        assert!(extra[5].needs_mask() && extra[6].needs_mask() && !extra[0].needs_mask());
         assert!(Variant::parse_list("worst_bg:0").is_err());
         assert!(Variant::parse_list("worst_bg:x").is_err());
     }
@@ -389,18 +392,22 @@ mod tests {
     fn masks_split_the_frame_exactly() {
         let size = 16;
         let src = random_image(size, 1);
-        let rects = [Rect {
-            x0: 2,
-            y0: 3,
-            x1: 9,
-            y1: 7,
-        }];
+        let fg = Foreground::from_rects(
+            size,
+            &[crate::ops::geometry::Rect {
+                x0: 2,
+                y0: 3,
+                x1: 9,
+                y1: 7,
+            }],
+        );
         let inside = |x: usize, y: usize| (2..9).contains(&x) && (3..7).contains(&y);
         let tex = vec![42u8; size * size * 3];
         let textures = [tex.as_slice()];
         let mut out = vec![0; src.len()];
-        for v in Variant::parse_list(DEFAULT_VARIANTS).unwrap() {
-            render(&v, &src, size, &rects, &ctx(&textures), &mut out);
+        let list = format!("{DEFAULT_VARIANTS},only_fg,no_fg,bg_only_black");
+        for v in Variant::parse_list(&list).unwrap() {
+            render(&v, &src, &fg, &ctx(&textures), &mut out);
             for y in 0..size {
                 for x in 0..size {
                     let i = (y * size + x) * 3;
@@ -409,6 +416,9 @@ mod tests {
                         (Variant::Original, _) => assert_eq!(o, s),
                         (Variant::BgOnly, true) => assert_eq!(o, [255; 3]),
                         (Variant::BgOnly, false) => assert_eq!(o, s),
+                        (Variant::NoFg | Variant::BgOnlyBlack, true) => assert_eq!(o, [0; 3]),
+                        (Variant::NoFg | Variant::BgOnlyBlack, false) => assert_eq!(o, s),
+                        (Variant::OnlyFg, false) => assert_eq!(o, [0; 3]),
                         (_, true) => assert_eq!(o, s, "{} keeps the foreground", v.name()),
                         (Variant::FgWhite, false) => assert_eq!(o, [255; 3]),
                         (Variant::FgTexture, false) => assert_eq!(o, [42; 3]),
@@ -431,7 +441,13 @@ mod tests {
                 seed,
                 textures: &[],
             };
-            render(&Variant::FgGauss, &src, size, &[], &c, &mut out);
+            render(
+                &Variant::FgGauss,
+                &src,
+                &Foreground::from_rects(size, &[]),
+                &c,
+                &mut out,
+            );
             out
         };
         let a = render_gauss("a", 1);

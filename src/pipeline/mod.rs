@@ -69,6 +69,8 @@ pub struct RunSummary {
     pub failures_by_code: Vec<(String, u64)>,
     /// Rows per variant whose slot found no donor background (status `no_donor`).
     pub no_donor: Vec<(String, u64)>,
+    /// Rows per variant of `only_fg` / `no_fg` for samples without a mask (`no_mask`).
+    pub no_mask: Vec<(String, u64)>,
     pub accuracy: Vec<Accuracy>,
     pub elapsed: Duration,
     pub interrupted: bool,
@@ -272,7 +274,12 @@ impl RunSummary {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             no_donor: (t.slot_errors.iter())
-                .map(|(k, v)| (k.to_string(), *v))
+                .filter(|((code, _), _)| *code == "no_donor")
+                .map(|((_, k), v)| (k.to_string(), *v))
+                .collect(),
+            no_mask: (t.slot_errors.iter())
+                .filter(|((code, _), _)| *code == "no_mask")
+                .map(|((_, k), v)| (k.to_string(), *v))
                 .collect(),
             accuracy,
             elapsed: Duration::ZERO,

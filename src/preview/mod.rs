@@ -147,10 +147,10 @@ pub fn render(
                 .into_iter()
                 .zip(&cfg.groups)
                 .zip(&scratch.crops)
-                .map(|((pixels, p), (_, boxes))| GroupPixels {
+                .map(|((pixels, p), crop)| GroupPixels {
                     size: p.input_size,
                     pixels,
-                    boxes: boxes.clone(),
+                    boxes: crop.rects.clone(),
                 })
                 .collect();
             Rendered::Ready(meta, groups)

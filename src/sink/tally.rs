@@ -19,8 +19,8 @@ pub struct Tally {
     pub failed: u64,
     /// Failed images by error code.
     pub failures: BTreeMap<&'static str, u64>,
-    /// Rows whose slot alone failed (`no_donor`), by variant.
-    pub slot_errors: BTreeMap<Arc<str>, u64>,
+    /// Rows whose slot alone failed, by (code, variant): `no_donor`, `no_mask`.
+    pub slot_errors: BTreeMap<(&'static str, Arc<str>), u64>,
     /// Per (model, variant); `worst_bg:K` is one verdict over K rows, which `bgstream
     /// aggregate` computes.
     pub accuracy: Hits,
@@ -30,8 +30,11 @@ impl Tally {
     /// Counts one row's prediction or slot error.
     pub fn row(&mut self, r: &Row) {
         match &r.outcome {
-            Err(_) if r.meta.slot_error(r.slot).is_some() => {
-                *self.slot_errors.entry(r.variant.clone()).or_default() += 1;
+            Err(e) if r.meta.slot_error(r.slot).is_some() => {
+                *self
+                    .slot_errors
+                    .entry((e.code, r.variant.clone()))
+                    .or_default() += 1;
             }
             Err(_) => {}
             Ok(_) if is_multi_row(&r.variant) => {}

@@ -5,7 +5,8 @@
 //! the first dot of its file name. `<key>.jpg|.jpeg|.png` (any case) is the image,
 //! `<key>.cls` the class index as text, `<key>.json` the annotation
 //! (`schemas/sample-annotation.schema.json`): `{"label": int, "boxes": [[x0,y0,x1,y1],..]}`
-//! plus optional `width`, `height`, `wnid`. Other members are ignored.
+//! plus optional `width`, `height`, `wnid` and `polygons`; `<key>.mask.png` the optional
+//! foreground mask ([`crate::ops::mask`]). Other members are ignored.
 
 pub mod shard_writer;
 pub mod tar_reader;
@@ -26,13 +27,15 @@ pub struct Sample {
     pub image: Option<Vec<u8>>,
     pub cls: Option<Vec<u8>>,
     pub json: Option<Vec<u8>>,
+    /// `<key>.mask.png`: grayscale, nonzero = foreground, the image's size.
+    pub mask: Option<Vec<u8>>,
     /// Structural problems found while grouping members (a member given twice, a dotted
     /// or duplicate key, a truncated member).
     pub problem: Option<ItemError>,
 }
 
 /// The `.json` member (and the `.cls` label), validated for shape but not against the image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Annotation {
     pub label: i64,
     pub boxes: Vec<BBox>,
@@ -42,6 +45,13 @@ pub struct Annotation {
     pub height: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wnid: Option<String>,
+    /// Foreground outlines `[x0, y0, x1, y1, …]` in original pixels (COCO's polygon form).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub polygons: Vec<Vec<f64>>,
+    /// Why `bgstream shard` could not convert this sample's mask: the run records it as
+    /// `bad_mask` rather than silently falling back to the boxes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -52,9 +62,18 @@ struct RawAnnotation {
     width: Option<usize>,
     height: Option<usize>,
     wnid: Option<String>,
+    #[serde(default)]
+    polygons: Vec<Vec<f64>>,
+    mask_error: Option<String>,
 }
 
 impl Sample {
+    /// Whether the sample's foreground is a mask (a `.mask.png` member or polygons) rather
+    /// than its boxes.
+    pub fn has_mask(&self, ann: &Annotation) -> bool {
+        self.mask.is_some() || !ann.polygons.is_empty() || ann.mask_error.is_some()
+    }
+
     /// The label (from `.cls`, else `.json`) and boxes (from `.json`).
     pub fn annotation(&self) -> Result<Annotation, ItemError> {
         if let Some(p) = &self.problem {
@@ -96,13 +115,19 @@ impl Sample {
         if label < 0 {
             return Err(ItemError::BadAnnotation(format!("negative label {label}")));
         }
-        let raw = raw.ok_or(ItemError::NoBoxes)?;
+        let raw = raw.ok_or(if self.mask.is_some() {
+            ItemError::BadAnnotation(format!("{}.mask.png without {}.json", self.key, self.key))
+        } else {
+            ItemError::NoBoxes
+        })?;
         Ok(Annotation {
             label,
             boxes: raw.boxes,
             width: raw.width,
             height: raw.height,
             wnid: raw.wnid,
+            polygons: raw.polygons,
+            mask_error: raw.mask_error,
         })
     }
 }

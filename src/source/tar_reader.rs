@@ -45,6 +45,16 @@ pub fn split_key(path: &str) -> Option<(&str, String)> {
 }
 
 fn attach(sample: &mut Sample, member: &str, ext: &str, data: Vec<u8>) {
+    if ext == "mask.png" {
+        if sample.mask.replace(data).is_some() {
+            sample
+                .problem
+                .get_or_insert(ItemError::BadAnnotation(format!(
+                    "member {member} repeats a member of this sample"
+                )));
+        }
+        return;
+    }
     let last = ext.rsplit('.').next().unwrap_or(ext);
     if ext.contains('.') && (IMAGE_EXTS.contains(&last) || matches!(last, "cls" | "json")) {
         sample.problem.get_or_insert(ItemError::BadKey {

@@ -117,9 +117,8 @@ fn a_32_model_15_variant_report_with_every_picture_stays_under_5_mb() {
                 shard: "s.tar".into(),
                 key: e.key.clone(),
                 image: Some(std::fs::read(path).unwrap()),
-                cls: None,
                 json: Some(serde_json::to_vec(&e.annotation).unwrap()),
-                problem: None,
+                ..Default::default()
             };
             match render(&sample, &cfg, &mut scratch, None) {
                 Rendered::Ready(_, groups) => {

@@ -125,6 +125,7 @@ fn voc_annotation(label: i64, boxes: &[[f64; 4]], class: &str) -> Annotation {
         width: Some(96),
         height: Some(80),
         wnid: Some(class.into()),
+        ..Default::default()
     }
 }
 
@@ -322,6 +323,7 @@ fn box_csv_becomes_shards() {
         width: Some(64),
         height: Some(48),
         wnid: Some(wnid.into()),
+        ..Default::default()
     };
     let got: Vec<(&str, Annotation)> = samples
         .iter()

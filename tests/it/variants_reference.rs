@@ -9,6 +9,7 @@ use std::path::Path;
 use bgstream::ops::background::{paste_foreground, tile_background};
 use bgstream::ops::decode::{decode_into, Limits};
 use bgstream::ops::geometry::{Geometry, Interpolation, Preprocess};
+use bgstream::ops::mask::Foreground;
 use bgstream::ops::resize::CropResizer;
 use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::{render, texture_index, RenderCtx, Variant};
@@ -40,6 +41,7 @@ fn render_all(entries: &[Entry], p: &Preprocess, dir: &Path) -> usize {
             .resize_crop(&rgb, &g, p.interpolation, &mut crop)
             .unwrap();
         let rects: Vec<_> = e.annotation.boxes.iter().map(|b| g.map_box(b)).collect();
+        let rects = Foreground::from_rects(g.size, &rects);
         let ctx = RenderCtx {
             key: &e.key,
             seed,
@@ -47,7 +49,7 @@ fn render_all(entries: &[Entry], p: &Preprocess, dir: &Path) -> usize {
         };
         let mut out = vec![0; crop.len()];
         for v in &variants {
-            render(v, &crop, g.size, &rects, &ctx, &mut out);
+            render(v, &crop, &rects, &ctx, &mut out);
             let name = v.name().replace(':', "_");
             std::fs::write(dir.join(format!("{}.{name}.raw", e.key)), &out).unwrap();
         }
@@ -66,12 +68,12 @@ fn render_all(entries: &[Entry], p: &Preprocess, dir: &Path) -> usize {
         }));
     }
     // Mixed: each image's boxes on the next image's bg_tiled crop (what a donor gives).
-    for (i, (key, crop, rects, size)) in crops.iter().enumerate() {
+    for (i, (key, crop, rects, _)) in crops.iter().enumerate() {
         let (donor, dcrop, drects, _) = &crops[(i + 1) % crops.len()];
         let mut bg = vec![0; dcrop.len()];
-        tile_background(dcrop, *size, drects, &mut bg);
+        tile_background(dcrop, drects, &mut bg);
         let mut out = vec![0; crop.len()];
-        paste_foreground(crop, *size, rects, &bg, &mut out);
+        paste_foreground(crop, rects, &bg, &mut out);
         std::fs::write(dir.join(format!("{key}.mixed.raw")), &out).unwrap();
         items[i]["donor"] = serde_json::json!(donor);
     }

@@ -127,6 +127,7 @@ pub fn read_box_csv(
             continue;
         }
         entries.push(Entry {
+            mask: None,
             key,
             image: ImageRef::File(image),
             annotation: Annotation {
@@ -139,6 +140,7 @@ pub fn read_box_csv(
                     .and_then(|i| classes.get(i))
                     .filter(|n| !n.is_empty())
                     .cloned(),
+                ..Default::default()
             },
         });
     }

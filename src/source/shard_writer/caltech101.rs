@@ -207,6 +207,7 @@ pub fn read_caltech101(
                 out.clamped += 1;
             }
             out.entries.push(Entry {
+                mask: None,
                 key,
                 image: ImageRef::File(img.clone()),
                 annotation: Annotation {
@@ -215,6 +216,7 @@ pub fn read_caltech101(
                     width: Some(w),
                     height: Some(h),
                     wnid: None,
+                    ..Default::default()
                 },
             });
         }

@@ -102,6 +102,7 @@ fn record(
             width: size.0,
             height: size.1,
             wnid: Some(classes.wnids[label].clone()),
+            ..Default::default()
         },
         several_classes,
     })
@@ -380,6 +381,7 @@ pub fn join(records: Vec<Record>, images: &ImageIndex, classes: &Classes) -> Joi
             }
         }
         out.entries.push(Entry {
+            mask: None,
             key: r.key,
             image: image.clone(),
             annotation: r.annotation,

@@ -48,6 +48,7 @@
 //! filled in from the header.
 
 mod box_csv;
+pub mod masks;
 pub mod caltech101;
 pub mod imagenet;
 pub mod images;
@@ -78,6 +79,9 @@ pub struct Entry {
     pub key: String,
     pub image: ImageRef,
     pub annotation: Annotation,
+    /// A foreground mask file: a grayscale PNG (written as it is) or a NumPy `.npy` array
+    /// (converted to PNG). Written as the `<key>.mask.png` member.
+    pub mask: Option<PathBuf>,
 }
 
 /// An input that cannot be read as its format says.
@@ -438,6 +442,7 @@ pub fn read_manifest(
         let (w, h) =
             dimensions(&bytes, &Limits::default()).map_err(|e| bad(&path, e.to_string()))?;
         entries.push(Entry {
+            mask: None,
             key,
             image: ImageRef::File(path),
             annotation: Annotation {
@@ -446,6 +451,7 @@ pub fn read_manifest(
                 width: Some(w),
                 height: Some(h),
                 wnid: s.wnid,
+                ..Default::default()
             },
         });
     }

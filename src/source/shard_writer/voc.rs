@@ -66,6 +66,7 @@ pub fn read_voc(
             continue;
         }
         out.entries.push(Entry {
+            mask: None,
             key: id,
             image: ImageRef::File(image),
             annotation: Annotation {
@@ -74,6 +75,7 @@ pub fn read_voc(
                 width: voc.width,
                 height: voc.height,
                 wnid: Some(VOC_CLASSES[label].to_string()),
+                ..Default::default()
             },
         });
     }

@@ -6,6 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
+use super::masks::{load_mask, MaskFile};
 use super::Entry;
 use crate::error::FatalError;
 use crate::ops::decode::{dimensions, Limits};
@@ -26,11 +27,17 @@ pub struct ShardReport {
     /// `key: reason`: images whose header cannot be read; written as they are (the run
     /// records the decode error).
     pub unreadable: Vec<String>,
+    /// Samples written with a mask.
+    pub masks: usize,
+    /// `key: reason`: masks that cannot be read or do not fit the image; the run records
+    /// them as `bad_mask`.
+    pub bad_masks: Vec<String>,
 }
 
 struct Loaded {
     bytes: Vec<u8>,
     dims: Result<(usize, usize), String>,
+    mask: Option<Result<MaskFile, String>>,
 }
 
 fn load(e: &Entry) -> Result<Loaded, FatalError> {
@@ -39,7 +46,8 @@ fn load(e: &Entry) -> Result<Loaded, FatalError> {
         .read()
         .map_err(|err| FatalError::io(e.image.describe(), err))?;
     let dims = dimensions(&bytes, &Limits::default()).map_err(|err| err.to_string());
-    Ok(Loaded { bytes, dims })
+    let mask = e.mask.as_deref().map(load_mask);
+    Ok(Loaded { bytes, dims, mask })
 }
 
 /// Reads `entries` on `threads` threads, keeping their order.
@@ -152,6 +160,10 @@ pub fn write_shards(
                 .map_err(io)?;
                 let json = serde_json::to_vec(&annotation).expect("annotation serialises");
                 append(&mut builder, &format!("{}.json", e.key), &json).map_err(io)?;
+                if let Some(Ok(m)) = &loaded.mask {
+                    append(&mut builder, &format!("{}.mask.png", e.key), &m.png).map_err(io)?;
+                    report.masks += 1;
+                }
                 report.bytes += loaded.bytes.len() as u64;
             }
             let mut w = builder.into_inner().map_err(io)?;
@@ -167,9 +179,31 @@ pub fn write_shards(
 }
 
 /// The annotation to write: the size filled in from the header where the annotation has
-/// none; a disagreement or an unreadable header noted in `report`.
+/// none; a disagreement or an unreadable header noted in `report`. With a mask: its
+/// bounding box as the box when the entry has none; a mask that cannot be read becomes
+/// `mask_error` (so the run records `bad_mask`, not a silent fall-back to boxes).
 fn checked(e: &Entry, loaded: &Loaded, report: &mut ShardReport) -> crate::source::Annotation {
     let mut a = e.annotation.clone();
+    match &loaded.mask {
+        Some(Ok(m)) => {
+            if a.boxes.is_empty() {
+                a.boxes.extend(m.bbox);
+            }
+            if let Ok((w, h)) = loaded.dims {
+                if (w, h) != (m.width, m.height) {
+                    report.bad_masks.push(format!(
+                        "{}: mask {}x{}, image {w}x{h}",
+                        e.key, m.width, m.height
+                    ));
+                }
+            }
+        }
+        Some(Err(reason)) => {
+            report.bad_masks.push(format!("{}: {reason}", e.key));
+            a.mask_error = Some(reason.clone());
+        }
+        None => {}
+    }
     match (&loaded.dims, a.width, a.height) {
         (Err(reason), _, _) => report.unreadable.push(format!("{}: {reason}", e.key)),
         (Ok((w, h)), None, None) => (a.width, a.height) = (Some(*w), Some(*h)),
