@@ -209,13 +209,16 @@ pub struct ShardArgs {
     pub images: Option<PathBuf>,
     /// ImageNet bounding-box XMLs (a folder, or ILSVRC2012_bbox_val_v3.tgz as downloaded),
     /// Kaggle's LOC_val_solution.csv, the ImageNet table val_index,label,width,height,boxes,
-    /// a JSON manifest ({"samples": [{"path","label","boxes"}]}), a box CSV
-    /// (path,label,x0,y0,x1,y1, one row per box), a Pascal VOC folder, or Caltech101's
-    /// Annotations/ folder (with --images 101_ObjectCategories).
+    /// a JSON manifest ({"samples": [{"path","label","boxes"|"polygons"|"mask"}]}), a box CSV
+    /// (path,label,x0,y0,x1,y1[,polygons], one row per box; polygons as COCO JSON), a Pascal
+    /// VOC folder, Caltech101's Annotations/ folder (with --images 101_ObjectCategories; the
+    /// outlines become polygons), or ImageNet-9's fg_mask/<split>/ folder of .npy masks (with
+    /// --images original/<split>).
     #[arg(long, value_name = "FILE|DIR")]
     pub annotations: PathBuf,
     /// Format of --annotations. Default: detected (a folder with Annotations/ is voc, a
-    /// folder of class folders of annotation_*.mat caltech101, any other folder or a
+    /// folder of class folders of annotation_*.mat caltech101, of .npy files imagenet9, any
+    /// other folder or a
     /// .tgz/.tar imagenet-xml, .json manifest, a CSV by its header).
     #[arg(long, value_enum)]
     pub format: Option<crate::source::shard_writer::AnnotationFormat>,

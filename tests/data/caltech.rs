@@ -1,7 +1,7 @@
 //! `bgstream shard --format caltech101` on Caltech101's layout, written by the test from real
 //! photos with real-format `.mat` annotations (scipy): labels in torchvision's order, the
-//! renamed annotation folders mapped, 1-based inclusive boxes made exclusive and clamped, and
-//! every left-out file named.
+//! renamed annotation folders mapped, 1-based inclusive boxes made exclusive and clamped,
+//! outlines made polygons in pixel-edge coordinates, and every left-out file named.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -46,9 +46,12 @@ for cls, ann in layout.items():
             continue
         dtype = np.uint16 if n == 1 else np.float64
         box = np.array([[top, bottom, left, right]], dtype=dtype)
-        contour = np.array([[0.0, 10.0, 10.0, 0.0], [0.0, 0.0, 10.0, 10.0]])
+        contour = np.array([[0.0, 10.0 + n, 10.5, 0.0, 3.0], [0.0, 0.0, 10.0, 12.0 + n, 4.0]])
         scipy.io.savemat(mat, {'box_coord': box, 'obj_contour': contour})
-        want[key] = [classes.index(cls), [left - 1, top - 1, min(right, w), bottom]]
+        # The outline in pixel-edge coordinates: MATLAB's pixel centres are 1, 2, ...
+        poly = np.stack([contour[0] + left - 0.5, contour[1] + top - 0.5], 1).ravel()
+        want[key] = [classes.index(cls), [left - 1, top - 1, min(right, w), bottom],
+                     [poly.tolist()]]
 # an annotation whose image is absent
 scipy.io.savemat(os.path.join(anns, 'accordion', 'annotation_0009.mat'),
                  {'box_coord': np.array([[1, 2, 3, 4]])})
@@ -73,7 +76,8 @@ fn caltech101_layout_becomes_shards() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let want: BTreeMap<String, (i64, [f64; 4])> = serde_json::from_slice(&out.stdout).unwrap();
+    type Want = BTreeMap<String, (i64, [f64; 4], Vec<Vec<f64>>)>;
+    let want: Want = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(want.len(), 7);
 
     let (images, annotations) = (root.join("101_ObjectCategories"), root.join("Annotations"));
@@ -103,6 +107,7 @@ fn caltech101_layout_becomes_shards() {
             "annotation folders mapped: Faces_3 -> Faces_easy, Airplanes_Side_2 -> airplanes",
             "BACKGROUND_Google skipped",
             "1 box(es) clamped",
+            "outlines -> polygons, 7 of 7 samples",
             "wrote 7 samples",
         ] {
             assert!(stdout.contains(note), "{note:?} missing:\n{stdout}");
@@ -138,7 +143,7 @@ fn caltech101_layout_becomes_shards() {
             read_shard(p, |s| {
                 let a = s.annotation().unwrap();
                 let b = a.boxes[0];
-                got.insert(s.key.clone(), (a.label, b));
+                got.insert(s.key.clone(), (a.label, b, a.polygons));
                 true
             });
         }

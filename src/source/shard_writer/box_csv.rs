@@ -16,6 +16,8 @@ pub struct CsvImage {
     pub path: PathBuf,
     pub label: i64,
     pub boxes: Vec<BBox>,
+    /// From the optional `polygons` column (COCO segmentation JSON).
+    pub polygons: Vec<Vec<f64>>,
 }
 
 const BOX_CSV_HEADER: [&str; 6] = ["path", "label", "x0", "y0", "x1", "y1"];
@@ -32,13 +34,16 @@ pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage
         .trim(csv::Trim::All)
         .from_reader(data);
     let header = reader.headers().map_err(|e| e.to_string())?;
-    if !header
+    let names: Vec<String> = header
         .iter()
         .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
-        .eq(BOX_CSV_HEADER)
+        .collect();
+    let with_polygons = names.len() == 7 && names[6] == "polygons";
+    if !names[..names.len().min(6)].iter().eq(BOX_CSV_HEADER)
+        || !(names.len() == 6 || with_polygons)
     {
         return Err(format!(
-            "the header is {:?}, expected {}",
+            "the header is {:?}, expected {} (and optionally ,polygons)",
             header.iter().collect::<Vec<_>>(),
             BOX_CSV_HEADER.join(",")
         ));
@@ -63,6 +68,14 @@ pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage
                 .filter(|v| v.is_finite())
                 .ok_or_else(|| at(format!("{name} is {field:?}, not a number")))?;
         }
+        let polygons: Vec<Vec<f64>> = match row.get(6).filter(|_| with_polygons) {
+            Some(cell) if !cell.is_empty() => serde_json::from_str(cell).map_err(|e| {
+                at(format!(
+                    "polygons {cell:?} is not COCO's [[x0, y0, x1, y1, ...], ...]: {e}"
+                ))
+            })?,
+            _ => Vec::new(),
+        };
         match seen.get(path) {
             Some(&(i, first)) if images[i].label != label => {
                 return Err(at(format!(
@@ -70,13 +83,17 @@ pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage
                     images[i].label
                 )))
             }
-            Some(&(i, _)) => images[i].boxes.push(bbox),
+            Some(&(i, _)) => {
+                images[i].boxes.push(bbox);
+                images[i].polygons.extend(polygons);
+            }
             None => {
                 seen.insert(path.to_string(), (images.len(), line));
                 images.push(CsvImage {
                     path: PathBuf::from(path),
                     label,
                     boxes: vec![bbox],
+                    polygons,
                 });
             }
         }
@@ -133,6 +150,7 @@ pub fn read_box_csv(
             annotation: Annotation {
                 label: img.label,
                 boxes: img.boxes,
+                polygons: img.polygons,
                 width: None,
                 height: None,
                 wnid: usize::try_from(img.label)
@@ -174,15 +192,38 @@ mod tests {
                     path: "a/cat.jpg".into(),
                     label: 3,
                     boxes: vec![[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.5]],
+                    polygons: vec![],
                 },
                 CsvImage {
                     path: "b.jpg".into(),
                     label: 5,
                     boxes: vec![[1.0, 2.0, 3.0, 4.0]],
+                    polygons: vec![],
                 },
             ]
         );
         assert_eq!(key_from_path(&rows[0].path), "cat");
+    }
+
+    #[test]
+    fn box_csv_polygons_column_is_coco_json() {
+        let rows = csv_rows(
+            "path,label,x0,y0,x1,y1,polygons\n\
+             a.jpg,1,0,0,5,5,\"[[0,0,5,0,0,5]]\"\n\
+             a.jpg,1,1,1,6,6,\"[[1,1,6,1,6,6],[2,2,3,2,2,3]]\"\n\
+             b.jpg,2,0,0,5,5,\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(rows[0].polygons.len(), 3);
+        assert_eq!(rows[0].polygons[1], [1.0, 1.0, 6.0, 1.0, 6.0, 6.0]);
+        assert!(rows[1].polygons.is_empty());
+        let e = csv_rows(
+            "path,label,x0,y0,x1,y1,polygons\na.jpg,1,0,0,5,5,\"[1,2]\"\n",
+            &[],
+        );
+        assert!(e.unwrap_err().contains("not COCO's"));
+        assert!(csv_rows("path,label,x0,y0,x1,y1,mask\n", &[]).is_err());
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! - `box_coord` is `[top, bottom, left, right]`, 1-based and inclusive: the box is
 //!   `[left - 1, top - 1, right, bottom]` in bgstream's exclusive convention, clamped to the
 //!   image (some boxes reach a pixel past it).
-//! - `obj_contour` (2 x N, relative to the box's top-left) is the object's outline. It is
-//!   read and checked but not yet used: variants are built from boxes.
+//! - `obj_contour` (2 x N, relative to the box's top-left) is the object's outline. It
+//!   becomes the sample's polygon, so every variant uses the outline instead of the box
+//!   ([`crate::ops::mask`]): Caltech101's own viewer draws point `i` at MATLAB pixel
+//!   coordinates `(obj_contour(1, i) + left, obj_contour(2, i) + top)`, pixel centres on
+//!   integers from 1, which in bgstream's pixel-edge coordinates (centres at `c + 0.5` from
+//!   0) is `(x + left - 0.5, y + top - 0.5)`.
 //! - Classes are the image folders in sorted (byte) order without `BACKGROUND_Google`, as
 //!   torchvision numbers them, unless `--synsets` lists them (one name per line).
 //! - `--split train|test`: the usual protocol's split, per class the first 30 images (in
@@ -90,8 +94,9 @@ fn numbers(mat: &MatFile, field: &str) -> Result<(Vec<usize>, Vec<f64>), String>
 }
 
 /// The box of one annotation file, `[x0, y0, x1, y1]` exclusive in image pixels before
-/// clamping, after checking the outline's shape.
-pub fn read_box(path: &Path) -> Result<[f64; 4], String> {
+/// clamping, and the outline as a polygon `[x0, y0, x1, y1, …]` in image pixels when the
+/// file has one.
+pub fn read_annotation(path: &Path) -> Result<([f64; 4], Option<Vec<f64>>), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mat = MatFile::parse(std::io::BufReader::new(file)).map_err(|e| format!("{e:?}"))?;
     let (_, b) = numbers(&mat, "box_coord")?;
@@ -105,14 +110,24 @@ pub fn read_box(path: &Path) -> Result<[f64; 4], String> {
             "box_coord [{top}, {bottom}, {left}, {right}] is not [top, bottom, left, right]"
         ));
     }
-    if let Ok((size, c)) = numbers(&mat, "obj_contour") {
-        if size.first() != Some(&2) || c.len() < 6 || c.iter().any(|x| !x.is_finite()) {
-            return Err(format!(
-                "obj_contour is {size:?}, expected 2 x N with N >= 3"
-            ));
+    let polygon = match numbers(&mat, "obj_contour") {
+        Ok((size, c)) => {
+            if size.first() != Some(&2) || c.len() < 6 || c.iter().any(|x| !x.is_finite()) {
+                return Err(format!(
+                    "obj_contour is {size:?}, expected 2 x N with N >= 3"
+                ));
+            }
+            // Column-major 2 x N: x, y of each point in turn.
+            let origin = [left - 0.5, top - 0.5];
+            Some(
+                c.chunks_exact(2)
+                    .flat_map(|p| [p[0] + origin[0], p[1] + origin[1]])
+                    .collect(),
+            )
         }
-    }
-    Ok([left - 1.0, top - 1.0, right, bottom])
+        Err(_) => None,
+    };
+    Ok(([left - 1.0, top - 1.0, right, bottom], polygon))
 }
 
 /// Reads the Caltech101 layout (rules in the module docs).
@@ -182,7 +197,7 @@ pub fn read_caltech101(
                 out.unannotated.push(key);
                 continue;
             }
-            let b = match read_box(&mat) {
+            let (b, polygon) = match read_annotation(&mat) {
                 Ok(b) => b,
                 Err(e) => {
                     out.unreadable.push(format!("{key}: {e}"));
@@ -216,6 +231,7 @@ pub fn read_caltech101(
                     width: Some(w),
                     height: Some(h),
                     wnid: None,
+                    polygons: polygon.into_iter().collect(),
                     ..Default::default()
                 },
             });

@@ -17,8 +17,11 @@
 //!   name up to its first dot) or `ILSVRC2012_img_val.tar` read in place ([`images`]).
 //!   Samples are written in key order whatever the input order, so every form of the same
 //!   data gives byte-identical shards.
-//! - `manifest`: JSON `{"samples": [{"path", "label", "boxes", "key"?, "wnid"?}]}` with paths
-//!   relative to `--images` (the demo's `examples/demo/boxes.json`).
+//! - `manifest`: JSON `{"samples": [{"path", "label", "boxes", "key"?, "wnid"?, "polygons"?,
+//!   "mask"?}]}` with paths relative to `--images` (the demo's `examples/demo/boxes.json`).
+//!   `polygons` are COCO-style `[[x0, y0, x1, y1, …], …]` in original pixels; `mask` a
+//!   grayscale PNG or `.npy` file; either makes the sample's foreground a mask
+//!   ([`crate::ops::mask`]), and `boxes` may then be left out.
 //! - `voc`: a Pascal VOC 2012-layout folder: `DIR/Annotations/ID.xml` and
 //!   `DIR/JPEGImages/ID.jpg` (or `--images`). `--split NAME` takes the ids listed in
 //!   `DIR/ImageSets/Main/NAME.txt`; without it, every XML file, sorted by id. The key is the
@@ -38,7 +41,12 @@
 //!   `--synsets` (first token of each line; line `n`, from 0, is class `n`). Boxes are
 //!   already in bgstream's convention (0-based, `x1, y1` exclusive; see
 //!   [`crate::ops::geometry`]). The key is the file name up to its first dot, as for the
-//!   manifest.
+//!   manifest. An optional seventh column `polygons` holds the object's COCO-style
+//!   segmentation as JSON, `[[x0, y0, x1, y1, …], …]` (empty: none); an image with polygons
+//!   gets the union of its rows' polygons as its mask.
+//!
+//! - `caltech101`: see [`caltech101`] (boxes and the outlines as polygons).
+//! - `imagenet9`: ImageNet-9's `.npy` foreground masks, see [`imagenet9`].
 //!
 //! Shards are `PREFIX-000000.tar`, ...; each is written to `NAME.tmp` and renamed when
 //! complete, so a shard that exists is whole. Members have mtime 0 and mode 0644, so the
@@ -48,10 +56,11 @@
 //! filled in from the header.
 
 mod box_csv;
-pub mod masks;
 pub mod caltech101;
 pub mod imagenet;
+pub mod imagenet9;
 pub mod images;
+pub mod masks;
 mod voc;
 mod writer;
 mod xml;
@@ -109,6 +118,8 @@ pub enum AnnotationFormat {
     Csv,
     /// Caltech101: `--images 101_ObjectCategories --annotations Annotations` (.mat files).
     Caltech101,
+    /// ImageNet-9: `--images original/val --annotations fg_mask/val` (.npy masks).
+    Imagenet9,
 }
 
 impl AnnotationFormat {
@@ -121,6 +132,7 @@ impl AnnotationFormat {
             AnnotationFormat::Voc => "voc",
             AnnotationFormat::Csv => "csv",
             AnnotationFormat::Caltech101 => "caltech101",
+            AnnotationFormat::Imagenet9 => "imagenet9",
         }
     }
 
@@ -136,7 +148,9 @@ impl AnnotationFormat {
 }
 
 /// The format of `annotations` when none is given: a folder with `Annotations/` is `voc`,
-/// any other folder and a `.tgz`/`.tar.gz`/`.tar` are `imagenet-xml`, `.json` is `manifest`;
+/// class folders of `annotation_*.mat` are `caltech101`, class folders of `.npy` files
+/// `imagenet9`, any other folder and a `.tgz`/`.tar.gz`/`.tar` are `imagenet-xml`, `.json`
+/// is `manifest`;
 /// a CSV is told by its header (`path,...`: `csv`; `ImageId,PredictionString`: `kaggle`;
 /// `val_index,...`: `imagenet-csv`).
 pub fn detect_format(annotations: &Path) -> Result<AnnotationFormat, FatalError> {
@@ -145,6 +159,8 @@ pub fn detect_format(annotations: &Path) -> Result<AnnotationFormat, FatalError>
             AnnotationFormat::Voc
         } else if caltech101::looks_like(annotations) {
             AnnotationFormat::Caltech101
+        } else if imagenet9::looks_like(annotations) {
+            AnnotationFormat::Imagenet9
         } else {
             AnnotationFormat::ImagenetXml
         });
@@ -306,9 +322,14 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
             format: Some(format),
             detected: format!(
                 "annotations: caltech101 ({}; {}; 1-based inclusive boxes -> exclusive; \
-                 outlines read, not yet used); images: {}",
+                 outlines -> polygons, {} of {} samples); images: {}",
                 a.display(),
                 notes.join("; "),
+                c.entries
+                    .iter()
+                    .filter(|e| !e.annotation.polygons.is_empty())
+                    .count(),
+                c.entries.len(),
                 images.display()
             ),
             images,
@@ -316,6 +337,26 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
             missing: c.missing,
             unannotated: c.unannotated,
             without_objects: c.unreadable,
+            ..Default::default()
+        });
+    }
+    if format == AnnotationFormat::Imagenet9 {
+        let r = imagenet9::read_imagenet9(a, &images, synsets)?;
+        check_unique_keys(&r.entries, a)?;
+        return Ok(Collected {
+            format: Some(format),
+            detected: format!(
+                "annotations: imagenet9 ({}; {} classes: {}; .npy masks -> <key>.mask.png, \
+                 boxes from the masks); images: {}",
+                a.display(),
+                r.classes.len(),
+                r.classes.join(" "),
+                images.display()
+            ),
+            images,
+            entries: r.entries,
+            missing: r.missing,
+            unannotated: r.unannotated,
             ..Default::default()
         });
     }
@@ -418,8 +459,14 @@ struct ManifestSample {
     path: PathBuf,
     key: Option<String>,
     label: i64,
+    #[serde(default)]
     boxes: Vec<BBox>,
     wnid: Option<String>,
+    /// COCO-style polygons `[[x0, y0, x1, y1, …], …]` in original pixels.
+    #[serde(default)]
+    polygons: Vec<Vec<f64>>,
+    /// A mask file relative to `--images`: grayscale PNG or `.npy`.
+    mask: Option<PathBuf>,
 }
 
 /// Reads a JSON manifest (see module docs). Image sizes are read from the image headers.
@@ -441,8 +488,14 @@ pub fn read_manifest(
         let bytes = std::fs::read(&path).map_err(|e| FatalError::io(&path, e))?;
         let (w, h) =
             dimensions(&bytes, &Limits::default()).map_err(|e| bad(&path, e.to_string()))?;
+        if s.boxes.is_empty() && s.polygons.is_empty() && s.mask.is_none() {
+            return Err(bad(
+                manifest,
+                format!("sample {key}: no boxes, polygons or mask"),
+            ));
+        }
         entries.push(Entry {
-            mask: None,
+            mask: s.mask.map(|m| images.join(m)),
             key,
             image: ImageRef::File(path),
             annotation: Annotation {
@@ -451,6 +504,7 @@ pub fn read_manifest(
                 width: Some(w),
                 height: Some(h),
                 wnid: s.wnid,
+                polygons: s.polygons,
                 ..Default::default()
             },
         });

@@ -1,0 +1,127 @@
+//! ImageNet-9 (Xiao et al., "Noise or Signal", the backgrounds challenge) as downloaded:
+//! `--images bg_challenge/original/val` holds class folders (`00_dog` … `08_insect`) of
+//! images and `--annotations bg_challenge/fg_mask/val` the same folders of
+//! `<image>.npy` foreground masks (boolean or numeric, `(H, W)` or `(H, W, C)`, nonzero =
+//! foreground; a grayscale `<image>.png` is taken too).
+//!
+//! - Classes are the mask folders in sorted order (`00_dog` = 0, …), unless `--synsets`
+//!   lists them; the folder name is the sample's `wnid`.
+//! - The key is `<class>/<file name up to its first dot>`; the image is the file of the
+//!   same name in the image folder's class folder (`.JPEG`, `.jpg`, `.png`, any case).
+//! - The mask becomes `<key>.mask.png` and its bounding box the sample's box
+//!   ([`super::masks`]); every variant then uses the mask.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{bad, key_from_path, read_synsets, Entry, ImageRef};
+use crate::error::FatalError;
+use crate::source::Annotation;
+
+/// What [`read_imagenet9`] found.
+#[derive(Debug, Default)]
+pub struct In9Read {
+    pub entries: Vec<Entry>,
+    /// Masks without an image.
+    pub missing: Vec<String>,
+    /// Images without a mask (not sharded: they have no foreground).
+    pub unannotated: Vec<String>,
+    pub classes: Vec<String>,
+}
+
+fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>, FatalError> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| FatalError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn has_ext(p: &Path, exts: &[&str]) -> bool {
+    p.extension()
+        .and_then(|x| x.to_str())
+        .is_some_and(|x| exts.iter().any(|e| x.eq_ignore_ascii_case(e)))
+}
+
+fn is_mask(p: &Path) -> bool {
+    has_ext(p, &["npy", "png"])
+}
+
+/// File stem (up to the first dot) -> path, of the files of `dir` that `keep` accepts.
+fn by_stem(dir: &Path, keep: fn(&Path) -> bool) -> Result<BTreeMap<String, PathBuf>, FatalError> {
+    if !dir.is_dir() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(sorted_dir(dir)?
+        .into_iter()
+        .filter(|p| p.is_file() && keep(p))
+        .map(|p| (key_from_path(&p), p))
+        .collect())
+}
+
+/// Reads the layout (rules in the module docs).
+pub fn read_imagenet9(
+    masks: &Path,
+    images: &Path,
+    synsets: Option<&Path>,
+) -> Result<In9Read, FatalError> {
+    let folders: Vec<String> = sorted_dir(masks)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if folders.is_empty() {
+        return Err(bad(
+            masks,
+            "no class folders of masks (expected fg_mask/<split>/<class>/<image>.npy)",
+        ));
+    }
+    let mut out = In9Read {
+        classes: match synsets {
+            Some(p) => read_synsets(p)?
+                .into_iter()
+                .filter(|c| !c.is_empty())
+                .collect(),
+            None => folders.clone(),
+        },
+        ..Default::default()
+    };
+    for class in &folders {
+        let Some(label) = out.classes.iter().position(|c| c == class) else {
+            continue; // a folder --synsets leaves out
+        };
+        let mask_files = by_stem(&masks.join(class), is_mask)?;
+        let mut image_files =
+            by_stem(&images.join(class), |p| has_ext(p, &["jpeg", "jpg", "png"]))?;
+        for (stem, mask) in mask_files {
+            let key = format!("{class}/{stem}");
+            let Some(image) = image_files.remove(&stem) else {
+                out.missing.push(key);
+                continue;
+            };
+            out.entries.push(Entry {
+                key,
+                image: ImageRef::File(image),
+                annotation: Annotation {
+                    label: label as i64,
+                    wnid: Some(class.clone()),
+                    ..Default::default()
+                },
+                mask: Some(mask),
+            });
+        }
+        out.unannotated
+            .extend(image_files.into_keys().map(|s| format!("{class}/{s}")));
+    }
+    Ok(out)
+}
+
+/// Whether `dir` looks like ImageNet-9's `fg_mask/<split>/`: class folders of `.npy` files.
+pub fn looks_like(dir: &Path) -> bool {
+    sorted_dir(dir).is_ok_and(|sub| {
+        sub.iter().filter(|p| p.is_dir()).take(4).any(|d| {
+            sorted_dir(d).is_ok_and(|files| files.iter().take(16).any(|f| has_ext(f, &["npy"])))
+        })
+    })
+}
