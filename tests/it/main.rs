@@ -9,6 +9,7 @@ mod finetune;
 mod hostile;
 mod integrity;
 mod launcher;
+mod masks;
 mod model_reference;
 mod paper;
 mod pipeline;

@@ -1,0 +1,155 @@
+//! Foreground masks end to end, on real ImageNet photos: `tests/mask_reference.py` writes
+//! mask PNGs (8-bit, 1-bit), polygon JSON, an ImageNet-9-style `fg_mask/` folder of `.npy`
+//! files (bool, uint8 HxWx3, Fortran-order float) and broken masks; `bgstream shard` reads
+//! them as a manifest and as `imagenet9`; a run feeds every variant to two models of other
+//! input sizes, and the reference rebuilds each fed frame from the original files, pixel
+//! for pixel, with the rows' `status`, `fg_source` and `fg_fraction`.
+
+use std::path::Path;
+
+use crate::common::{self, path_str};
+
+const VARIANTS: &str =
+    "original,bg_only,fg_white,bg_only_black,bg_tiled,only_fg,no_fg,fg_color:green,mixed_rand";
+
+fn mask_reference(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(common::python())
+        .arg(common::root().join("tests/mask_reference.py"))
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mask_reference {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON {e}: {stdout}"))
+}
+
+fn shard(args: &[&str], out: &Path) -> String {
+    let mut all = vec!["shard", "--out", path_str(out), "--shard-size", "5"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = common::bgstream(&all);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    stdout
+}
+
+#[test]
+fn variants_from_masks_match_the_numpy_reference() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("masks");
+    let made = mask_reference(&[
+        "make",
+        path_str(&work),
+        path_str(&data.join("imagenet-val/images")),
+        path_str(&data.join("imagenet-val/annotations.csv")),
+    ]);
+
+    let manifest_shards = tmp.path().join("shards-manifest");
+    let stdout = shard(
+        &[
+            "--annotations",
+            path_str(&work.join("manifest.json")),
+            "--images",
+            path_str(&work.join("images")),
+            "--prefix",
+            "m",
+        ],
+        &manifest_shards,
+    );
+    assert!(stdout.contains("wrote 12 samples"), "{stdout}");
+    // The grayscale PNG masks are written, even the one of the wrong size; the colour one
+    // cannot be read as a mask and becomes `mask_error`. The run records both as bad_mask.
+    assert!(
+        stdout.contains("5 sample(s) with a foreground mask"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 masks unreadable or of another size"),
+        "{stdout}"
+    );
+
+    let in9_shards = tmp.path().join("shards-in9");
+    let stdout = shard(
+        &[
+            "--annotations",
+            path_str(&work.join("in9/fg_mask/val")),
+            "--images",
+            path_str(&work.join("in9/original/val")),
+            "--prefix",
+            "in9",
+        ],
+        &in9_shards,
+    );
+    for note in [
+        "annotations: imagenet9",
+        "2 classes: 00_dog 01_bird",
+        "wrote 4 samples",
+        "3 sample(s) with a foreground mask",
+        made["unannotated"].as_str().unwrap(),
+        made["missing"].as_str().unwrap(),
+        "1 masks unreadable",
+    ] {
+        assert!(stdout.contains(note), "{note:?} missing:\n{stdout}");
+    }
+
+    let results = tmp.path().join("results");
+    let dump = tmp.path().join("dump");
+    let (tiny, lite0) = (common::model("tiny"), common::model("efficientnet-lite0"));
+    let (code, stdout, stderr) = common::bgstream(&[
+        "--shards",
+        &format!("{}/m-*.tar", manifest_shards.display()),
+        "--shards",
+        &format!("{}/in9-*.tar", in9_shards.display()),
+        "--model",
+        path_str(&tiny),
+        "--model",
+        path_str(&lite0),
+        "--variants",
+        VARIANTS,
+        "--min-fg",
+        "0",
+        "--max-fg",
+        "1",
+        "--out",
+        path_str(&results),
+        "--dump-inputs",
+        path_str(&dump),
+        "--no-progress",
+    ]);
+    // Exit 3: some images failed (the broken masks), every one recorded.
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    for note in [
+        "failed: 3 x bad_mask",
+        "failed: 1 x bad_polygon",
+        "only_fg: 4 row(s) of samples without a mask",
+        "no_fg: 4 row(s) of samples without a mask",
+    ] {
+        assert!(stdout.contains(note), "{note:?} missing:\n{stdout}");
+    }
+
+    for model in [&tiny, &lite0] {
+        let report = mask_reference(&[
+            "check",
+            path_str(&work),
+            path_str(&dump),
+            path_str(&results),
+            path_str(&model.with_extension("json")),
+            VARIANTS,
+        ]);
+        // 11 images with a foreground (7 masks + 2 boxes-only + 3 .npy, less the 2
+        // boxes-only ones' only_fg / no_fg): every non-original frame compared.
+        assert_eq!(report["frames_equal"], 12 * 8 - 4, "{report}");
+        assert_eq!(report["no_mask_rows"], 4, "{report}");
+        eprintln!(
+            "{}: {} frames equal the reference; foreground pixels per image {}",
+            model.display(),
+            report["frames_equal"],
+            report["fg_pixels"]
+        );
+    }
+}
