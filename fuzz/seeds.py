@@ -28,10 +28,33 @@ def sample(t, key, data, ext="jpg"):
     member(t, f"{key}.json", json.dumps({"boxes": [[4, 4, 40, 30]]}).encode())
 
 
+def mask_seeds(out):
+    """mask_to_variants inputs: byte 0 even = a mask PNG (40x32 is the right size), odd =
+    f32 polygon coordinates."""
+    import struct
+
+    import numpy as np
+    from PIL import Image
+
+    os.makedirs(out, exist_ok=True)
+    m = np.zeros((32, 40), np.uint8)
+    m[5:20, 8:30] = 255
+    for name, img in (("gray", Image.fromarray(m)), ("bit", Image.fromarray(m).convert("1")),
+                      ("small", Image.fromarray(m[:10, :10])), ("rgb", Image.fromarray(m).convert("RGB")),
+                      ("empty", Image.fromarray(m * 0))):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        open(os.path.join(out, f"png_{name}"), "wb").write(b"\0" + buf.getvalue())
+    for name, pts in (("star", [20, 2, 24, 12, 38, 12, 26, 19, 31, 29, 20, 22, 9, 29, 14, 19]),
+                      ("line", [0, 0, 5, 5, 10, 10]), ("outside", [-50, -50, 90, -40, 10, 80])):
+        open(os.path.join(out, f"poly_{name}"), "wb").write(b"\1" + struct.pack(f"<{len(pts)}f", *pts))
+
+
 def main(seeds):
     img = os.path.join(seeds, "image")
     shard = os.path.join(seeds, "shard")
     os.makedirs(shard, exist_ok=True)
+    mask_seeds(os.path.join(seeds, "mask"))
     plain = open(os.path.join(img, "plain.jpg"), "rb").read()
     # JPEGs cut inside the scan data, and one whose SOF0 claims twice the rows.
     sos = plain.index(b"\xff\xda")
@@ -47,6 +70,10 @@ def main(seeds):
         for name in ("plain.jpg", "progressive.jpg", "palette.png"):
             key, ext = name.split(".")
             sample(t, key, open(os.path.join(img, name), "rb").read(), ext)
+        # A sample with a mask PNG and polygons.
+        member(t, "masked.jpg", plain)
+        member(t, "masked.json", json.dumps({"label": 3, "boxes": [], "polygons": [[2, 2, 30, 4, 10, 25]]}).encode())
+        member(t, "masked.mask.png", open(os.path.join(seeds, "mask", "png_gray"), "rb").read()[1:])
     with tarfile.open(os.path.join(shard, "pax.tar"), "w", format=tarfile.PAX_FORMAT) as t:
         sample(t, "d/" + "long" * 40, plain)  # a path over 100 bytes: a PAX path record
         member(t, "comment.jpg", plain, comment="pax record")

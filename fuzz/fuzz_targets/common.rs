@@ -17,7 +17,7 @@ pub fn config() -> PrepareConfig {
     PrepareConfig {
         groups,
         variants: Variant::parse_list(
-            "original,bg_only,fg_white,fg_texture,fg_gauss,fg_uniform,fg_color:1,2,3",
+            "original,bg_only,fg_white,fg_texture,fg_gauss,fg_uniform,fg_color:1,2,3,bg_tiled,only_fg,no_fg",
         )
         .expect("variants"),
         textures,

@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         image: Some(data.to_vec()),
         cls: Some(b"3".to_vec()),
         json: Some(br#"{"boxes": [[1, 1, 6, 5], [2, 0, 9, 9]]}"#.to_vec()),
+        mask: None,
         problem: None,
     };
     let _ = prepare(&sample, cfg, &mut Scratch::default());

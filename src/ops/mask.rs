@@ -126,6 +126,27 @@ impl Foreground {
         out
     }
 
+    /// Foreground pixels `(x, y)` with a 4-neighbour in the background (the outline a
+    /// preview draws); pixels on the frame's edge count only by their inner neighbours.
+    pub fn outline(&self) -> Vec<(usize, usize)> {
+        let (n, flags) = (self.size, self.flags());
+        let fg = |x: usize, y: usize| flags[y * n + x];
+        let mut out = Vec::new();
+        for s in &self.spans {
+            for x in s.x0..s.x1 {
+                let y = s.y;
+                let edge = (x > 0 && !fg(x - 1, y))
+                    || (x + 1 < n && !fg(x + 1, y))
+                    || (y > 0 && !fg(x, y - 1))
+                    || (y + 1 < n && !fg(x, y + 1));
+                if edge {
+                    out.push((x, y));
+                }
+            }
+        }
+        out
+    }
+
     /// The spans as byte ranges of an RGB frame.
     pub fn byte_ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
         self.spans
@@ -339,6 +360,12 @@ mod tests {
                 .collect();
             prop_assert_eq!(fg.flags(), want.clone());
             prop_assert_eq!(Foreground::from_flags(size, &want), fg.clone());
+            // The outline is in the foreground and borders the background.
+            for (x, y) in fg.outline() {
+                prop_assert!(want[y * size + x]);
+                let near = [(x.wrapping_sub(1), y), (x + 1, y), (x, y.wrapping_sub(1)), (x, y + 1)];
+                prop_assert!(near.iter().any(|&(a, b)| a < size && b < size && !want[b * size + a]));
+            }
             // Disjoint and sorted: each span starts past the previous one's end.
             for w in fg.spans().windows(2) {
                 prop_assert!((w[0].y, w[0].x1) < (w[1].y, w[1].x0));

@@ -278,6 +278,11 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
                         } else {
                             &[]
                         },
+                        outline: if cfg.variants[slots[si].0] == Variant::Original {
+                            &g.outline
+                        } else {
+                            &[]
+                        },
                         captions,
                     }));
                 }
@@ -286,7 +291,7 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
         }
         let models_here: Vec<&str> = predictions[gi].iter().map(|(m, _)| m.as_str()).collect();
         let title = format!(
-            "{size} px, crop {:.3}, {:?}{}; boxes in red on original; seed {}",
+            "{size} px, crop {:.3}, {:?}{}; boxes and mask outlines in red on original; seed {}",
             p.crop_pct,
             p.interpolation,
             if models_here.is_empty() {

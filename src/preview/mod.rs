@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::error::{FatalError, ItemError};
 use crate::item::{ItemMeta, Prepared};
 use crate::ops::geometry::Rect;
-use crate::prepare::{admit, prepare, prepare_recorded, PrepareConfig, Scratch};
+use crate::prepare::{admit, prepare, prepare_recorded, PrepareConfig, Scratch, FG_MASK};
 use crate::source::tar_reader::read_shard;
 use crate::source::Sample;
 
@@ -110,6 +110,8 @@ pub struct GroupPixels {
     pub pixels: Vec<u8>,
     /// The object boxes in this crop's pixels.
     pub boxes: Vec<Rect>,
+    /// For a sample with a mask, its outline in this crop's pixels (empty otherwise).
+    pub outline: Vec<(usize, usize)>,
 }
 
 impl GroupPixels {
@@ -151,6 +153,11 @@ pub fn render(
                     size: p.input_size,
                     pixels,
                     boxes: crop.rects.clone(),
+                    outline: if meta.fg_source == Some(FG_MASK) {
+                        crop.fg.outline()
+                    } else {
+                        Vec::new()
+                    },
                 })
                 .collect();
             Rendered::Ready(meta, groups)

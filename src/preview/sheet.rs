@@ -15,6 +15,8 @@ pub struct Tile<'a> {
     pub size: usize,
     /// Outlined on the tile (the object boxes, on `original`).
     pub boxes: &'a [Rect],
+    /// Pixels drawn red (a mask's outline, on `original`).
+    pub outline: &'a [(usize, usize)],
     pub captions: Vec<String>,
 }
 
@@ -169,6 +171,10 @@ pub fn draw(sheet: &Sheet<'_>) -> Result<(Vec<u8>, usize, usize), String> {
                     root.draw(&Rectangle::new([pos(bx0, by0), pos(bx1, by1)], red))
                         .map_err(e)?;
                 }
+                for &(x, y) in t.outline {
+                    root.draw_pixel(pos(x0 + x, y0 + y), &RGBColor(230, 20, 20))
+                        .map_err(e)?;
+                }
                 for (li, line) in t.captions.iter().enumerate() {
                     root.draw(&Text::new(
                         fit(line, tile),
@@ -209,12 +215,14 @@ mod tests {
                         pixels: &a,
                         size,
                         boxes: &boxes,
+                        outline: &[(30, 30)],
                         captions: vec!["m: cat 90%".into()],
                     }),
                     Some(Tile {
                         pixels: &b,
                         size,
                         boxes: &[],
+                        outline: &[],
                         captions: vec![],
                     }),
                 ],
@@ -237,5 +245,6 @@ mod tests {
             edge[0] > 200 && edge[1] < 60,
             "box outline at its x0: {edge:?}"
         );
+        assert_eq!(at(x0 + 30, y0 + 30), &[230, 20, 20], "a mask outline pixel");
     }
 }
