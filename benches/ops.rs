@@ -1,5 +1,6 @@
 //! criterion benches of the pure CPU ops on real ImageNet JPEGs: decode, resize + crop,
-//! composite (all nine variants), and the whole per-sample CPU stage.
+//! composite (all nine variants), the whole per-sample CPU stage, and what a foreground
+//! costs: boxes, a mask PNG, a polygon (each image's box as an ellipse / a 40-point star).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -7,12 +8,14 @@ mod common;
 use std::hint::black_box;
 
 use bgstream::ops::decode::{decode_into, Limits};
+use bgstream::ops::geometry::BBox;
 use bgstream::ops::geometry::{Geometry, Interpolation, Preprocess};
-use bgstream::ops::mask::Foreground;
+use bgstream::ops::mask::{Foreground, SourceMask};
 use bgstream::ops::resize::CropResizer;
 use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::{render, RenderCtx, Variant, DEFAULT_VARIANTS};
 use bgstream::prepare::{prepare, Scratch};
+use bgstream::source::shard_writer::masks::encode_png;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const P: Preprocess = Preprocess {
@@ -99,7 +102,101 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
+    // The same stage when every sample has a mask PNG (an ellipse in its first box).
+    let sizes: Vec<(usize, usize)> = decoded.iter().map(|(w, h, _)| (*w, *h)).collect();
+    let masks: Vec<Vec<u8>> = entries
+        .iter()
+        .zip(&sizes)
+        .map(|(e, &(w, h))| ellipse_png(w, h, &e.annotation.boxes[0]))
+        .collect();
+    let masked: Vec<_> = samples
+        .iter()
+        .zip(&masks)
+        .map(|(s, m)| {
+            let mut s = s.clone();
+            s.mask = Some(m.clone());
+            s
+        })
+        .collect();
+    g.bench_function("prepare_sample_9_variants_mask_png", |b| {
+        b.iter(|| {
+            for s in &masked {
+                black_box(prepare(s, &cfg, &mut scratch));
+            }
+        })
+    });
     g.finish();
+
+    // Per image: the foreground alone (filter area + mapping to the 224 px crop).
+    let mut g = c.benchmark_group("foreground");
+    g.throughput(Throughput::Elements(n));
+    g.sample_size(10);
+    let geos: Vec<Geometry> = sizes
+        .iter()
+        .map(|&(w, h)| Geometry::new(w, h, &P).unwrap())
+        .collect();
+    g.bench_function("boxes", |b| {
+        b.iter(|| {
+            for (e, geo) in entries.iter().zip(&geos) {
+                let rects: Vec<_> = e
+                    .annotation
+                    .boxes
+                    .iter()
+                    .map(|bx| geo.map_box(bx))
+                    .collect();
+                black_box(Foreground::from_rects(224, &rects));
+            }
+        })
+    });
+    g.bench_function("mask_png", |b| {
+        b.iter(|| {
+            for ((m, &(w, h)), geo) in masks.iter().zip(&sizes).zip(&geos) {
+                let mask = SourceMask::new(Some(m), &[], w, h).unwrap();
+                black_box(mask.area_fraction().unwrap());
+                black_box(mask.map(geo));
+            }
+        })
+    });
+    let stars: Vec<Vec<f64>> = entries
+        .iter()
+        .map(|e| star(&e.annotation.boxes[0], 20))
+        .collect();
+    g.bench_function("polygon_40_points", |b| {
+        b.iter(|| {
+            for ((p, &(w, h)), geo) in stars.iter().zip(&sizes).zip(&geos) {
+                let mask = SourceMask::new(None, std::slice::from_ref(p), w, h).unwrap();
+                black_box(mask.area_fraction().unwrap());
+                black_box(mask.map(geo));
+            }
+        })
+    });
+    g.finish();
+}
+
+/// A `w x h` mask PNG of the ellipse inscribed in `b`.
+fn ellipse_png(w: usize, h: usize, b: &BBox) -> Vec<u8> {
+    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    let (rx, ry) = ((b[2] - b[0]) / 2.0, (b[3] - b[1]) / 2.0);
+    let flags: Vec<bool> = (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as f64 + 0.5, (i / w) as f64 + 0.5);
+            ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2) <= 1.0
+        })
+        .collect();
+    encode_png(w, h, &flags)
+}
+
+/// A star with `points` tips inscribed in `b`, as a flat polygon.
+fn star(b: &BBox, points: usize) -> Vec<f64> {
+    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    let (rx, ry) = ((b[2] - b[0]) / 2.0, (b[3] - b[1]) / 2.0);
+    (0..points * 2)
+        .flat_map(|i| {
+            let a = std::f64::consts::PI * i as f64 / points as f64;
+            let r = if i % 2 == 0 { 1.0 } else { 0.45 };
+            [cx + r * rx * a.sin(), cy - r * ry * a.cos()]
+        })
+        .collect()
 }
 
 criterion_group!(ops, benches);

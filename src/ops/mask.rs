@@ -301,10 +301,16 @@ impl SourceMask {
     /// Foreground pixel centres of the original image over its area; `bad_mask` when it
     /// is zero.
     pub fn area_fraction(&self) -> Result<f64, ItemError> {
-        let xs: Vec<f64> = (0..self.width).map(|c| c as f64 + 0.5).collect();
-        let ys: Vec<f64> = (0..self.height).map(|r| r as f64 + 0.5).collect();
         let mut n = 0usize;
-        self.sample(&xs, &ys, |_, row| n += row.iter().filter(|&&f| f).count());
+        match (&self.bitmap, self.polygons.is_empty()) {
+            // Pixel centres fall on their own pixels: a plain count.
+            (Some(bits), true) => n = bits.iter().filter(|&&f| f).count(),
+            _ => {
+                let xs: Vec<f64> = (0..self.width).map(|c| c as f64 + 0.5).collect();
+                let ys: Vec<f64> = (0..self.height).map(|r| r as f64 + 0.5).collect();
+                self.sample(&xs, &ys, |_, row| n += row.iter().filter(|&&f| f).count());
+            }
+        }
         if n == 0 {
             return Err(ItemError::BadMask(
                 "the mask covers no pixel of the image".into(),
