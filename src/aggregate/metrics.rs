@@ -72,6 +72,9 @@ pub struct BgRow {
     /// Top-1 on `bg_only_black` ("Only-BG-B") and `bg_tiled` ("Only-BG-T").
     pub only_bg_black: Option<f64>,
     pub only_bg_tiled: Option<f64>,
+    /// Top-1 on `only_fg` ("Only-FG") and `no_fg` ("No-FG"): samples with masks only.
+    pub only_fg: Option<f64>,
+    pub no_fg: Option<f64>,
     pub mixed_same: Option<f64>,
     pub mixed_rand: Option<f64>,
     pub mixed_next: Option<f64>,
@@ -248,6 +251,8 @@ fn backgrounds(data: &Loaded, order: &[usize]) -> Vec<BgRow> {
     let names = [
         "bg_only_black",
         "bg_tiled",
+        "only_fg",
+        "no_fg",
         "mixed_same",
         "mixed_rand",
         "mixed_next",
@@ -282,6 +287,8 @@ fn backgrounds(data: &Loaded, order: &[usize]) -> Vec<BgRow> {
                 model: data.models[m].clone(),
                 only_bg_black: top1(m, vid("bg_only_black")),
                 only_bg_tiled: top1(m, vid("bg_tiled")),
+                only_fg: top1(m, vid("only_fg")),
+                no_fg: top1(m, vid("no_fg")),
                 mixed_same: top1(m, vid("mixed_same")),
                 mixed_rand: top1(m, vid("mixed_rand")),
                 mixed_next: top1(m, vid("mixed_next")),

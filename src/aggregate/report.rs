@@ -651,6 +651,8 @@ pub fn render(r: &ReportInput<'_>) -> String {
                 "model",
                 "only-BG-B",
                 "only-BG-T",
+                "only-FG",
+                "no-FG",
                 "mixed-same",
                 "mixed-rand",
                 "mixed-next",
@@ -664,10 +666,12 @@ pub fn render(r: &ReportInput<'_>) -> String {
         for r in &a.backgrounds {
             let _ = writeln!(
                 h,
-                "<tr>{}{}{}{}{}{}{}<td>{}</td>{}<td>{}</td></tr>",
+                "<tr>{}{}{}{}{}{}{}{}{}<td>{}</td>{}<td>{}</td></tr>",
                 text_cell(&r.model),
                 pct_cell(r.only_bg_black),
                 pct_cell(r.only_bg_tiled),
+                pct_cell(r.only_fg),
+                pct_cell(r.no_fg),
                 pct_cell(r.mixed_same),
                 pct_cell(r.mixed_rand),
                 pct_cell(r.mixed_next),

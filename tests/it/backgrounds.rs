@@ -253,13 +253,16 @@ fn bg_gap_and_challenge_accuracy_on_a_model_that_reads_the_background() {
     let table = std::fs::read_to_string(agg.join("backgrounds.csv")).unwrap();
     let line = table.lines().nth(1).unwrap();
     let cols: Vec<&str> = line.split(',').collect();
-    // model, only_bg_b, only_bg_t, same, rand, next, bg_gap, gap images, variant, challenge, n
+    // model, only_bg_b, only_bg_t, only_fg, no_fg (not run: empty), same, rand, next, bg_gap,
+    // gap images, variant, challenge, n
     assert_eq!(
         cols,
         [
             "bgreader",
             "1",
             "1",
+            "",
+            "",
             "1",
             "0",
             "0",
@@ -320,7 +323,7 @@ fn bg_gap_and_challenge_accuracy_on_a_model_that_reads_the_background() {
         .nth(1)
         .unwrap()
         .split(',')
-        .nth(9)
+        .nth(11)
         .unwrap()
         .parse()
         .unwrap();

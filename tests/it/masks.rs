@@ -152,4 +152,39 @@ fn variants_from_masks_match_the_numpy_reference() {
             report["fg_pixels"]
         );
     }
+
+    // aggregate's Only-FG / No-FG columns are the top-1 of the ok rows (the 10 samples
+    // with a mask), as DuckDB computes it from the same files.
+    let agg = tmp.path().join("agg");
+    let (code, stdout, stderr) =
+        common::aggregate(&results, &agg, &["--no-figures", "--baseline", "tiny"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let table = std::fs::read_to_string(agg.join("backgrounds.csv")).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let want = common::reference_sql(
+        &results,
+        "select model, variant, avg(top1_correct::int), count(*) from rows \
+         where variant in ('only_fg', 'no_fg') and status = 'ok' group by all order by all",
+    );
+    let rows = want.as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{want}");
+    for r in rows {
+        let (model, variant) = (r[0].as_str().unwrap(), r[1].as_str().unwrap());
+        assert_eq!(r[3], 10, "{want}");
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{model},")))
+            .unwrap();
+        let got: f64 = line
+            .split(',')
+            .nth(col(&format!("{variant}_top1")))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (got - r[2].as_f64().unwrap()).abs() < 1e-12,
+            "{model} {variant}: {got} vs {want}\n{table}"
+        );
+    }
 }
