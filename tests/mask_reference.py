@@ -73,6 +73,8 @@ def cmd_make(out, src, csv_path):
         key = name.split(".")[0]
         s = {"path": name, "label": label, "boxes": boxes}
         s.update(extra)
+        if s.get("boxes") is None:
+            del s["boxes"]  # a polygon alone: shard writes its bounding box
         samples.append(s)
         case = {"kind": kind, "image": os.path.join(images, name), "boxes": boxes,
                 "polygons": extra.get("polygons", [])}
@@ -100,6 +102,8 @@ def cmd_make(out, src, csv_path):
             polys.append([1.0, 1.0, 60.5, 4.25, 8.0, 50.0])
         if n == 2:
             polys = [[w * 0.3, h * 0.2, w + 40.0, h * 0.5, w * 0.3, h * 0.8, w * 0.5, h * 0.5]]
+            add(i, "polygons", polygons=polys, boxes=None)
+            continue
         add(i, "polygons", polygons=polys)
     # Mask PNG and polygon together: their union.
     i = ids[6]

@@ -73,6 +73,42 @@ fn variants_from_masks_match_the_numpy_reference() {
         "{stdout}"
     );
 
+    // A polygon without boxes gets the polygon's bounding box, clipped to the image.
+    let cases: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("cases.json")).unwrap()).unwrap();
+    let (key, case) = cases
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, c)| c["polygons"][0].as_array().is_some_and(|p| p.len() == 8))
+        .expect("the 4-point polygon past the right edge");
+    let mut boxes = None;
+    for shard in std::fs::read_dir(&manifest_shards).unwrap() {
+        let shard = shard.unwrap().path();
+        if shard.extension().is_some_and(|x| x == "tar") {
+            bgstream::source::tar_reader::read_shard(&shard, |s| {
+                if &s.key == key {
+                    boxes = Some(s.annotation().unwrap().boxes);
+                }
+                true
+            });
+        }
+    }
+    let p: Vec<f64> = serde_json::from_value(case["polygons"][0].clone()).unwrap();
+    let jpeg = std::fs::read(case["image"].as_str().unwrap()).unwrap();
+    let width = bgstream::ops::decode::dimensions(&jpeg, &Default::default())
+        .unwrap()
+        .0 as f64;
+    let xs = p.iter().step_by(2);
+    let ys = p.iter().skip(1).step_by(2);
+    let want = [
+        xs.clone().copied().fold(f64::INFINITY, f64::min),
+        ys.clone().copied().fold(f64::INFINITY, f64::min),
+        xs.copied().fold(0.0, f64::max).min(width),
+        ys.copied().fold(0.0, f64::max),
+    ];
+    assert_eq!(boxes, Some(vec![want]), "{key}");
+
     let in9_shards = tmp.path().join("shards-in9");
     let stdout = shard(
         &[

@@ -41,6 +41,34 @@ pub fn load_mask(path: &Path) -> Result<MaskFile, String> {
     })
 }
 
+/// The box around the polygons' points (finite ones), clipped to the `width`×`height`
+/// image; `None` when nothing of them is inside.
+pub fn polygons_bbox(polygons: &[Vec<f64>], width: usize, height: usize) -> Option<BBox> {
+    let pts = polygons
+        .iter()
+        .flat_map(|p| p.chunks_exact(2))
+        .filter(|p| p[0].is_finite() && p[1].is_finite());
+    let mut b: Option<BBox> = None;
+    for p in pts {
+        let r = b.get_or_insert([p[0], p[1], p[0], p[1]]);
+        *r = [
+            r[0].min(p[0]),
+            r[1].min(p[1]),
+            r[2].max(p[0]),
+            r[3].max(p[1]),
+        ];
+    }
+    let [x0, y0, x1, y1] = b?;
+    let (w, h) = (width as f64, height as f64);
+    let b = [
+        x0.clamp(0.0, w),
+        y0.clamp(0.0, h),
+        x1.clamp(0.0, w),
+        y1.clamp(0.0, h),
+    ];
+    (b[2] > b[0] && b[3] > b[1]).then_some(b)
+}
+
 fn bounding_box(width: usize, flags: &[bool]) -> Option<BBox> {
     let mut b: Option<[usize; 4]> = None;
     for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f) {
@@ -162,5 +190,14 @@ mod tests {
         assert_eq!(bounding_box(3, &[false; 6]), None);
         let png = encode_png(3, 2, &f);
         assert_eq!(decode_mask_png(&png).unwrap(), (3, 2, f));
+        let polys = [
+            vec![-5.0, 2.0, 8.5, 1.0, 3.0, 40.0],
+            vec![f64::NAN, 0.0, 1.0, 0.5],
+        ];
+        assert_eq!(polygons_bbox(&polys, 10, 20), Some([0.0, 0.5, 8.5, 20.0]));
+        assert_eq!(
+            polygons_bbox(&[vec![20.0, 1.0, 30.0, 2.0, 25.0, 9.0]], 10, 20),
+            None
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
-use super::masks::{load_mask, MaskFile};
+use super::masks::{load_mask, polygons_bbox, MaskFile};
 use super::Entry;
 use crate::error::FatalError;
 use crate::ops::decode::{dimensions, Limits};
@@ -179,14 +179,15 @@ pub fn write_shards(
 }
 
 /// The annotation to write: the size filled in from the header where the annotation has
-/// none; a disagreement or an unreadable header noted in `report`. With a mask: its
-/// bounding box as the box when the entry has none; a mask that cannot be read becomes
+/// none; a disagreement or an unreadable header noted in `report`. With a mask or polygons:
+/// their bounding box as the box when the entry has none; a mask that cannot be read becomes
 /// `mask_error` (so the run records `bad_mask`, not a silent fall-back to boxes).
 fn checked(e: &Entry, loaded: &Loaded, report: &mut ShardReport) -> crate::source::Annotation {
     let mut a = e.annotation.clone();
+    let needs_box = a.boxes.is_empty();
     match &loaded.mask {
         Some(Ok(m)) => {
-            if a.boxes.is_empty() {
+            if needs_box {
                 a.boxes.extend(m.bbox);
             }
             if let Ok((w, h)) = loaded.dims {
@@ -203,6 +204,20 @@ fn checked(e: &Entry, loaded: &Loaded, report: &mut ShardReport) -> crate::sourc
             a.mask_error = Some(reason.clone());
         }
         None => {}
+    }
+    if let (true, &Ok((w, h))) = (needs_box, &loaded.dims) {
+        // One box around the whole foreground: the mask's and the polygons' union.
+        if let Some(p) = polygons_bbox(&a.polygons, w, h) {
+            a.boxes = vec![match a.boxes.first() {
+                Some(m) => [
+                    m[0].min(p[0]),
+                    m[1].min(p[1]),
+                    m[2].max(p[2]),
+                    m[3].max(p[3]),
+                ],
+                None => p,
+            }];
+        }
     }
     match (&loaded.dims, a.width, a.height) {
         (Err(reason), _, _) => report.unreadable.push(format!("{}: {reason}", e.key)),
