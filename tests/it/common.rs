@@ -57,15 +57,21 @@ fn python_stdout(args: &[&str]) -> Vec<u8> {
 /// Runs `tests/reference.py ARGS`, returning its JSON report; panics with the report when
 /// the reference says a check failed.
 pub fn reference(args: &[&str]) -> serde_json::Value {
+    python_report("tests/reference.py", args)
+}
+
+/// Runs the venv's python on `script` (relative to the repository) with `args`, returning
+/// its JSON report; panics with the report when the script says a check failed.
+pub fn python_report(script: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(python())
-        .arg(root().join("tests/reference.py"))
+        .arg(root().join(script))
         .args(args)
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "reference {args:?} failed:\n{stdout}\n{}",
+        "{script} {args:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON {e}: {stdout}"))

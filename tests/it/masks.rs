@@ -13,18 +13,7 @@ const VARIANTS: &str =
     "original,bg_only,fg_white,bg_only_black,bg_tiled,only_fg,no_fg,fg_color:green,mixed_rand";
 
 fn mask_reference(args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(common::python())
-        .arg(common::root().join("tests/mask_reference.py"))
-        .args(args)
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "mask_reference {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON {e}: {stdout}"))
+    common::python_report("tests/mask_reference.py", args)
 }
 
 fn shard(args: &[&str], out: &Path) -> String {

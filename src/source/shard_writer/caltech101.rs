@@ -58,7 +58,8 @@ pub struct CaltechRead {
     pub classes: Vec<String>,
 }
 
-fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>, FatalError> {
+/// The entries of `dir`, sorted by path.
+pub(super) fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>, FatalError> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| FatalError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))

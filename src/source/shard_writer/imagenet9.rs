@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::caltech101::sorted_dir;
 use super::{bad, key_from_path, read_synsets, Entry, ImageRef};
 use crate::error::FatalError;
 use crate::source::Annotation;
@@ -27,15 +28,6 @@ pub struct In9Read {
     /// Images without a mask (not sharded: they have no foreground).
     pub unannotated: Vec<String>,
     pub classes: Vec<String>,
-}
-
-fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>, FatalError> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| FatalError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    v.sort();
-    Ok(v)
 }
 
 fn has_ext(p: &Path, exts: &[&str]) -> bool {
