@@ -72,14 +72,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("composite_9_variants", |b| {
         b.iter(|| {
             for (e, (w, h, _)) in entries.iter().zip(&decoded) {
-                let geo = Geometry::new(*w, *h, &P).unwrap();
-                let rects: Vec<_> = e
-                    .annotation
-                    .boxes
-                    .iter()
-                    .map(|bx| geo.map_box(bx))
-                    .collect();
-                let fg = Foreground::from_rects(224, &rects);
+                let fg = box_foreground(&e.annotation.boxes, &Geometry::new(*w, *h, &P).unwrap());
                 let ctx = RenderCtx {
                     key: &e.key,
                     seed: 0,
@@ -138,13 +131,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("boxes", |b| {
         b.iter(|| {
             for (e, geo) in entries.iter().zip(&geos) {
-                let rects: Vec<_> = e
-                    .annotation
-                    .boxes
-                    .iter()
-                    .map(|bx| geo.map_box(bx))
-                    .collect();
-                black_box(Foreground::from_rects(224, &rects));
+                black_box(box_foreground(&e.annotation.boxes, geo));
             }
         })
     });
@@ -171,6 +158,12 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// The boxes' foreground in the crop `geo`, as the CPU stage builds it.
+fn box_foreground(boxes: &[BBox], geo: &Geometry) -> Foreground {
+    let rects: Vec<_> = boxes.iter().map(|bx| geo.map_box(bx)).collect();
+    Foreground::from_rects(geo.size, &rects)
 }
 
 /// A `w x h` mask PNG of the ellipse inscribed in `b`.

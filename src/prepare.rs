@@ -11,7 +11,7 @@ use crate::sidecar::Sidecar;
 
 use crate::ops::background::paste_foreground;
 use crate::ops::decode::{decode_into, dimensions, Limits};
-use crate::ops::geometry::{foreground_fraction, validate_boxes, Geometry, Preprocess, Rect};
+use crate::ops::geometry::{foreground_fraction, validate_boxes, BBox, Geometry, Preprocess, Rect};
 use crate::ops::mask::{Foreground, SourceMask};
 use crate::ops::resize::CropResizer;
 use crate::ops::textures::{texture_dir, TextureSet};
@@ -295,7 +295,8 @@ pub fn admit(
 pub fn crop_groups(
     bytes: &[u8],
     header: (usize, usize),
-    adm: &Admitted,
+    boxes: &[BBox],
+    mask: Option<&SourceMask>,
     cfg: &PrepareConfig,
     s: &mut Scratch,
 ) -> Result<(), ItemError> {
@@ -313,8 +314,8 @@ pub fn crop_groups(
         s.resizer
             .resize_crop(&s.decoded, &g, p.interpolation, &mut c.pixels)?;
         c.rects.clear();
-        c.rects.extend(adm.ann.boxes.iter().map(|b| g.map_box(b)));
-        c.fg = match &adm.mask {
+        c.rects.extend(boxes.iter().map(|b| g.map_box(b)));
+        c.fg = match mask {
             Some(m) => m.map(&g),
             None => Foreground::from_rects(g.size, &c.rects),
         };
@@ -334,7 +335,7 @@ fn prepare_inner(
     };
     let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;
     let header = (meta.width.unwrap_or(0), meta.height.unwrap_or(0));
-    crop_groups(bytes, header, &adm, cfg, s)?;
+    crop_groups(bytes, header, &adm.ann.boxes, adm.mask.as_ref(), cfg, s)?;
     let ann = &adm.ann;
     let sources = match (&cfg.donors, recorded) {
         (Some(bank), Some(recorded)) => {

@@ -24,7 +24,7 @@ fn rate(k: u64, n: u64) -> Option<f64> {
 }
 
 /// One row of the summary: one (model, variant).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SummaryRow {
     pub model: String,
     pub variant: String,

@@ -706,15 +706,7 @@ mod tests {
             top5: Some(top5),
             top5_lo: l5,
             top5_hi: h5,
-            rel_top1_ratio: None,
-            rel_top1_diff: None,
-            rel_top5_ratio: None,
-            rel_top5_diff: None,
-            controlled_images: 0,
-            controlled_top1: None,
-            controlled_top5: None,
-            gap_top1: None,
-            gap_top5: None,
+            ..Default::default()
         }
     }
 

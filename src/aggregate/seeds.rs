@@ -97,15 +97,7 @@ mod tests {
             top5: Some(1.0),
             top5_lo: None,
             top5_hi: None,
-            rel_top1_ratio: None,
-            rel_top1_diff: None,
-            rel_top5_ratio: None,
-            rel_top5_diff: None,
-            controlled_images: 0,
-            controlled_top1: None,
-            controlled_top5: None,
-            gap_top1: None,
-            gap_top5: None,
+            ..Default::default()
         }
     }
 

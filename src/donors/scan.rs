@@ -134,11 +134,16 @@ pub fn build_bank(
 
 fn tile(c: &Candidate, cfg: &PrepareConfig, scratch: &mut Scratch) -> Option<Donor> {
     let (w, h) = c.header;
-    let adm = Admitted {
-        ann: c.ann.clone(),
-        mask: source_mask(c.mask.as_deref(), &c.ann, w, h).ok()?,
-    };
-    crop_groups(&c.bytes, c.header, &adm, cfg, scratch).ok()?;
+    let mask = source_mask(c.mask.as_deref(), &c.ann, w, h).ok()?;
+    crop_groups(
+        &c.bytes,
+        c.header,
+        &c.ann.boxes,
+        mask.as_ref(),
+        cfg,
+        scratch,
+    )
+    .ok()?;
     let backgrounds = scratch
         .crops
         .iter()
