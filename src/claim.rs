@@ -21,6 +21,56 @@ pub struct Claim {
     pub completed: Vec<ShardEntry>,
     /// This rank's shards still to do.
     pub todo: Vec<PathBuf>,
+    /// OS locks on `--out`, held until the run ends (the process exits, however).
+    _locks: Vec<std::fs::File>,
+}
+
+/// The lock every process writing into a folder takes: exclusively for a whole run,
+/// shared by the ranks of a split run (each of which also locks its own file).
+pub const LOCK: &str = "_run.lock";
+
+/// Locks `out` for this process (see [`LOCK`]); a second run into the same folder, or a
+/// second process given the same rank, is refused while the first holds it.
+fn lock_out(out: &Path, rank: &Rank) -> Result<Vec<std::fs::File>, FatalError> {
+    let open = |name: &str| {
+        let path = out.join(name);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| FatalError::output(&path, e))
+            .map(|f| (f, path))
+    };
+    let busy = |path: &Path, who: &str| FatalError::OutputInUse {
+        path: out.to_path_buf(),
+        reason: format!(
+            "{who} is writing into it (it holds the lock {}); wait for it to finish, or \
+             choose another --out",
+            path.display()
+        ),
+    };
+    let refused = |path: &Path, e: std::fs::TryLockError, who: &str| match e {
+        std::fs::TryLockError::WouldBlock => busy(path, who),
+        std::fs::TryLockError::Error(e) => FatalError::output(path, e),
+    };
+    let (run, path) = open(LOCK)?;
+    if rank.world_size == 1 {
+        run.try_lock()
+            .map_err(|e| refused(&path, e, "another bgstream run"))?;
+        return Ok(vec![run]);
+    }
+    run.try_lock_shared()
+        .map_err(|e| refused(&path, e, "a bgstream run that is not split into ranks"))?;
+    let (mine, path) = open(&format!("_{}.lock", rank.tag()))?;
+    mine.try_lock().map_err(|e| {
+        refused(
+            &path,
+            e,
+            &format!("another process with rank {}", rank.rank),
+        )
+    })?;
+    Ok(vec![run, mine])
 }
 
 /// Claims `plan.cfg.out` for the run (see the module docs).
@@ -28,6 +78,7 @@ pub fn claim(plan: &RunPlan) -> Result<Claim, FatalError> {
     let cfg = &plan.cfg;
     let out = &cfg.out;
     std::fs::create_dir_all(out).map_err(|e| FatalError::output(out, e))?;
+    let locks = lock_out(out, &cfg.rank)?;
     if cfg.resume {
         // Before any cleanup: a refused resume leaves the folder as it was.
         if let Some(before) = read_identity(out)? {
@@ -44,7 +95,11 @@ pub fn claim(plan: &RunPlan) -> Result<Claim, FatalError> {
         .filter(|p| !done.contains(p.display().to_string().as_str()))
         .cloned()
         .collect();
-    Ok(Claim { completed, todo })
+    Ok(Claim {
+        completed,
+        todo,
+        _locks: locks,
+    })
 }
 
 fn read_identity(out: &Path) -> Result<Option<RunIdentity>, FatalError> {
@@ -104,6 +159,46 @@ fn record_identity(
     }
 }
 
+/// The complete shards that `--resume` may skip: those whose file still has the size and
+/// hash this run read. A shard recorded without them (never, since 0.3.0) is redone; a
+/// shard of this run whose file changed is refused, naming it: its rows describe other
+/// images, and redoing it alone would leave a run made from two different inputs (its
+/// donors and duplicates were drawn across all shards). Reads every such shard once (in
+/// parallel), before anything in `out` is touched.
+fn unchanged(
+    out: &Path,
+    entries: Vec<ShardEntry>,
+    shards: &[PathBuf],
+) -> Result<Vec<ShardEntry>, FatalError> {
+    let ours: HashSet<String> = shards.iter().map(|p| p.display().to_string()).collect();
+    let (check, keep): (Vec<ShardEntry>, Vec<ShardEntry>) = entries
+        .into_iter()
+        .filter(|e| e.content.is_some())
+        .partition(|e| ours.contains(&e.shard));
+    let now = crate::source::tar_reader::contents(check.iter().map(|e| Path::new(&e.shard)));
+    for (e, now) in check.iter().zip(&now) {
+        let was = e.content.as_ref().expect("filtered above");
+        let changed = match now {
+            Ok(now) if now == was => continue,
+            Ok(now) => format!(
+                "now {} bytes, xxh3 {}; then {} bytes, xxh3 {}",
+                now.bytes, now.xxh3, was.bytes, was.xxh3
+            ),
+            Err(err) => format!("it cannot be read now ({err})"),
+        };
+        return Err(FatalError::OutputInUse {
+            path: out.to_path_buf(),
+            reason: format!(
+                "--resume: shard {} changed since this run read it ({changed}), so its rows \
+                 here describe other images; restore the shard, or pass --overwrite to start \
+                 the run afresh, or choose another --out",
+                e.shard
+            ),
+        });
+    }
+    Ok(keep.into_iter().chain(check).collect())
+}
+
 /// Creates `out` and settles what an earlier run left there. Returns the shards the
 /// manifest records as complete (only with `resume`).
 ///
@@ -158,6 +253,7 @@ fn prepare_out_dir(
             .into_iter()
             .filter(|e| e.error.is_none())
             .collect();
+        let entries = unchanged(out, entries, shards)?;
         let keep: HashSet<&str> = entries
             .iter()
             .flat_map(|e| e.files.iter().map(String::as_str))

@@ -106,11 +106,19 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0.70)]
     pub max_fg: f64,
     /// CPU decode/variant workers (default: number of cores).
-    #[arg(long)]
-    pub workers: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
     /// Shards read concurrently.
-    #[arg(long, default_value_t = 4)]
-    pub readers: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub readers: u32,
+    /// Largest sample (all its tar members together) read into memory, in MiB; a larger
+    /// one is recorded as too_large without being read.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_sample_mib: u64,
+    /// Cap, in MiB, on the raw sample bytes the run holds at once (being read, queued,
+    /// being decoded); raised to --readers x --max-sample-mib when lower.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_buffered_mib: u64,
     /// Start a new Parquet file after this many rows.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows_per_file: usize,
@@ -235,14 +243,19 @@ pub struct ShardArgs {
     /// voc: leave out objects marked difficult (before the label is chosen).
     #[arg(long)]
     pub voc_skip_difficult: bool,
-    /// Output folder for the shards.
+    /// Output folder for the shards: new or empty (one shard set per folder, so that
+    /// --shards 'DIR/*.tar' reads exactly this set).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Replace an earlier `bgstream shard` output in --out: removes exactly the files its
+    /// _shards.json lists (anything else there still stops it).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Shard names are PREFIX-000000.tar, ...
     #[arg(long, default_value = "shard")]
     pub prefix: String,
     /// Samples per shard.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = parse_positive)]
     pub shard_size: usize,
     /// Only the first N annotated images found (for quick tests).
     #[arg(long)]
@@ -295,6 +308,11 @@ pub struct AggregateArgs {
     /// Images in the report's gallery.
     #[arg(long, default_value_t = 4)]
     pub gallery: usize,
+    /// Draw the pictures from --shards even when they are not the files the run read
+    /// (another size or hash than its manifest records, or a shard it never read): each
+    /// one is flagged in the report and on stderr instead of refused.
+    #[arg(long)]
+    pub allow_changed_shards: bool,
     /// Also report models that differ only by a `-seedN` suffix (examples/finetune.py
     /// --seeds) as one: mean ± sd over seeds (text, report, seed_groups.csv).
     #[arg(long)]
@@ -325,4 +343,13 @@ pub struct BenchArgs {
     /// Samples timed for the one-core CPU-stage rate.
     #[arg(long, default_value_t = 200)]
     pub cpu_samples: usize,
+}
+
+/// A whole number of at least 1.
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -14,6 +14,7 @@ use crate::ops::decode::Limits;
 use crate::ops::variants::Variant;
 use crate::precision::Autotune;
 use crate::ranks::Rank;
+use crate::source::budget::ReadLimits;
 
 /// Largest `--batch-size`: a batch of 4,096 images at 224 px is 600 MB of uint8 per buffer.
 pub const MAX_BATCH: usize = 4096;
@@ -41,6 +42,8 @@ pub struct RunConfig {
     pub max_fg: f64,
     pub workers: usize,
     pub readers: usize,
+    /// Per-sample byte limit and the readers' shared memory budget.
+    pub read_limits: ReadLimits,
     pub rows_per_file: usize,
     pub limits: Limits,
     pub fail_fast: bool,
@@ -66,7 +69,7 @@ pub use crate::source::expand_shards;
 
 impl RunConfig {
     pub fn from_args(a: &RunArgs) -> Result<Self, FatalError> {
-        let cfg_err = |m: &str| FatalError::Config(m.to_string());
+        let cfg_err = |m: &str| FatalError::Usage(m.to_string());
         if a.shards.is_empty() {
             return Err(cfg_err(
                 "--shards is required (paths or globs of tar shards)",
@@ -92,8 +95,8 @@ impl RunConfig {
             return Err(cfg_err("need 0 <= --min-fg <= --max-fg <= 1"));
         }
         let variants = Variant::parse_list(&a.variants).map_err(FatalError::Config)?;
-        let shards = expand_shards(&a.shards)?;
         let rank = Rank::from_env(a.rank, a.world_size)?;
+        let shards = expand_shards(&a.shards)?;
         let precision = a.precision;
         if a.allow_tf32 && precision != Precision::Fp32 {
             return Err(cfg_err("--allow-tf32 applies to --precision fp32 only"));
@@ -118,7 +121,7 @@ impl RunConfig {
         let batch_size = a.batch_size.unwrap_or(if cuda { 256 } else { 64 });
         // Batches are allocated (and pinned on CUDA) at full size: bound it up front.
         if !(1..=MAX_BATCH).contains(&batch_size) {
-            return Err(FatalError::Config(format!(
+            return Err(FatalError::Usage(format!(
                 "--batch-size must be in 1..={MAX_BATCH}"
             )));
         }
@@ -156,7 +159,7 @@ impl RunConfig {
             seed: a.seed,
             min_fg: a.min_fg,
             max_fg: a.max_fg,
-            workers: a.workers.unwrap_or_else(|| {
+            workers: a.workers.map(|w| w as usize).unwrap_or_else(|| {
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
                 // On a GPU, one core is left to the inference thread and the writer.
                 if cuda {
@@ -165,7 +168,12 @@ impl RunConfig {
                     cores
                 }
             }),
-            readers: a.readers,
+            readers: a.readers as usize,
+            read_limits: ReadLimits::for_readers(
+                a.readers as usize,
+                a.max_sample_mib << 20,
+                a.max_buffered_mib << 20,
+            ),
             rows_per_file: a.rows_per_file,
             limits: Limits {
                 max_pixels: a.max_pixels,

@@ -40,7 +40,10 @@ pub enum ItemError {
     BadKey { member: String },
     #[error("sample is incomplete: {0}")]
     Truncated(String),
-    #[error("member {member:?} declares {bytes} bytes, over the {limit}-byte member limit")]
+    #[error(
+        "member {member:?} would bring its sample to {bytes} bytes, over the {limit}-byte \
+         limit per sample (--max-sample-mib)"
+    )]
     MemberTooLarge {
         member: String,
         bytes: u64,
@@ -122,6 +125,10 @@ pub enum FatalError {
     Input { path: PathBuf, reason: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The command line itself is wrong (a required flag missing, flags that contradict,
+    /// a value out of range): exit status 2, as for clap's own usage errors.
+    #[error("usage: {0}")]
+    Usage(String),
     /// The input data cannot serve the request (not a setting that is wrong).
     #[error("{0}")]
     Data(String),

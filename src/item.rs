@@ -78,6 +78,8 @@ pub enum SinkMsg {
         shard: Arc<str>,
         samples: u64,
         error: Option<String>,
+        /// Size and hash of the shard file as read (when read to its end).
+        content: Option<crate::source::tar_reader::ShardContent>,
     },
 }
 

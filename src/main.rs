@@ -57,7 +57,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("bgstream: error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<bgstream::error::FatalError>() {
+                Some(bgstream::error::FatalError::Usage(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -205,6 +208,9 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
     let read_secs = started.elapsed().as_secs_f64();
+    let planned =
+        bgstream::source::shard_out::planned(&a.prefix, found.entries.len(), a.shard_size);
+    bgstream::source::shard_out::claim(&a.out, &planned, a.overwrite)?;
     let writing = std::time::Instant::now();
     let written =
         shard_writer::write_shards(&found.entries, &a.out, &a.prefix, a.shard_size, threads)?;
@@ -300,6 +306,7 @@ fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {
         },
         textures: a.textures.clone(),
         gallery: a.gallery,
+        allow_changed_shards: a.allow_changed_shards,
         group_seeds: a.group_seeds,
     };
     let out = aggregate::run(&cfg)?;

@@ -59,6 +59,11 @@ impl Rank {
             Some(l) => Some(l),
             None => num("SLURM_LOCALID")?,
         };
+        if world_size == Some(0) {
+            return Err(FatalError::Usage(
+                "--world-size must be at least 1 (the number of processes sharing the run)".into(),
+            ));
+        }
         let (rank, world_size, source) = match (rank, world_size) {
             (Some(r), Some(w)) => (r, w, "flags"),
             (None, None) => match (num("RANK")?, num("WORLD_SIZE")?) {
@@ -79,7 +84,12 @@ impl Rank {
                 ))
             }
         };
-        if world_size == 0 || rank >= world_size {
+        if world_size == 0 {
+            return Err(FatalError::Config(format!(
+                "a world size of 0 (from {source}) is not a run: it needs at least 1 rank"
+            )));
+        }
+        if rank >= world_size {
             return Err(FatalError::Config(format!(
                 "rank {rank} is outside a world of size {world_size} (from {source})"
             )));
@@ -191,6 +201,15 @@ mod tests {
         assert!(Rank::detect(Some(3), Some(3), env(&[])).is_err());
         assert!(Rank::detect(Some(1), None, env(&[])).is_err());
         assert!(Rank::detect(None, None, env(&[("RANK", "x"), ("WORLD_SIZE", "2")])).is_err());
+        // A zero world says so, given alone, with a rank, or from the environment.
+        for (r, w, e) in [(None, Some(0), &[][..]), (Some(0), Some(0), &[])] {
+            let msg = Rank::detect(r, w, env(e)).unwrap_err().to_string();
+            assert!(msg.contains("--world-size must be at least 1"), "{msg}");
+        }
+        let msg = Rank::detect(None, None, env(&[("RANK", "0"), ("WORLD_SIZE", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("world size of 0 (from torchrun)"), "{msg}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         json: Some(br#"{"boxes": [[1, 1, 6, 5], [2, 0, 9, 9]]}"#.to_vec()),
         mask: None,
         problem: None,
+        permit: None,
     };
     let _ = prepare(&sample, cfg, &mut Scratch::default());
 });

@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         json: Some(serde_json::to_vec(&json).unwrap()),
         mask,
         problem: None,
+        permit: None,
     };
     let _ = prepare(&sample, cfg, &mut Scratch::default());
 });

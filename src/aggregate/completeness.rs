@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ranks::{parse_tag, Plan};
 use crate::sink::manifest::{self, MANIFEST};
+use crate::source::tar_reader::ShardContent;
 
 fn dirs_with_runs(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -26,6 +27,75 @@ fn dirs_with_runs(dir: &Path, out: &mut Vec<PathBuf>) {
     if has_run {
         out.push(dir.to_path_buf());
     }
+}
+
+/// Every shard a manifest under `dir` (recursively) records as finished, with the size and
+/// hash its run read (`None` for a shard that could not be read to its end).
+pub fn recorded_shards(dir: &Path) -> Vec<(String, Option<ShardContent>)> {
+    let mut dirs = Vec::new();
+    dirs_with_runs(dir, &mut dirs);
+    dirs.sort();
+    let mut out = Vec::new();
+    for d in &dirs {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("_manifest") && name.ends_with(".jsonl") {
+                let entries = manifest::read(d, &name).unwrap_or_default();
+                out.extend(entries.into_iter().map(|e| (e.shard, e.content)));
+            }
+        }
+    }
+    out
+}
+
+/// `aggregate --shards` draws images only from shards the run read, unchanged: each given
+/// shard must be recorded by a manifest under the input (matched by file name, so the
+/// folder may have moved) with the same size and hash. Returns what differs, one line per
+/// shard, in the order given; empty when all match. Hashes every given shard that a run
+/// recorded (in parallel: about the time to read them once).
+pub fn changed_shards(
+    given: &[PathBuf],
+    recorded: &[(String, Option<ShardContent>)],
+) -> Vec<String> {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let mut by_name: BTreeMap<String, Vec<Option<&ShardContent>>> = BTreeMap::new();
+    for (shard, content) in recorded {
+        if let Some(n) = name(Path::new(shard)) {
+            by_name.entry(n).or_default().push(content.as_ref());
+        }
+    }
+    let known: Vec<&PathBuf> = (given.iter())
+        .filter(|p| name(p).is_some_and(|n| by_name.contains_key(&n)))
+        .collect();
+    let now = crate::source::tar_reader::contents(known.iter().map(|p| p.as_path()));
+    let now: BTreeMap<&PathBuf, _> = known.into_iter().zip(now).collect();
+    let mut out = Vec::new();
+    for p in given {
+        let Some(was) = name(p).and_then(|n| by_name.get(&n)) else {
+            out.push(format!(
+                "{}: no run under the input read a shard of this name",
+                p.display()
+            ));
+            continue;
+        };
+        match &now[p] {
+            Err(e) => out.push(format!("{}: unreadable ({e})", p.display())),
+            Ok(c) if was.iter().any(|w| w == &Some(c)) => {}
+            Ok(_) if was.iter().all(Option::is_none) => {}
+            Ok(c) => {
+                let then = was.iter().flatten().next().expect("one is Some");
+                out.push(format!(
+                    "{}: {} bytes, xxh3 {}, but the run read {} bytes, xxh3 {}",
+                    p.display(),
+                    c.bytes,
+                    c.xxh3,
+                    then.bytes,
+                    then.xxh3
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Warnings about missing ranks and unfinished shards under `dir` (recursively).

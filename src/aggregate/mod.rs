@@ -50,6 +50,9 @@ pub struct AggregateConfig {
     pub textures: Option<PathBuf>,
     /// Images in the report's gallery.
     pub gallery: usize,
+    /// Draw pictures from `shards` even when they are not the files the run read
+    /// (`--allow-changed-shards`): each difference becomes a warning instead of an error.
+    pub allow_changed_shards: bool,
     /// Also report models that differ only by a `-seedN` suffix as one (mean ± sd).
     pub group_seeds: bool,
 }
@@ -312,6 +315,7 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
                 None
             }
             (Some(id), false) => {
+                check_shards(cfg, &mut warnings)?;
                 let opts = gallery::PictureOptions {
                     shards: &cfg.shards,
                     textures: cfg.textures.as_deref(),
@@ -353,6 +357,29 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         report_bytes,
         seed_groups,
     })
+}
+
+/// Refuses (or, when allowed, warns about) `--shards` files that are not, byte for byte,
+/// the shards the run read: the report would show images that were not classified.
+fn check_shards(cfg: &AggregateConfig, warnings: &mut Vec<String>) -> Result<(), FatalError> {
+    let recorded = completeness::recorded_shards(&cfg.input);
+    let changed = completeness::changed_shards(&cfg.shards, &recorded);
+    let Some(first) = changed.first() else {
+        return Ok(());
+    };
+    if !cfg.allow_changed_shards {
+        return Err(FatalError::Data(format!(
+            "--shards: {} of {} shard(s) are not the files the run read, so the report would \
+             show images that were not classified; first: {first}. Give the run's own shards, \
+             or pass --allow-changed-shards to draw them anyway (flagged in the report)",
+            changed.len(),
+            cfg.shards.len()
+        )));
+    }
+    warnings.extend(changed.iter().map(|c| {
+        format!("--allow-changed-shards: the pictures may not be what was classified: {c}")
+    }));
+    Ok(())
 }
 
 fn opt(v: Option<f64>) -> String {

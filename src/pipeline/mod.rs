@@ -118,8 +118,9 @@ pub async fn run(
         let (paths, ctl2, counters) = (queue(&claim.todo), ctl.clone(), counters.clone());
         let sink_tx = sink_tx.clone();
         let keys = Arc::new(stages::KeyIndex::default());
+        let limits = cfg.read_limits.clone();
         ctl.spawn_n(readers, move || {
-            stages::read_shards(paths, sample_tx, sink_tx, ctl2, counters, keys)
+            stages::read_shards(paths, sample_tx, sink_tx, ctl2, counters, keys, limits)
         })
     };
     let cpu = ctl.spawn_n(workers, move || {

@@ -16,7 +16,8 @@ use crate::item::{Prepared, SinkMsg};
 use crate::prepare::{prepare, PrepareConfig, Scratch};
 use crate::progress::Counters;
 use crate::sink::{ParquetSink, SinkReport};
-use crate::source::tar_reader::read_shard;
+use crate::source::budget::ReadLimits;
+use crate::source::tar_reader::read_shard_with;
 use crate::source::Sample;
 
 /// What one reader saw beyond the samples it sent.
@@ -65,13 +66,14 @@ pub fn read_shards(
     ctl: Control,
     counters: Arc<Counters>,
     keys: Arc<KeyIndex>,
+    limits: ReadLimits,
 ) -> ReadTotals {
     let mut totals = ReadTotals::default();
     while let Ok(path) = paths.recv_blocking() {
         if ctl.stopped() {
             break;
         }
-        let report = read_shard(&path, |sample| {
+        let report = read_shard_with(&path, &limits, &|| ctl.stopped(), |sample| {
             if ctl.stopped() {
                 return false;
             }
@@ -111,6 +113,7 @@ pub fn read_shards(
             shard: path.display().to_string().into(),
             samples: report.samples,
             error: report.error,
+            content: report.content,
         };
         if sink.send_blocking(msg).is_err() {
             break;
@@ -123,10 +126,10 @@ pub fn read_shards(
 pub fn prepare_samples(samples: Receiver<Sample>, out: Sender<Prepared>, prep: Arc<PrepareConfig>) {
     let mut scratch = Scratch::default();
     while let Ok(sample) = samples.recv_blocking() {
-        if out
-            .send_blocking(prepare(&sample, &prep, &mut scratch))
-            .is_err()
-        {
+        let prepared = prepare(&sample, &prep, &mut scratch);
+        // Its raw bytes go back to the readers' budget before a full channel can hold us.
+        drop(sample);
+        if out.send_blocking(prepared).is_err() {
             break;
         }
     }

@@ -30,6 +30,11 @@ pub struct ShardEntry {
     /// samples are in `files`.
     #[serde(default)]
     pub error: Option<String>,
+    /// The shard file's size and hash as this run read it: `--resume` counts the shard
+    /// as done only while the file still has them, and `aggregate --shards` draws only
+    /// from files that do.
+    #[serde(default)]
+    pub content: Option<crate::source::tar_reader::ShardContent>,
 }
 
 /// Appends shard entries durably.

@@ -45,6 +45,7 @@ struct ShardState {
     /// Samples the reader produced, once it finished the shard.
     total: Option<u64>,
     error: Option<String>,
+    content: Option<crate::source::tar_reader::ShardContent>,
     done: u64,
     /// Filtered and failed images, predictions: what the summary reports once committed.
     tally: Tally,
@@ -158,10 +159,12 @@ impl ParquetSink {
                 shard,
                 samples,
                 error,
+                content,
             } => {
                 let st = self.shards.entry(shard.clone()).or_default();
                 st.total = Some(samples);
                 st.error = error;
+                st.content = content;
                 touched.push(shard);
             }
         }
@@ -235,6 +238,7 @@ impl ParquetSink {
             failed: st.tally.failed,
             rows: st.rows.len() as u64,
             error: st.error,
+            content: st.content,
         };
         self.manifest.append(&entry)?;
         st.tally.samples = entry.samples;

@@ -8,6 +8,8 @@
 //! plus optional `width`, `height`, `wnid` and `polygons`; `<key>.mask.png` the optional
 //! foreground mask ([`crate::ops::mask`]). Other members are ignored.
 
+pub mod budget;
+pub mod shard_out;
 pub mod shard_writer;
 pub mod tar_reader;
 
@@ -32,6 +34,9 @@ pub struct Sample {
     /// Structural problems found while grouping members (a member given twice, a dotted
     /// or duplicate key, a truncated member).
     pub problem: Option<ItemError>,
+    /// The reader's memory budget paid for these bytes; returned when the last clone of
+    /// the sample is dropped ([`budget`]).
+    pub permit: Option<Arc<budget::Permit>>,
 }
 
 /// The `.json` member (and the `.cls` label), validated for shape but not against the image.

@@ -112,6 +112,7 @@ fn config(input: &Path, out: &Path, baseline: Option<&str>) -> AggregateConfig {
         textures: None,
         gallery: 4,
         group_seeds: false,
+        allow_changed_shards: false,
     }
 }
 

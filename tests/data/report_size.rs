@@ -208,6 +208,7 @@ fn a_32_model_15_variant_report_with_every_picture_stays_under_5_mb() {
         textures: None,
         gallery: 4,
         group_seeds: false,
+        allow_changed_shards: false,
     })
     .unwrap();
     assert_eq!(result.aggregate.models.len(), 32);
