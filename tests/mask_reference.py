@@ -14,8 +14,10 @@ Masks follow schemas/sample-annotation.schema.json: an output pixel is foregroun
 centre mapped back to the original image falls on a nonzero mask pixel or inside a polygon
 (even-odd rule per polygon, union of polygons and mask).
 """
+import glob
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -227,8 +229,17 @@ def cmd_check(out, dump, parquet_dir, model_json, variants):
     failed = False
     crops, masks = {}, {}
 
+    def key_dir(key):
+        # bgstream's file stem: the key itself when it is a safe name, else its safe
+        # characters, "~" and a hash of the key (preview::file_stem).
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)
+        if safe == key and key not in ("", ".", ".."):
+            return os.path.join(dump, key)
+        found = glob.glob(os.path.join(glob.escape(dump), glob.escape(safe[:120]) + "~*"))
+        return found[0] if len(found) == 1 else os.path.join(dump, safe)
+
     def load(key, slot):
-        p = os.path.join(dump, key.replace("/", "_"), f"{slot:02d}-{size}px.rgb")
+        p = os.path.join(key_dir(key), f"{slot:02d}-{size}px.rgb")
         return np.fromfile(p, np.uint8).reshape(size, size, 3) if os.path.exists(p) else None
 
     for key, case in cases.items():

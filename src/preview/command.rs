@@ -167,6 +167,7 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
     ]);
     let mut sheets = Vec::new();
     let mut tiles = 0;
+    let mut stems = super::StemSet::default();
     for (gi, p) in cfg.groups.iter().enumerate() {
         let size = p.input_size;
         let mut rows = Vec::new();
@@ -196,7 +197,7 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
             };
             if let Rendered::Ready(meta, groups) = r {
                 let g = &groups[gi];
-                let dir = a.out.join("tiles").join(file_stem(&meta.key));
+                let dir = a.out.join("tiles").join(stems.stem(&meta.key)?);
                 std::fs::create_dir_all(&dir).map_err(|e| FatalError::output(&dir, e))?;
                 let class = class_text(names.as_ref(), label);
                 let mut record =

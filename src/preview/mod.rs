@@ -167,15 +167,73 @@ pub fn render(
     }
 }
 
-/// A file-name-safe form of a key (keys may hold `/`).
+/// Longest key kept as it is in a file name (a name must stay under 255 bytes).
+const STEM_CHARS: usize = 120;
+
+/// A file-name-safe form of a key (keys may hold `/`, any character, any length), one
+/// per key: a key of only `[A-Za-z0-9._-]` (not `.` or `..`, at most [`STEM_CHARS`]) is
+/// its own name; any other is its safe characters, cut to [`STEM_CHARS`], then `~` (which
+/// no kept name holds) and a 64-bit hash of the whole key. Callers that write many still
+/// check that no two keys met the same name ([`StemSet`]).
 pub fn file_stem(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let kept = key.chars().all(safe) && !matches!(key, "" | "." | "..") && key.len() <= STEM_CHARS;
+    if kept {
+        return key.to_string();
+    }
+    let stem: String = key
+        .chars()
+        .map(|c| if safe(c) { c } else { '_' })
+        .take(STEM_CHARS)
+        .collect();
+    format!("{stem}~{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
+}
+
+/// The stems handed out so far, so that two keys can never share a file silently.
+#[derive(Debug, Default)]
+pub struct StemSet(std::collections::HashMap<String, String>);
+
+impl StemSet {
+    /// [`file_stem`] of `key`, or an error naming both keys when another key has it.
+    pub fn stem(&mut self, key: &str) -> Result<String, FatalError> {
+        let stem = file_stem(key);
+        match self.0.get(&stem) {
+            Some(other) if other != key => Err(FatalError::Data(format!(
+                "keys {other:?} and {key:?} hash to the same file name {stem:?}; preview \
+                 one of them with --keys"
+            ))),
+            Some(_) => Ok(stem),
+            None => {
+                self.0.insert(stem.clone(), key.to_string());
+                Ok(stem)
             }
-        })
-        .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_are_one_per_key() {
+        assert_eq!(
+            file_stem("ILSVRC2012_val_00000001"),
+            "ILSVRC2012_val_00000001"
+        );
+        // Keys that differ only in characters a file name cannot hold stay apart, and
+        // never meet a key that is its own name.
+        let keys = ["a<b", "a>b", "a_b", "aéb", "a/b", "a_b~0", ".", "..", ""];
+        let stems: HashSet<String> = keys.iter().map(|k| file_stem(k)).collect();
+        assert_eq!(stems.len(), keys.len(), "{stems:?}");
+        assert!(file_stem("a<b").starts_with("a_b~"));
+        let long = "k".repeat(300);
+        assert!(file_stem(&long).len() < 160);
+        assert_ne!(file_stem(&long), file_stem(&"k".repeat(301)));
+        let mut set = StemSet::default();
+        assert_eq!(set.stem("a<b").unwrap(), set.stem("a<b").unwrap());
+        // A collision (forced here by planting another key under a stem) is an error.
+        set.0.insert(file_stem("x"), "y".into());
+        assert!(set.stem("x").unwrap_err().to_string().contains("\"y\""));
+    }
 }
