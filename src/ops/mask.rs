@@ -193,7 +193,10 @@ pub fn decode_mask_png(bytes: &[u8]) -> Result<(usize, usize, Vec<bool>), String
     Ok((w, h, flags))
 }
 
-/// Checks one `[x0, y0, x1, y1, …]` polygon: at least 3 finite points, non-zero area.
+/// Checks one `[x0, y0, x1, y1, …]` polygon: at least 3 finite points, not all on one
+/// line. Its area is what it fills by the even-odd rule (so a self-intersecting outline,
+/// a bow-tie, fills both lobes although its signed areas cancel); a polygon that fills no
+/// pixel centre is allowed as long as the whole mask fills one ([`SourceMask::area_fraction`]).
 fn polygon(index: usize, flat: &[f64]) -> Result<Vec<[f64; 2]>, ItemError> {
     let bad = |reason: String| ItemError::BadPolygon { index, reason };
     if !flat.len().is_multiple_of(2) || flat.len() < 6 {
@@ -206,13 +209,12 @@ fn polygon(index: usize, flat: &[f64]) -> Result<Vec<[f64; 2]>, ItemError> {
         return Err(bad("a coordinate is not finite".into()));
     }
     let pts: Vec<[f64; 2]> = flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
-    let twice_area: f64 = (0..pts.len())
-        .map(|i| {
-            let (a, b) = (pts[i], pts[(i + 1) % pts.len()]);
-            a[0] * b[1] - b[0] * a[1]
-        })
-        .sum();
-    if twice_area == 0.0 {
+    let o = pts[0];
+    let far = pts.iter().find(|p| **p != o).copied().unwrap_or(o);
+    let off_line = pts
+        .iter()
+        .any(|p| (far[0] - o[0]) * (p[1] - o[1]) != (far[1] - o[1]) * (p[0] - o[0]));
+    if !off_line {
         return Err(bad("zero area (its points are on one line)".into()));
     }
     Ok(pts)
@@ -436,6 +438,26 @@ mod tests {
             })
             .count();
         assert_eq!(area, count as f64 / 1200.0);
+    }
+
+    #[test]
+    fn a_bow_tie_fills_both_lobes_by_the_even_odd_rule() {
+        // Its diagonals cross at (100, 75): two triangles of 7,500 px each, whose signed
+        // areas cancel.
+        let tie = vec![0.0, 0.0, 200.0, 150.0, 200.0, 0.0, 0.0, 150.0];
+        let m = SourceMask::new(None, &[tie], 200, 150).unwrap();
+        let filled = m.area_fraction().unwrap() * 200.0 * 150.0;
+        assert!((filled - 15_000.0).abs() <= 200.0, "{filled} px");
+        // The same outline traced twice fills nothing (even-odd): the mask is empty.
+        let twice = [0.0, 0.0, 10.0, 0.0, 10.0, 10.0, 0.0, 10.0].repeat(2);
+        let m = SourceMask::new(None, &[twice], 20, 20).unwrap();
+        assert!(matches!(m.area_fraction(), Err(ItemError::BadMask(_))));
+        // Points on one line are refused as they were.
+        let line = vec![0.0, 0.0, 5.0, 5.0, 10.0, 10.0];
+        assert!(matches!(
+            SourceMask::new(None, &[line], 20, 20),
+            Err(ItemError::BadPolygon { index: 0, .. })
+        ));
     }
 
     fn png(w: usize, h: usize, bits: &[u8]) -> Vec<u8> {
