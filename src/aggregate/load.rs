@@ -231,6 +231,20 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 ));
             }
         }
+        // Every column of this version's schema (README: another schema is an error).
+        if let Some(f) = (crate::sink::schema::predictions_schema().fields().iter())
+            .find(|f| schema.field_with_name(f.name()).is_err())
+        {
+            return Err(bad(
+                path,
+                format!(
+                    "no column {:?}: not a predictions file of bgstream {} (an older run? \
+                     rerun it with this version)",
+                    f.name(),
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
         let mut indices: Vec<usize> = REQUIRED
             .iter()
             .map(|(n, _)| schema.index_of(n).expect("checked above"))
