@@ -101,6 +101,7 @@ def shard_step(bgstream, images, annotations, out, shard_size, limit):
             if json.load(f) == want:
                 summary = json.load(open(os.path.join(shards, f"{PREFIX}.summary.json")))
                 say(f"shards: kept ({summary['samples']} samples in {len(summary['shards'])} shards)")
+                summary["shards_made_from"] = want
                 return summary
     shutil.rmtree(shards, ignore_errors=True)
     cmd = [bgstream, "shard", "--images", images, "--annotations", annotations, "--out", shards,
@@ -110,10 +111,27 @@ def shard_step(bgstream, images, annotations, out, shard_size, limit):
     run(cmd)
     with open(os.path.join(shards, f"{PREFIX}.summary.json")) as f:
         summary = json.load(f)
-    with open(marker + ".tmp", "w") as f:
-        json.dump(want, f)
-    os.replace(marker + ".tmp", marker)
+    write_json(marker, want)
+    summary["shards_made_from"] = want
     return summary
+
+
+RUN_SHARDS = "_paper_shards.json"
+
+
+def write_json(path, value):
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
+
+
+def run_shards(results):
+    """What the shards of this model's run were made from (shard_step's `want`), if known."""
+    try:
+        with open(os.path.join(results, RUN_SHARDS)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def finished_shards(results):
@@ -213,8 +231,12 @@ def main():
     run(cmd)
     paths = [os.path.join(models_dir, f"{n}.pt") for n in names]
 
-    todo = [p for p, n in zip(paths, names)
-            if finished_shards(os.path.join(out, "results", n)) < len(shards)]
+    def finished(n):
+        results = os.path.join(out, "results", n)
+        return (run_shards(results) == summary["shards_made_from"]
+                and finished_shards(results) >= len(shards))
+
+    todo = [p for p, n in zip(paths, names) if not finished(n)]
     if args.no_estimate or not todo:
         say("\nestimate: skipped" if todo else "\nevery model has finished")
     else:
@@ -229,13 +251,21 @@ def main():
         cmd = [bgstream, "--shards", shard_glob, "--model", path, "--variants", variants,
                "--out", results, "--device", args.device, "--precision", args.precision]
         if os.path.exists(os.path.join(results, "_run.json")):
-            if done >= len(shards):
+            if run_shards(results) != summary["shards_made_from"]:
+                # Other images (another --limit, other downloads): its rows describe other
+                # shards, so they are replaced, never resumed or reported as this study.
+                say(f"[{i}/{len(names)}] {name}: the shards changed since its run; starting afresh")
+                cmd.append("--overwrite")
+            elif done >= len(shards):
                 say(f"[{i}/{len(names)}] {name}: done ({done} shards)")
                 continue
-            say(f"[{i}/{len(names)}] {name}: resuming ({done} of {len(shards)} shards done)")
-            cmd.append("--resume")
+            else:
+                say(f"[{i}/{len(names)}] {name}: resuming ({done} of {len(shards)} shards done)")
+                cmd.append("--resume")
         else:
             say(f"[{i}/{len(names)}] {name}: running")
+        os.makedirs(results, exist_ok=True)
+        write_json(os.path.join(results, RUN_SHARDS), summary["shards_made_from"])
         # 3: finished, some images failed (recorded as rows with their error).
         run(cmd, ok=(0, 3))
 

@@ -166,4 +166,28 @@ fn the_paper_command_runs_offline_and_continues_after_an_interruption() {
             || text.contains("[3/3] mobilenetv3_small_100.lamb_in1k: done"),
         "{text}"
     );
+    // A trial-sized rerun (another --limit) makes other shards: every model's run starts
+    // afresh on them instead of keeping, or resuming into, the 66-image results.
+    let (code, text) = paper(&imagenet, &out, None, &["--no-estimate", "--limit", "20"]);
+    assert_eq!(code, 0, "{text}");
+    for m in MODELS.split(',') {
+        let line = format!("{m}: the shards changed since its run; starting afresh");
+        assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+        let rows = common::reference_sql(
+            &out.join("results").join(m),
+            "select count(distinct key) from rows",
+        );
+        let images = rows[0][0].as_i64().unwrap();
+        // The keys of the 20 images sharded (those the filter keeps have rows).
+        assert!((1..=20).contains(&images), "{m}: {images} images");
+    }
+    let manifest = std::fs::read_to_string(first.join("_manifest.jsonl")).unwrap();
+    let samples: u64 = (manifest.lines())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["samples"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(samples, 20, "{manifest}");
 }
