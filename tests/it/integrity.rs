@@ -228,7 +228,7 @@ fn long_shard_names_keep_part_files_short_and_numbers_are_bounded() {
         (("--max-pixels", "0"), "--max-pixels must be at least 1"),
     ] {
         let (code, stderr) = status(&mut command(&glob, &tmp.path().join("o2"), &[opt], &[]));
-        assert_eq!(code, 1, "{opt:?}: {stderr}");
+        assert_eq!(code, 2, "a usage error: {opt:?}: {stderr}");
         assert!(stderr.contains(want), "{opt:?}: {stderr}");
     }
 }

@@ -7,6 +7,7 @@ mod batcher;
 mod common;
 mod finetune;
 mod hostile;
+mod hostile3;
 mod integrity;
 mod launcher;
 mod masks;

@@ -534,7 +534,7 @@ fn gpu_numerics_are_checked_and_recorded() {
         path_str(&out),
     ]);
     let (code, _, stderr) = common::bgstream(&args);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error: {stderr}");
     assert!(
         stderr.contains("--allow-tf32 applies to --precision fp32"),
         "{stderr}"
