@@ -17,6 +17,7 @@ import argparse
 import glob
 import io
 import json
+import math
 import os
 import sys
 import tarfile
@@ -56,7 +57,7 @@ class Shards(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         paths = self.paths if info is None else self.paths[info.id :: info.num_workers]
         size, pct = self.meta["input_size"], self.meta["crop_pct"]
-        short = int(round(size / pct))
+        short = math.floor(size / pct)  # timm's eval transform
         for path in paths:
             for key, m in samples(path):
                 ann = json.loads(m["json"])

@@ -13,7 +13,10 @@ Sources:
                           centre crop, (x - 127) / 128.
   tiny                    a small random conv net (input 64) for fast pipeline tests.
   any other name          a timm model; pretrained unless --random-weights (timm then needs
-                          network access to fetch weights, or its cache).
+                          network access to fetch weights, or its cache). Named in the
+                          sidecar by its full pretrained tag (resnet50 -> resnet50.a1_in1k)
+                          and preprocessed as timm's validate.py does: the pretrained
+                          config's test-time size and crop (--train-size: the training ones).
 
 The sidecar (`NAME.json`, schema in schemas/model-sidecar.schema.json) carries the
 preprocessing bgstream applies in Rust: input_size, crop_pct, interpolation, mean and std on
@@ -92,16 +95,20 @@ def tiny_model():
     return Tiny(), meta
 
 
-def timm_model(name, random_weights):
-    import timm
+def timm_meta(model, random_weights, train_size=False):
+    """The sidecar of a timm model: its full pretrained name (`resnet50` is
+    `resnet50.a1_in1k`, the weights timm resolves it to) and the preprocessing timm's
+    validate.py evaluates it with: the pretrained config's test-time size and crop
+    (`use_test_size=True`), or with `train_size` the training ones."""
     from timm.data import resolve_data_config
 
-    model = timm.create_model(name, pretrained=not random_weights)
-    cfg = resolve_data_config({}, model=model)
-    tag = "random" if random_weights else (model.pretrained_cfg.get("tag") or "pretrained")
-    meta = {
-        "name": name,
-        "weights": f"timm:{name}.{tag}" if tag != "random" else "random",
+    cfg = resolve_data_config({}, model=model, use_test_size=not train_size)
+    pcfg = model.pretrained_cfg or {}
+    arch, tag = pcfg.get("architecture"), pcfg.get("tag")
+    full = f"{arch}.{tag}" if arch and tag else None
+    return {
+        "name": full or pcfg.get("architecture") or type(model).__name__,
+        "weights": "random" if random_weights else f"timm:{full or 'pretrained'}",
         "input_size": int(cfg["input_size"][-1]),
         "crop_pct": float(cfg["crop_pct"]),
         "interpolation": cfg["interpolation"],
@@ -109,17 +116,24 @@ def timm_model(name, random_weights):
         "std": [float(v) for v in cfg["std"]],
         "num_classes": int(model.num_classes),
         "source": "timm",
+        "preprocess_from": "timm training config" if train_size else "timm test-time config",
     }
-    return model, meta
 
 
-def export(name, out, random_weights, channels_last):
+def timm_model(name, random_weights, train_size=False):
+    import timm
+
+    model = timm.create_model(name, pretrained=not random_weights)
+    return model, timm_meta(model, random_weights, train_size)
+
+
+def export(name, out, random_weights, channels_last, train_size=False):
     if name in LITE:
         model, meta = lite_model(name)
     elif name == "tiny":
         model, meta = tiny_model()
     else:
-        model, meta = timm_model(name, random_weights)
+        model, meta = timm_model(name, random_weights, train_size)
     model.eval()
     size = meta["input_size"]
     example = torch.zeros(2, 3, size, size)
@@ -181,6 +195,12 @@ def main():
     ap.add_argument("--random-weights", action="store_true", help="timm: random weights, offline")
     ap.add_argument("--channels-last", action="store_true", help="trace with channels-last weights")
     ap.add_argument("--skip-existing", action="store_true", help="keep models already exported")
+    ap.add_argument(
+        "--train-size",
+        action="store_true",
+        help="timm: preprocess at the training input size and crop instead of the pretrained "
+        "config's test-time ones (what timm's validate.py uses by default)",
+    )
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     if args.list:
@@ -189,7 +209,7 @@ def main():
             meta = exported(args.out, name, args.random_weights)
             done = meta is not None
             if not done:
-                export(name, args.out, args.random_weights, channels_last=True)
+                export(name, args.out, args.random_weights, True, args.train_size)
                 meta = exported(args.out, name, args.random_weights)
             state = "kept" if done else "exported"
             print(f"[{i}/{len(names)}] {name}: {describe(meta)} ({state})", flush=True)
@@ -200,7 +220,7 @@ def main():
             os.path.exists(os.path.join(args.out, f"{name}.{ext}")) for ext in ("pt", "json")
         ):
             continue
-        export(name, args.out, args.random_weights, args.channels_last)
+        export(name, args.out, args.random_weights, args.channels_last, args.train_size)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,9 @@ for m in $models; do
       | awk '{ v[NR] = $1 } END { if (NR) printf "%d%% (median of %d)", v[int((NR + 1) / 2)], NR }')
   fi
   first=0
-  read -r _ f e r s < <(grep -E "^$m +[0-9]" "$work/logs/bench-$m.log" | head -1) || true
+  # The row under bench's header (one model per bench; its name is the sidecar's, e.g.
+  # resnet50.a1_in1k for the file resnet50.pt).
+  read -r _ f e r s < <(awk '/^model /{h=1; next} h && NF == 5 {print; exit}' "$work/logs/bench-$m.log") || true
   fwd[$m]=${f:--} e2e[$m]=${e:--} ratio[$m]=${r:--} secs[$m]=${s:--}
   if [[ " $python_models " == *" $m "* ]]; then
     if step "python-$m" $((seconds + 240)) "$py" python_baseline.py --shards "$work/shards/*.tar" \

@@ -31,7 +31,7 @@ PIL_FILTER = {"bicubic": 3, "bilinear": 2, "nearest": 0}
 
 def resize_geometry(w, h, input_size, crop_pct):
     """torchvision Resize(int) + CenterCrop, written out independently of the Rust code."""
-    short_target = int(round(input_size / crop_pct))
+    short_target = math.floor(input_size / crop_pct)  # timm's eval transform
     if w <= h:
         rw, rh = short_target, int(short_target * h / w)
     else:

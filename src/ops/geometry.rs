@@ -8,7 +8,7 @@
 //! writes them as `[xmin, ymin, xmax + 1, ymax + 1]`, which satisfies this.
 //!
 //! # Output space
-//! Resize maps the shorter side to `round(input_size / crop_pct)` and the longer side to
+//! Resize maps the shorter side to `floor(input_size / crop_pct)` (timm) and the longer side to
 //! `floor(short * long / short_orig)` (torchvision's rule); the centre crop starts at
 //! `round_half_even((resized - input_size) / 2)` (torchvision's `CenterCrop`). An output pixel
 //! `u` is foreground for a box when its centre, mapped back to the original image, lies in
@@ -93,7 +93,9 @@ pub struct Preprocess {
 impl Preprocess {
     /// Target of the shorter side before the centre crop.
     pub fn resize_short(&self) -> usize {
-        (self.input_size as f64 / self.crop_pct).round() as usize
+        // timm's eval transform (`math.floor(img_size / crop_pct)`) and torchvision's
+        // reference scripts floor it: 224 at crop 0.95 is 235, not 236.
+        (self.input_size as f64 / self.crop_pct).floor() as usize
     }
 
     /// Hashable identity (crop_pct by bits) for grouping models.

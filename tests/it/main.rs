@@ -19,4 +19,5 @@ mod ranks;
 mod report;
 mod resume;
 mod schema;
+mod timm_preprocess;
 mod variants_reference;
