@@ -83,7 +83,10 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
         );
     }
     let counters = Arc::new(Counters::default());
-    let progress = (!args.no_progress).then(|| spawn_progress(counters.clone()));
+    // Rows per predicted image: every output slot of every model.
+    let per_image = plan.prepare.slots().len() * plan.groups.iter().flatten().count();
+    let progress = (!args.no_progress)
+        .then(|| spawn_progress(counters.clone(), &claim.todo, per_image as u64));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -154,31 +157,79 @@ async fn shutdown_signal() {
 }
 
 #[cfg(feature = "torch")]
-fn spawn_progress(counters: Arc<Counters>) -> ProgressBar {
+fn spawn_progress(
+    counters: Arc<Counters>,
+    shards: &[std::path::PathBuf],
+    per_image: u64,
+) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("valid template"),
     );
+    // The total, from the shards' tar headers, while the run starts (plain tars only).
+    let (c, list) = (counters.clone(), shards.to_vec());
+    std::thread::spawn(move || {
+        let counts: Option<u64> = (list.iter())
+            .map(|p| bgstream::source::tar_reader::count_samples(p))
+            .sum();
+        if let Some(n) = counts {
+            c.samples_total.store(n, Ordering::Relaxed);
+        }
+    });
     let b = bar.clone();
     std::thread::spawn(move || {
         let start = std::time::Instant::now();
         while !b.is_finished() {
-            let secs = start.elapsed().as_secs_f64().max(1e-3);
-            let read = counters.samples_read.load(Ordering::Relaxed);
-            let fwd = counters.forwards.load(Ordering::Relaxed);
-            b.set_message(format!(
-                "{read} images ({:.1}/s), {} filtered, {} failed, {fwd} predictions ({:.1}/s), {} rows written",
-                read as f64 / secs,
-                counters.filtered.load(Ordering::Relaxed),
-                counters.failed.load(Ordering::Relaxed),
-                fwd as f64 / secs,
-                counters.rows_written.load(Ordering::Relaxed),
-            ));
+            b.set_message(progress_line(&counters, start.elapsed(), per_image));
             b.tick();
             std::thread::sleep(Duration::from_millis(200));
         }
     });
     bar
+}
+
+/// `read/total images (rate), filtered, failed, predictions/expected (rate, ETA), rows`.
+/// The expected predictions extrapolate the share of images kept so far to the total; the
+/// ETA divides what is left by the prediction rate (the device is what takes the time).
+#[cfg(feature = "torch")]
+fn progress_line(c: &Counters, elapsed: Duration, per_image: u64) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (read, total, fwd) = (
+        load(&c.samples_read),
+        load(&c.samples_total),
+        load(&c.forwards),
+    );
+    let (filtered, failed, kept) = (
+        load(&c.filtered),
+        load(&c.failed),
+        load(&c.predicted_images),
+    );
+    let seen = filtered + failed + kept;
+    let images = if total > 0 {
+        format!("{read}/{total} images ({:.1}/s)", read as f64 / secs)
+    } else {
+        format!("{read} images ({:.1}/s)", read as f64 / secs)
+    };
+    let expected = (total > 0 && seen > 0)
+        .then(|| (total as f64 * kept as f64 / seen as f64 * per_image as f64) as u64)
+        .filter(|&e| e >= fwd);
+    let predictions = match expected {
+        Some(e) if fwd > 0 => {
+            let left = (e - fwd) as f64 * secs / fwd as f64;
+            format!(
+                "{fwd}/~{e} predictions ({:.1}/s, ETA {})",
+                fwd as f64 / secs,
+                indicatif::HumanDuration(Duration::from_secs_f64(left))
+            )
+        }
+        Some(e) => format!("0/~{e} predictions"),
+        None => format!("{fwd} predictions ({:.1}/s)", fwd as f64 / secs),
+    };
+    format!(
+        "{images}, {filtered} filtered, {failed} failed, {predictions}, {} rows written",
+        load(&c.rows_written),
+    )
 }
 
 fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
@@ -462,4 +513,34 @@ fn bench_cmd(a: &BenchArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
+}
+
+#[cfg(all(test, feature = "torch"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_has_a_total_and_an_eta_once_it_can() {
+        let c = Counters::default();
+        c.samples_read.store(30, Ordering::Relaxed);
+        let line = progress_line(&c, Duration::from_secs(3), 9);
+        assert!(line.starts_with("30 images (10.0/s)"), "{line}");
+        assert!(line.contains("0 predictions (0.0/s)"), "{line}");
+        // 100 in the shards; of 20 done, 5 filtered: 75 images x 9 rows expected.
+        c.samples_total.store(100, Ordering::Relaxed);
+        c.filtered.store(5, Ordering::Relaxed);
+        c.predicted_images.store(15, Ordering::Relaxed);
+        let line = progress_line(&c, Duration::from_secs(3), 9);
+        assert!(
+            line.contains("30/100 images") && line.contains("0/~675 predictions"),
+            "{line}"
+        );
+        // 135 rows in 3 s: 540 left at 45/s is 12 s.
+        c.forwards.store(135, Ordering::Relaxed);
+        let line = progress_line(&c, Duration::from_secs(3), 9);
+        assert!(
+            line.contains("135/~675 predictions (45.0/s, ETA 12 seconds)"),
+            "{line}"
+        );
+    }
 }

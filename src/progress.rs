@@ -16,4 +16,6 @@ pub struct Counters {
     /// Samples alive between reader and inference (backpressure check).
     pub in_flight: AtomicU64,
     pub in_flight_max: AtomicU64,
+    /// Samples in the shards still to do, once counted from their headers (0: not known).
+    pub samples_total: AtomicU64,
 }
