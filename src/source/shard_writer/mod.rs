@@ -60,6 +60,7 @@ pub mod caltech101;
 pub mod imagenet;
 pub mod imagenet9;
 pub mod images;
+pub mod limits;
 pub mod masks;
 mod voc;
 mod writer;
