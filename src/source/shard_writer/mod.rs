@@ -73,7 +73,7 @@ pub use writer::{write_shards, ShardReport};
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -182,7 +182,8 @@ pub fn detect_format(annotations: &Path) -> Result<AnnotationFormat, FatalError>
     }
     let io = |e| FatalError::io(annotations, e);
     let mut first = Vec::new();
-    BufReader::new(File::open(annotations).map_err(io)?)
+    // A header line is short; a file without line breaks is not read whole to find one.
+    BufReader::new(File::open(annotations).map_err(io)?.take(64 << 10))
         .read_until(b'\n', &mut first)
         .map_err(io)?;
     let first = String::from_utf8_lossy(&first);
@@ -524,8 +525,7 @@ pub(crate) fn key_from_path(path: &Path) -> String {
 
 /// `synsets.txt`: the first whitespace token of line `n` (from 0) names class `n`.
 pub(crate) fn read_synsets(path: &Path) -> Result<Vec<String>, FatalError> {
-    Ok(std::fs::read_to_string(path)
-        .map_err(|e| FatalError::io(path, e))?
+    Ok(limits::read_file_string(path, limits::LIST_FILE)?
         .lines()
         .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
         .collect())
