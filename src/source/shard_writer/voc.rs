@@ -126,7 +126,7 @@ fn voc_ids(root: &Path, split: Option<&str>) -> Result<(Vec<String>, PathBuf), F
 /// One VOC XML file, reduced to what bgstream uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VocImage {
-    /// From `<size>`; `None` when absent or 0.
+    /// From `<size>`; `None` when absent.
     pub width: Option<usize>,
     pub height: Option<usize>,
     /// `(class index, box)` per `<object>`, the box already in bgstream's convention;
@@ -299,6 +299,11 @@ mod tests {
         assert!(e.contains("<xmax> is \"x\""), "{e}");
         let e = err("<annotation><size><width>big</width></size></annotation>");
         assert!(e.contains("<size><width>"), "{e}");
+        // An empty image is no size: refused, not read as "unknown".
+        let e = err("<annotation><size><width>0</width><height>0</height></size></annotation>");
+        assert!(e.contains("<size><width> is 0"), "{e}");
+        let e = err("<annotation><size><width>5</width><height>0</height></size></annotation>");
+        assert!(e.contains("<size><height> is 0"), "{e}");
         let e = err(&annotation(&["<object><bndbox/></object>".into()]));
         assert!(e.contains("no <name>"), "{e}");
     }
