@@ -61,6 +61,7 @@ pub mod imagenet;
 pub mod imagenet9;
 pub mod images;
 pub mod limits;
+pub mod manifest;
 pub mod masks;
 mod voc;
 mod writer;
@@ -68,6 +69,7 @@ mod xml;
 
 pub use box_csv::{parse_box_csv, read_box_csv, CsvImage};
 pub use images::{ImageIndex, ImageRef, ImagesLayout};
+pub use manifest::read_manifest;
 pub use voc::{largest_area_label, parse_voc, read_voc, voc_label, VocImage, VocRead, VOC_CLASSES};
 pub use writer::{write_shards, ShardReport};
 
@@ -76,12 +78,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::Annotation;
 use crate::error::FatalError;
-use crate::ops::decode::{dimensions, Limits};
-use crate::ops::geometry::BBox;
 
 /// One sample to write.
 #[derive(Debug, Clone)]
@@ -449,69 +447,6 @@ pub fn read_imagenet_csv(
     let records = imagenet::read_imagenet_csv(csv, &classes)?;
     let joined = imagenet::join(records.records, &ImageIndex::open(images)?, &classes);
     Ok((joined.entries, joined.missing))
-}
-
-#[derive(Deserialize)]
-struct Manifest {
-    samples: Vec<ManifestSample>,
-}
-
-#[derive(Deserialize)]
-struct ManifestSample {
-    path: PathBuf,
-    key: Option<String>,
-    label: i64,
-    #[serde(default)]
-    boxes: Vec<BBox>,
-    wnid: Option<String>,
-    /// COCO-style polygons `[[x0, y0, x1, y1, …], …]` in original pixels.
-    #[serde(default)]
-    polygons: Vec<Vec<f64>>,
-    /// A mask file relative to `--images`: grayscale PNG or `.npy`.
-    mask: Option<PathBuf>,
-}
-
-/// Reads a JSON manifest (see module docs). Image sizes are read from the image headers.
-pub fn read_manifest(
-    manifest: &Path,
-    images: &Path,
-) -> Result<(Vec<Entry>, Vec<String>), FatalError> {
-    let text = std::fs::read(manifest).map_err(|e| FatalError::io(manifest, e))?;
-    let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(manifest, e.to_string()))?;
-    let mut entries = Vec::new();
-    let mut missing = Vec::new();
-    for s in m.samples {
-        let path = images.join(&s.path);
-        let key = s.key.unwrap_or_else(|| key_from_path(&s.path));
-        if !path.is_file() {
-            missing.push(key);
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(|e| FatalError::io(&path, e))?;
-        let (w, h) =
-            dimensions(&bytes, &Limits::default()).map_err(|e| bad(&path, e.to_string()))?;
-        if s.boxes.is_empty() && s.polygons.is_empty() && s.mask.is_none() {
-            return Err(bad(
-                manifest,
-                format!("sample {key}: no boxes, polygons or mask"),
-            ));
-        }
-        entries.push(Entry {
-            mask: s.mask.map(|m| images.join(m)),
-            key,
-            image: ImageRef::File(path),
-            annotation: Annotation {
-                label: s.label,
-                boxes: s.boxes,
-                width: Some(w),
-                height: Some(h),
-                wnid: s.wnid,
-                polygons: s.polygons,
-                ..Default::default()
-            },
-        });
-    }
-    Ok((entries, missing))
 }
 
 /// The key of an image path: its file name up to the first dot (WebDataset keys end there).
