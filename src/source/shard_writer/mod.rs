@@ -63,6 +63,7 @@ pub mod images;
 pub mod limits;
 pub mod manifest;
 pub mod masks;
+mod mat;
 mod voc;
 mod writer;
 mod xml;
