@@ -17,7 +17,8 @@
 //!   file order) for training and the rest for testing.
 //! - Four annotation folders are named differently from their image folders; they are mapped
 //!   (and the mapping reported): `Airplanes_Side_2` -> `airplanes`, `Faces_2` -> `Faces`,
-//!   `Faces_3` -> `Faces_easy`, `Motorbikes_16` -> `Motorbikes`.
+//!   `Faces_3` -> `Faces_easy`, `Motorbikes_16` -> `Motorbikes`. An annotation folder with
+//!   no image folder is reported (and its annotations listed as without an image).
 
 #![deny(
     clippy::arithmetic_side_effects,
@@ -63,6 +64,8 @@ pub struct CaltechRead {
     pub clamped: usize,
     /// The folder mappings used, e.g. `Faces_3 -> Faces_easy`.
     pub mapped: Vec<String>,
+    /// Annotation folders without an image folder: `folder (N annotations)`.
+    pub folders_without_images: Vec<String>,
     pub classes: Vec<String>,
 }
 
@@ -261,7 +264,7 @@ fn read_sample(
 }
 
 /// Lists the annotations whose image is absent (without `--split`, which picks images by
-/// position).
+/// position) and the annotation folders that have no image folder at all.
 fn annotations_without_images(
     out: &mut CaltechRead,
     annotations: &Path,
@@ -275,6 +278,7 @@ fn annotations_without_images(
             .find(|(a, _)| *a == ann)
             .map_or(ann.clone(), |(_, c)| c.to_string());
         let class_dir = images.join(&class);
+        let mut n = 0usize;
         for mat in sorted_dir(&dir)? {
             let Some(num) = name(&mat)
                 .strip_prefix("annotation_")
@@ -283,12 +287,22 @@ fn annotations_without_images(
             else {
                 continue;
             };
+            n = n.saturating_add(1);
             let has_image = ["jpg", "jpeg", "png"]
                 .iter()
                 .any(|x| class_dir.join(format!("image_{num}.{x}")).is_file());
             if !has_image && split.is_none() {
                 out.missing.push(format!("{class}/image_{num}"));
             }
+        }
+        if n > 0 && !class_dir.is_dir() {
+            let mapped = if class == ann {
+                String::new()
+            } else {
+                format!(", image folder {class}")
+            };
+            out.folders_without_images
+                .push(format!("{ann} ({n} annotations{mapped})"));
         }
     }
     Ok(())
@@ -336,5 +350,37 @@ mod tests {
         file.extend(double_matrix("box_coord", &[1, 4], &[1.0, 2.0, 3.0, 4.0]));
         file.extend(double_matrix("obj_contour", &[3, 2], &[0.0; 6]));
         assert!(parse_annotation(&file).unwrap_err().contains("2 x N"));
+    }
+
+    #[test]
+    fn an_annotation_folder_without_its_image_folder_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (anns, imgs) = (dir.path().join("Annotations"), dir.path().join("images"));
+        for d in ["accordion", "Faces_3", "ant"] {
+            std::fs::create_dir_all(anns.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(imgs.join("accordion")).unwrap();
+        std::fs::write(imgs.join("accordion/image_0001.jpg"), b"x").unwrap();
+        for f in [
+            "Faces_3/annotation_0001.mat",
+            "Faces_3/annotation_0002.mat",
+            "ant/annotation_0001.mat",
+        ] {
+            std::fs::write(anns.join(f), b"").unwrap();
+        }
+        for split in [None, Some("test")] {
+            let r = read_caltech101(&anns, &imgs, None, split).unwrap();
+            assert_eq!(
+                r.folders_without_images,
+                [
+                    "Faces_3 (2 annotations, image folder Faces_easy)",
+                    "ant (1 annotations)"
+                ]
+            );
+            // --split test takes images from the 31st: none here.
+            let n = if split.is_none() { 1 } else { 0 };
+            assert_eq!(r.unannotated.len(), n, "{:?}", r.unannotated);
+            assert_eq!(r.missing.len(), 3 * n, "{:?}", r.missing);
+        }
     }
 }

@@ -319,6 +319,12 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
         if c.clamped > 0 {
             notes.push(format!("{} box(es) clamped to the image", c.clamped));
         }
+        if !c.folders_without_images.is_empty() {
+            notes.push(format!(
+                "annotation folders without an image folder (not sharded): {}",
+                c.folders_without_images.join(", ")
+            ));
+        }
         return Ok(Collected {
             format: Some(format),
             detected: format!(
