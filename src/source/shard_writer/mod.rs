@@ -55,6 +55,13 @@
 //! reported: the run records it as `size_mismatch`), and a size the annotation lacks is
 //! filled in from the header.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 mod box_csv;
 pub mod caltech101;
 pub mod imagenet;
@@ -493,6 +500,7 @@ fn check_unique_keys(entries: &[Entry], source: &Path) -> Result<(), FatalError>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
