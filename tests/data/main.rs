@@ -7,6 +7,7 @@
 mod common;
 
 mod aggregate;
+mod bombs;
 mod caltech;
 mod gallery_pixels;
 mod imagenet_formats;

@@ -1,10 +1,21 @@
-//! The box CSV reader of `bgstream shard`: `path,label,x0,y0,x1,y1`, one row per box.
+//! The box CSV reader of `bgstream shard`: `path,label,x0,y0,x1,y1`, one row per box. The
+//! file is read through [`limits::TABLE_FILE`]; images, boxes and polygon numbers are
+//! counted against the limits of one input as they are read.
+
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use super::limits::{self, Limited, Tally};
+use super::manifest::parse_polygons_json;
 use super::{bad, check_unique_keys, key_from_path, read_synsets, Entry, ImageRef};
 use crate::error::FatalError;
 use crate::ops::geometry::BBox;
@@ -38,28 +49,35 @@ pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage
         .iter()
         .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
         .collect();
-    let with_polygons = names.len() == 7 && names[6] == "polygons";
-    if !names[..names.len().min(6)].iter().eq(BOX_CSV_HEADER)
-        || !(names.len() == 6 || with_polygons)
-    {
+    let with_polygons = match names.split_at_checked(6) {
+        Some((six, rest)) if six.iter().eq(BOX_CSV_HEADER) => match rest {
+            [] => Some(false),
+            [p] if p == "polygons" => Some(true),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(with_polygons) = with_polygons else {
         return Err(format!(
             "the header is {:?}, expected {} (and optionally ,polygons)",
             header.iter().collect::<Vec<_>>(),
             BOX_CSV_HEADER.join(",")
         ));
-    }
+    };
     let mut images: Vec<CsvImage> = Vec::new();
     // path -> (index in `images`, line of its first row)
     let mut seen: HashMap<String, (usize, u64)> = HashMap::new();
+    let mut tally = Tally::default();
     for row in reader.records() {
         let row = row.map_err(|e| e.to_string())?;
         let line = row.position().map_or(0, |p| p.line());
         let at = |reason: String| format!("line {line}: {reason}");
-        let path = &row[0];
+        let field = |i: usize| row.get(i).unwrap_or_default();
+        let path = field(0);
         if path.is_empty() {
             return Err(at("empty path".into()));
         }
-        let label = csv_label(&row[1], &by_name).map_err(at)?;
+        let label = csv_label(field(1), &by_name).map_err(at)?;
         let mut bbox = [0.0; 4];
         for (v, (field, name)) in bbox.iter_mut().zip(row.iter().zip(BOX_CSV_HEADER).skip(2)) {
             *v = field
@@ -69,23 +87,30 @@ pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage
                 .ok_or_else(|| at(format!("{name} is {field:?}, not a number")))?;
         }
         let polygons: Vec<Vec<f64>> = match row.get(6).filter(|_| with_polygons) {
-            Some(cell) if !cell.is_empty() => serde_json::from_str(cell).map_err(|e| {
-                at(format!(
-                    "polygons {cell:?} is not COCO's [[x0, y0, x1, y1, ...], ...]: {e}"
-                ))
-            })?,
+            Some(cell) if !cell.is_empty() => {
+                parse_polygons_json(cell, &mut tally).map_err(|e| {
+                    at(format!(
+                        "polygons {} is not COCO's [[x0, y0, x1, y1, ...], ...]: {e}",
+                        excerpt(cell)
+                    ))
+                })?
+            }
             _ => Vec::new(),
         };
-        match seen.get(path) {
-            Some(&(i, first)) if images[i].label != label => {
+        let known = seen.get(path).copied();
+        tally
+            .add(usize::from(known.is_none()), 1, 0)
+            .map_err(|e| at(e.to_string()))?;
+        match known.and_then(|(i, first)| Some((images.get_mut(i)?, first))) {
+            Some((image, first)) if image.label != label => {
                 return Err(at(format!(
                     "{path} has label {label} here but {} on line {first}",
-                    images[i].label
+                    image.label
                 )))
             }
-            Some(&(i, _)) => {
-                images[i].boxes.push(bbox);
-                images[i].polygons.extend(polygons);
+            Some((image, _)) => {
+                image.boxes.push(bbox);
+                image.polygons.extend(polygons);
             }
             None => {
                 seen.insert(path.to_string(), (images.len(), line));
@@ -99,6 +124,14 @@ pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage
         }
     }
     Ok(images)
+}
+
+/// A cell for a message: at most 80 characters of it.
+fn excerpt(cell: &str) -> String {
+    match cell.char_indices().nth(80) {
+        Some((cut, _)) => format!("{:?}...", cell.get(..cut).unwrap_or_default()),
+        None => format!("{cell:?}"),
+    }
 }
 
 /// A class index, or a class name of `--synsets`.
@@ -133,7 +166,8 @@ pub fn read_box_csv(
         None => Vec::new(),
     };
     let file = File::open(csv_path).map_err(|e| FatalError::io(csv_path, e))?;
-    let rows = parse_box_csv(BufReader::new(file), &classes).map_err(|r| bad(csv_path, r))?;
+    let data = BufReader::new(Limited::new(file, limits::TABLE_FILE));
+    let rows = parse_box_csv(data, &classes).map_err(|r| bad(csv_path, r))?;
     let mut entries = Vec::new();
     let mut missing = Vec::new();
     for img in rows {
@@ -167,6 +201,7 @@ pub fn read_box_csv(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! Caltech101 as downloaded: `101_ObjectCategories/<class>/image_XXXX.jpg` and
-//! `Annotations/<folder>/annotation_XXXX.mat` (MATLAB v5; read with the `matfile` crate).
+//! `Annotations/<folder>/annotation_XXXX.mat` (MATLAB v5, read by [`super::mat`] within
+//! [`limits::MAT_FILE`], stored and inflated).
 //!
 //! - `box_coord` is `[top, bottom, left, right]`, 1-based and inclusive: the box is
 //!   `[left - 1, top - 1, right, bottom]` in bgstream's exclusive convention, clamped to the
@@ -16,12 +17,20 @@
 //!   file order) for training and the rest for testing.
 //! - Four annotation folders are named differently from their image folders; they are mapped
 //!   (and the mapping reported): `Airplanes_Side_2` -> `airplanes`, `Faces_2` -> `Faces`,
-//!   `Faces_3` -> `Faces_easy`, `Motorbikes_16` -> `Motorbikes`.
+//!   `Faces_3` -> `Faces_easy`, `Motorbikes_16` -> `Motorbikes`. An annotation folder with
+//!   no image folder is reported (and its annotations listed as without an image).
+
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::path::{Path, PathBuf};
 
-use matfile::{MatFile, NumericData};
-
+use super::limits::{self, Tally};
+use super::mat::{parse_mat, MatArray};
 use super::{bad, Entry, ImageRef};
 use crate::error::FatalError;
 use crate::ops::decode::{dimensions, Limits};
@@ -55,6 +64,8 @@ pub struct CaltechRead {
     pub clamped: usize,
     /// The folder mappings used, e.g. `Faces_3 -> Faces_easy`.
     pub mapped: Vec<String>,
+    /// Annotation folders without an image folder: `folder (N annotations)`.
+    pub folders_without_images: Vec<String>,
     pub classes: Vec<String>,
 }
 
@@ -74,35 +85,27 @@ fn name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A numeric array of a `.mat` file as f64, column-major.
-fn numbers(mat: &MatFile, field: &str) -> Result<(Vec<usize>, Vec<f64>), String> {
-    let a = mat
-        .find_by_name(field)
-        .ok_or_else(|| format!("no {field}"))?;
-    let v: Vec<f64> = match a.data() {
-        NumericData::Double { real, .. } => real.clone(),
-        NumericData::Single { real, .. } => real.iter().map(|&x| x.into()).collect(),
-        NumericData::Int8 { real, .. } => real.iter().map(|&x| x.into()).collect(),
-        NumericData::UInt8 { real, .. } => real.iter().map(|&x| x.into()).collect(),
-        NumericData::Int16 { real, .. } => real.iter().map(|&x| x.into()).collect(),
-        NumericData::UInt16 { real, .. } => real.iter().map(|&x| x.into()).collect(),
-        NumericData::Int32 { real, .. } => real.iter().map(|&x| x.into()).collect(),
-        NumericData::UInt32 { real, .. } => real.iter().map(|&x| x.into()).collect(),
-        NumericData::Int64 { real, .. } => real.iter().map(|&x| x as f64).collect(),
-        NumericData::UInt64 { real, .. } => real.iter().map(|&x| x as f64).collect(),
-    };
-    Ok((a.size().clone(), v))
+/// The array `field` of a `.mat` file.
+fn array<'a>(mat: &'a [MatArray], field: &str) -> Option<&'a MatArray> {
+    mat.iter().find(|a| a.name == field)
 }
 
 /// The box of one annotation file, `[x0, y0, x1, y1]` exclusive in image pixels before
 /// clamping, and the outline as a polygon `[x0, y0, x1, y1, …]` in image pixels when the
-/// file has one.
+/// file has one. The error names the file.
 pub fn read_annotation(path: &Path) -> Result<([f64; 4], Option<Vec<f64>>), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mat = MatFile::parse(std::io::BufReader::new(file)).map_err(|e| format!("{e:?}"))?;
-    let (_, b) = numbers(&mat, "box_coord")?;
-    let [top, bottom, left, right] = <[f64; 4]>::try_from(b.as_slice())
-        .map_err(|_| format!("box_coord has {} numbers, expected 4", b.len()))?;
+    let bytes = std::fs::File::open(path)
+        .and_then(|f| limits::read_all(f, limits::MAT_FILE))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_annotation(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// [`read_annotation`] of the file's bytes.
+pub fn parse_annotation(bytes: &[u8]) -> Result<([f64; 4], Option<Vec<f64>>), String> {
+    let mat = parse_mat(bytes)?;
+    let b = array(&mat, "box_coord").ok_or("no box_coord")?;
+    let [top, bottom, left, right] = <[f64; 4]>::try_from(b.values.as_slice())
+        .map_err(|_| format!("box_coord has {} numbers, expected 4", b.values.len()))?;
     if !(top.is_finite() && bottom.is_finite() && left.is_finite() && right.is_finite())
         || right < left
         || bottom < top
@@ -111,22 +114,24 @@ pub fn read_annotation(path: &Path) -> Result<([f64; 4], Option<Vec<f64>>), Stri
             "box_coord [{top}, {bottom}, {left}, {right}] is not [top, bottom, left, right]"
         ));
     }
-    let polygon = match numbers(&mat, "obj_contour") {
-        Ok((size, c)) => {
-            if size.first() != Some(&2) || c.len() < 6 || c.iter().any(|x| !x.is_finite()) {
+    let polygon = match array(&mat, "obj_contour") {
+        Some(c) => {
+            let v = &c.values;
+            if c.dims.first() != Some(&2) || v.len() < 6 || v.iter().any(|x| !x.is_finite()) {
                 return Err(format!(
-                    "obj_contour is {size:?}, expected 2 x N with N >= 3"
+                    "obj_contour is {:?}, expected 2 x N with N >= 3",
+                    c.dims
                 ));
             }
             // Column-major 2 x N: x, y of each point in turn.
             let origin = [left - 0.5, top - 0.5];
             Some(
-                c.chunks_exact(2)
-                    .flat_map(|p| [p[0] + origin[0], p[1] + origin[1]])
+                v.chunks_exact(2)
+                    .flat_map(|p| p.iter().zip(origin).map(|(v, o)| v + o))
                     .collect(),
             )
         }
-        Err(_) => None,
+        None => None,
     };
     Ok(([left - 1.0, top - 1.0, right, bottom], polygon))
 }
@@ -138,11 +143,6 @@ pub fn read_caltech101(
     synsets: Option<&Path>,
     split: Option<&str>,
 ) -> Result<CaltechRead, FatalError> {
-    let keep = |i: usize| match split {
-        Some("train") => i < TRAIN_PER_CLASS,
-        Some(_) => i >= TRAIN_PER_CLASS,
-        None => true,
-    };
     let mut out = CaltechRead::default();
     let folders: Vec<PathBuf> = sorted_dir(images)?
         .into_iter()
@@ -156,17 +156,13 @@ pub fn read_caltech101(
         ));
     }
     out.classes = match synsets {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| FatalError::io(p, e))?
-            .lines()
-            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        Some(p) => super::read_synsets(p)?
+            .into_iter()
             .filter(|l| !l.is_empty())
             .collect(),
         None => found.iter().filter(|f| *f != BACKGROUND).cloned().collect(),
     };
-    let limits = Limits {
-        max_pixels: u64::MAX,
-    };
+    let mut tally = Tally::default();
     for folder in &folders {
         let class = name(folder);
         let Some(label) = out.classes.iter().position(|c| *c == class) else {
@@ -181,70 +177,108 @@ pub fn read_caltech101(
             out.mapped.push(format!("{ann_name} -> {class}"));
         }
         for (i, img) in sorted_dir(folder)?.into_iter().enumerate() {
-            if !keep(i) {
-                continue;
-            }
-            let file = name(&img);
-            let Some(num) = file
-                .strip_prefix("image_")
-                .and_then(|r| r.rsplit_once('.'))
-                .map(|(n, _)| n.to_string())
-            else {
-                continue;
+            let keep = match split {
+                Some("train") => i < TRAIN_PER_CLASS,
+                Some(_) => i >= TRAIN_PER_CLASS,
+                None => true,
             };
-            let key = format!("{class}/image_{num}");
-            let mat = ann_dir.join(format!("annotation_{num}.mat"));
-            if !mat.is_file() {
-                out.unannotated.push(key);
-                continue;
+            if keep {
+                read_sample(&mut out, &mut tally, (&class, label), &ann_dir, img)?;
             }
-            let (b, polygon) = match read_annotation(&mat) {
-                Ok(b) => b,
-                Err(e) => {
-                    out.unreadable.push(format!("{key}: {e}"));
-                    continue;
-                }
-            };
-            let bytes = std::fs::read(&img).map_err(|e| FatalError::io(&img, e))?;
-            let (w, h) = match dimensions(&bytes, &limits) {
-                Ok(d) => d,
-                Err(e) => {
-                    out.unreadable.push(format!("{key}: image header: {e}"));
-                    continue;
-                }
-            };
-            let clamped = [
-                b[0].clamp(0.0, w as f64),
-                b[1].clamp(0.0, h as f64),
-                b[2].clamp(0.0, w as f64),
-                b[3].clamp(0.0, h as f64),
-            ];
-            if clamped != b {
-                out.clamped += 1;
-            }
-            out.entries.push(Entry {
-                mask: None,
-                key,
-                image: ImageRef::File(img.clone()),
-                annotation: Annotation {
-                    label: label as i64,
-                    boxes: vec![clamped],
-                    width: Some(w),
-                    height: Some(h),
-                    wnid: None,
-                    polygons: polygon.into_iter().collect(),
-                    ..Default::default()
-                },
-            });
         }
     }
-    // Annotations whose image is absent.
+    annotations_without_images(&mut out, annotations, images, split)?;
+    Ok(out)
+}
+
+/// Adds the image `img` of `class` (with its annotation from `ann_dir`) to `out`.
+fn read_sample(
+    out: &mut CaltechRead,
+    tally: &mut Tally,
+    (class, label): (&str, usize),
+    ann_dir: &Path,
+    img: PathBuf,
+) -> Result<(), FatalError> {
+    let file = name(&img);
+    let Some(num) = file
+        .strip_prefix("image_")
+        .and_then(|r| r.rsplit_once('.'))
+        .map(|(n, _)| n.to_string())
+    else {
+        return Ok(());
+    };
+    let key = format!("{class}/image_{num}");
+    let mat = ann_dir.join(format!("annotation_{num}.mat"));
+    if !mat.is_file() {
+        out.unannotated.push(key);
+        return Ok(());
+    }
+    let ([x0, y0, x1, y1], polygon) = match read_annotation(&mat) {
+        Ok(b) => b,
+        Err(e) => {
+            out.unreadable.push(format!("{key}: {e}"));
+            return Ok(());
+        }
+    };
+    let bytes = limits::read_file(&img, limits::IMAGE_FILE)?;
+    // Only the header is read here; the pixel limit is the run's business.
+    let header_only = Limits {
+        max_pixels: u64::MAX,
+    };
+    let (w, h) = match dimensions(&bytes, &header_only) {
+        Ok(d) => d,
+        Err(e) => {
+            out.unreadable.push(format!("{key}: image header: {e}"));
+            return Ok(());
+        }
+    };
+    let (wf, hf) = (w as f64, h as f64);
+    let clamped = [
+        x0.clamp(0.0, wf),
+        y0.clamp(0.0, hf),
+        x1.clamp(0.0, wf),
+        y1.clamp(0.0, hf),
+    ];
+    if clamped != [x0, y0, x1, y1] {
+        out.clamped = out.clamped.saturating_add(1);
+    }
+    let values = polygon.as_ref().map_or(0, Vec::len);
+    tally
+        .add(1, 1, values)
+        .map_err(|e| bad(&mat, e.to_string()))?;
+    out.entries.push(Entry {
+        mask: None,
+        key,
+        image: ImageRef::File(img),
+        annotation: Annotation {
+            label: label as i64,
+            boxes: vec![clamped],
+            width: Some(w),
+            height: Some(h),
+            wnid: None,
+            polygons: polygon.into_iter().collect(),
+            ..Default::default()
+        },
+    });
+    Ok(())
+}
+
+/// Lists the annotations whose image is absent (without `--split`, which picks images by
+/// position) and the annotation folders that have no image folder at all.
+fn annotations_without_images(
+    out: &mut CaltechRead,
+    annotations: &Path,
+    images: &Path,
+    split: Option<&str>,
+) -> Result<(), FatalError> {
     for dir in sorted_dir(annotations)?.into_iter().filter(|p| p.is_dir()) {
         let ann = name(&dir);
         let class = FOLDER_MAP
             .iter()
             .find(|(a, _)| *a == ann)
             .map_or(ann.clone(), |(_, c)| c.to_string());
+        let class_dir = images.join(&class);
+        let mut n = 0usize;
         for mat in sorted_dir(&dir)? {
             let Some(num) = name(&mat)
                 .strip_prefix("annotation_")
@@ -253,19 +287,25 @@ pub fn read_caltech101(
             else {
                 continue;
             };
-            let key = format!("{class}/image_{num}");
-            let has_image = ["jpg", "jpeg", "png"].iter().any(|x| {
-                images
-                    .join(&class)
-                    .join(format!("image_{num}.{x}"))
-                    .is_file()
-            });
+            n = n.saturating_add(1);
+            let has_image = ["jpg", "jpeg", "png"]
+                .iter()
+                .any(|x| class_dir.join(format!("image_{num}.{x}")).is_file());
             if !has_image && split.is_none() {
-                out.missing.push(key);
+                out.missing.push(format!("{class}/image_{num}"));
             }
         }
+        if n > 0 && !class_dir.is_dir() {
+            let mapped = if class == ann {
+                String::new()
+            } else {
+                format!(", image folder {class}")
+            };
+            out.folders_without_images
+                .push(format!("{ann} ({n} annotations{mapped})"));
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether `dir` looks like Caltech101's `Annotations/` (class folders of
@@ -281,4 +321,66 @@ pub fn looks_like(dir: &Path) -> bool {
             })
         })
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::super::mat::tests::{compressed, double_matrix, header};
+    use super::*;
+
+    #[test]
+    fn annotations_box_and_outline() {
+        let mut file = header();
+        file.extend(double_matrix(
+            "box_coord",
+            &[1, 4],
+            &[8.0, 100.0, 4.0, 90.0],
+        ));
+        let outline = [0.0, 0.0, 10.0, 0.0, 0.0, 12.0];
+        file.extend(compressed(&double_matrix("obj_contour", &[2, 3], &outline)));
+        let (b, polygon) = parse_annotation(&file).unwrap();
+        assert_eq!(b, [3.0, 7.0, 90.0, 100.0]);
+        assert_eq!(polygon.unwrap(), [3.5, 7.5, 13.5, 7.5, 3.5, 19.5]);
+        let mut file = header();
+        file.extend(double_matrix("box_coord", &[1, 4], &[8.0, 1.0, 4.0, 90.0]));
+        let e = parse_annotation(&file).unwrap_err();
+        assert!(e.contains("not [top, bottom, left, right]"), "{e}");
+        let mut file = header();
+        file.extend(double_matrix("box_coord", &[1, 4], &[1.0, 2.0, 3.0, 4.0]));
+        file.extend(double_matrix("obj_contour", &[3, 2], &[0.0; 6]));
+        assert!(parse_annotation(&file).unwrap_err().contains("2 x N"));
+    }
+
+    #[test]
+    fn an_annotation_folder_without_its_image_folder_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (anns, imgs) = (dir.path().join("Annotations"), dir.path().join("images"));
+        for d in ["accordion", "Faces_3", "ant"] {
+            std::fs::create_dir_all(anns.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(imgs.join("accordion")).unwrap();
+        std::fs::write(imgs.join("accordion/image_0001.jpg"), b"x").unwrap();
+        for f in [
+            "Faces_3/annotation_0001.mat",
+            "Faces_3/annotation_0002.mat",
+            "ant/annotation_0001.mat",
+        ] {
+            std::fs::write(anns.join(f), b"").unwrap();
+        }
+        for split in [None, Some("test")] {
+            let r = read_caltech101(&anns, &imgs, None, split).unwrap();
+            assert_eq!(
+                r.folders_without_images,
+                [
+                    "Faces_3 (2 annotations, image folder Faces_easy)",
+                    "ant (1 annotations)"
+                ]
+            );
+            // --split test takes images from the 31st: none here.
+            let n = if split.is_none() { 1 } else { 0 };
+            assert_eq!(r.unannotated.len(), n, "{:?}", r.unannotated);
+            assert_eq!(r.missing.len(), 3 * n, "{:?}", r.missing);
+        }
+    }
 }

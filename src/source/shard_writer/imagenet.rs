@@ -9,16 +9,24 @@
 //! name several wnids is labelled by the largest total box area ([`largest_area_label`]),
 //! and only that class's boxes are its foreground.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::images::{ImageIndex, ImagesLayout};
+use super::limits::{self, Limited, Metered, Tally};
 use super::voc::largest_area_label;
 use super::xml::parse_pascal_xml;
 use super::{bad, key_from_path, read_synsets, Entry};
-use crate::error::FatalError;
+use crate::error::{panic_message, FatalError};
 use crate::ops::geometry::BBox;
 use crate::source::Annotation;
 
@@ -101,7 +109,7 @@ fn record(
             boxes,
             width: size.0,
             height: size.1,
-            wnid: Some(classes.wnids[label].clone()),
+            wnid: classes.wnids.get(label).cloned(),
             ..Default::default()
         },
         several_classes,
@@ -129,17 +137,36 @@ impl Records {
         }
         out.records.sort_by(|a, b| a.key.cmp(&b.key));
         out.without_objects.sort();
-        if let Some(w) = out.records.windows(2).find(|w| w[0].key == w[1].key) {
+        let twice = out.records.windows(2).find_map(|w| match w {
+            [a, b] if a.key == b.key => Some(&a.key),
+            _ => None,
+        });
+        if let Some(key) = twice {
             return Err(bad(
                 source,
-                format!("{:?} is annotated twice (keys must be unique)", w[0].key),
+                format!("{key:?} is annotated twice (keys must be unique)"),
             ));
         }
         Ok(out)
     }
 }
 
-fn parse_xml(key: &str, text: &str, classes: &Classes) -> Result<Option<Record>, String> {
+/// Counts one image read from `source` against the limits of one input.
+fn count(
+    tally: &mut Tally,
+    source: &Path,
+    where_: impl std::fmt::Display,
+    record: Option<&Record>,
+) -> Result<(), FatalError> {
+    let boxes = record.map_or(0, |r| r.annotation.boxes.len());
+    tally
+        .add(1, boxes, 0)
+        .map_err(|e| bad(source, format!("{where_}: {e}")))
+}
+
+/// Parses one ImageNet XML annotation (`key` is its file name up to the first dot): `None`
+/// when it has no objects. The error is the reason, for the caller to prefix with the file.
+pub fn parse_xml(key: &str, text: &str, classes: &Classes) -> Result<Option<Record>, String> {
     let doc = parse_pascal_xml(text)?;
     let objects = doc
         .objects
@@ -168,7 +195,10 @@ fn par_map<T: Sync, R: Send>(
             .collect();
         let mut out = Vec::with_capacity(items.len());
         for h in handles {
-            out.extend(h.join().expect("XML parser thread panicked")?);
+            let part = h
+                .join()
+                .map_err(|p| FatalError::Panic(panic_message(&*p)))?;
+            out.extend(part?);
         }
         Ok(out)
     })
@@ -176,29 +206,64 @@ fn par_map<T: Sync, R: Send>(
 
 /// The official bounding-box XMLs: a folder (searched recursively for `*.xml`) or a tar of
 /// them, gzipped (`ILSVRC2012_bbox_val_v3.tgz`) or not. The key is the file name up to
-/// its first dot. Parsed on all cores.
+/// its first dot. Parsed on all cores. Each file is read through [`limits::XML_FILE`], all
+/// of them through [`limits::XML_TOTAL`].
 pub fn read_xml(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
-    let is_xml = |name: &str| name.to_ascii_lowercase().ends_with(".xml");
     if path.is_dir() {
-        let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(path).follow_links(true) {
-            let entry = entry.map_err(|e| FatalError::io(path, e.into()))?;
-            let name = entry.file_name().to_str().unwrap_or_default();
-            if entry.file_type().is_file() && is_xml(name) {
-                files.push(entry.into_path());
-            }
-        }
-        if files.is_empty() {
-            return Err(bad(path, "no *.xml annotation file in this folder"));
-        }
-        let found = par_map(&files, |file: &PathBuf| {
-            let text = std::fs::read_to_string(file).map_err(|e| FatalError::io(file, e))?;
-            let key = key_from_path(file);
-            let r = parse_xml(&key, &text, classes).map_err(|r| bad(file, r))?;
-            Ok((key, r))
-        })?;
-        return Records::from(found, path);
+        read_xml_folder(path, classes)
+    } else {
+        read_xml_tar(path, classes)
     }
+}
+
+fn is_xml(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".xml")
+}
+
+fn read_xml_folder(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    for entry in walkdir::WalkDir::new(path).follow_links(true) {
+        let entry = entry.map_err(|e| FatalError::io(path, e.into()))?;
+        let name = entry.file_name().to_str().unwrap_or_default();
+        if !(entry.file_type().is_file() && is_xml(name)) {
+            continue;
+        }
+        // Sizes as listed; each read is limited again, should a file grow meanwhile.
+        let len = entry.metadata().map_or(0, |m| m.len());
+        total = total.saturating_add(len);
+        let over = limits::XML_TOTAL.check(total).err().or_else(|| {
+            limits::IMAGES
+                .check((files.len() as u64).saturating_add(1))
+                .err()
+        });
+        if let Some(e) = over {
+            return Err(FatalError::io(
+                path,
+                io::Error::new(io::ErrorKind::FileTooLarge, e),
+            ));
+        }
+        files.push(entry.into_path());
+    }
+    if files.is_empty() {
+        return Err(bad(path, "no *.xml annotation file in this folder"));
+    }
+    let found = par_map(&files, |file: &PathBuf| {
+        let text = limits::read_file_string(file, limits::XML_FILE)?;
+        let key = key_from_path(file);
+        let r = parse_xml(&key, &text, classes).map_err(|r| bad(file, r))?;
+        Ok((key, r))
+    })?;
+    let mut tally = Tally::default();
+    for ((_, r), file) in found.iter().zip(&files) {
+        count(&mut tally, path, file.display(), r.as_ref())?;
+    }
+    Records::from(found, path)
+}
+
+/// A tar (gzipped or not) of XML files, read member by member and parsed in batches of
+/// [`limits::XML_BATCH_BYTES`], so that only one batch of text is in memory.
+fn read_xml_tar(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
     let io = |e| FatalError::io(path, e);
     let mut raw = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
     let gzip = {
@@ -210,11 +275,17 @@ pub fn read_xml(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
     } else {
         Box::new(raw)
     };
-    let mut members = Vec::new();
-    let mut archive = tar::Archive::new(reader);
-    let not_tar = |e: std::io::Error| bad(path, format!("not a (gzipped) tar of XML files: {e}"));
+    let (metered, allowance) = Metered::new(reader);
+    let mut archive = tar::Archive::new(metered);
+    let not_tar = |e: io::Error| match limits::over_limit(&e) {
+        Some(_) => FatalError::io(path, e),
+        None => bad(path, format!("not a (gzipped) tar of XML files: {e}")),
+    };
+    let (mut batch, mut batch_bytes, mut members) = (Vec::new(), 0u64, 0usize);
+    let (mut found, mut tally) = (Vec::new(), Tally::default());
     for entry in archive.entries().map_err(not_tar)? {
         let mut entry = entry.map_err(not_tar)?;
+        allowance.member(entry.size());
         let name = entry
             .path()
             .map_err(not_tar)?
@@ -223,28 +294,75 @@ pub fn read_xml(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
         if entry.header().entry_type() != tar::EntryType::Regular || !is_xml(&name) {
             continue;
         }
-        let mut text = String::new();
-        entry
-            .read_to_string(&mut text)
-            .map_err(|e| bad(path, format!("{name}: {e}")))?;
-        members.push((name, text));
+        let member = |e| FatalError::io(format!("{}:{name}", path.display()), e);
+        let text = limits::read_all_string(&mut entry, limits::XML_FILE).map_err(member)?;
+        batch_bytes = batch_bytes.saturating_add(text.len() as u64);
+        batch.push((name, text));
+        members = members.saturating_add(1);
+        if batch_bytes >= limits::XML_BATCH_BYTES {
+            parse_batch(path, &mut batch, classes, &mut found, &mut tally)?;
+            batch_bytes = 0;
+        }
     }
-    if members.is_empty() {
+    parse_batch(path, &mut batch, classes, &mut found, &mut tally)?;
+    if members == 0 {
         return Err(bad(path, "no *.xml member in this tar"));
     }
-    let found = par_map(&members, |(name, text)| {
+    Records::from(found, path)
+}
+
+/// Parses (on all cores) and empties `batch`, `(member name, text)`s of the tar `path`.
+fn parse_batch(
+    path: &Path,
+    batch: &mut Vec<(String, String)>,
+    classes: &Classes,
+    found: &mut Vec<(String, Option<Record>)>,
+    tally: &mut Tally,
+) -> Result<(), FatalError> {
+    let parsed = par_map(batch, |(name, text)| {
         let key = key_from_path(Path::new(name));
         let r = parse_xml(&key, text, classes).map_err(|r| bad(path, format!("{name}: {r}")))?;
         Ok((key, r))
     })?;
-    Records::from(found, path)
+    for ((_, r), (name, _)) in parsed.iter().zip(batch.iter()) {
+        count(tally, path, name, r.as_ref())?;
+    }
+    found.extend(parsed);
+    batch.clear();
+    Ok(())
+}
+
+/// A csv error: an io error (the limit among them) keeps its source.
+fn csv_error(path: &Path, e: csv::Error) -> FatalError {
+    if e.is_io_error() {
+        if let csv::ErrorKind::Io(io) = e.into_kind() {
+            return FatalError::io(path, io);
+        }
+        return bad(path, "csv read error");
+    }
+    bad(path, e.to_string())
+}
+
+/// The CSV file at `path`, read through [`limits::TABLE_FILE`].
+fn table(path: &Path) -> Result<Limited<File>, FatalError> {
+    let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
+    Ok(Limited::new(file, limits::TABLE_FILE))
 }
 
 /// Kaggle's `LOC_val_solution.csv`: `ImageId,PredictionString`, the string being
 /// `wnid x0 y0 x1 y1` repeated once per box.
 pub fn read_kaggle(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| bad(path, e.to_string()))?;
-    let header = reader.headers().map_err(|e| bad(path, e.to_string()))?;
+    parse_kaggle(table(path)?, path, classes)
+}
+
+/// [`read_kaggle`] of the CSV text `data`; `path` names it in errors.
+pub fn parse_kaggle(
+    data: impl Read,
+    path: &Path,
+    classes: &Classes,
+) -> Result<Records, FatalError> {
+    let mut reader = csv::Reader::from_reader(data);
+    let header = reader.headers().map_err(|e| csv_error(path, e))?;
     if !is_kaggle_header(&header.iter().collect::<Vec<_>>().join(",")) {
         return Err(bad(
             path,
@@ -254,39 +372,50 @@ pub fn read_kaggle(path: &Path, classes: &Classes) -> Result<Records, FatalError
             ),
         ));
     }
-    let mut found = Vec::new();
+    let (mut found, mut tally) = (Vec::new(), Tally::default());
     for row in reader.records() {
-        let row = row.map_err(|e| bad(path, e.to_string()))?;
+        let row = row.map_err(|e| csv_error(path, e))?;
         let line = row.position().map_or(0, |p| p.line());
         let at = |r: String| bad(path, format!("line {line}: {r}"));
         let key = row.get(0).unwrap_or("").trim().to_string();
         if key.is_empty() {
             return Err(at("empty ImageId".into()));
         }
-        let tokens: Vec<&str> = row.get(1).unwrap_or("").split_whitespace().collect();
-        if !tokens.len().is_multiple_of(5) {
-            return Err(at(format!(
-                "PredictionString has {} fields, not a multiple of 5 (wnid x0 y0 x1 y1 per box)",
-                tokens.len()
-            )));
-        }
-        let mut objects = Vec::new();
-        for b in tokens.chunks(5) {
-            let label = classes.label(b[0]).map_err(at)?;
-            let mut bbox = [0.0; 4];
-            for (v, t) in bbox.iter_mut().zip(&b[1..]) {
-                *v = t
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite())
-                    .ok_or_else(|| at(format!("box coordinate {t:?} is not a number")))?;
-            }
-            objects.push((label, bbox));
-        }
+        let objects = kaggle_objects(row.get(1).unwrap_or(""), classes).map_err(at)?;
         let r = record(key.clone(), &objects, (None, None), classes);
+        count(&mut tally, path, format_args!("line {line}"), r.as_ref())?;
         found.push((key, r));
     }
     Records::from(found, path)
+}
+
+/// A PredictionString: `wnid x0 y0 x1 y1` per box, inclusive numbers.
+fn kaggle_objects(s: &str, classes: &Classes) -> Result<Vec<(usize, BBox)>, String> {
+    let tokens: Vec<&str> = s.split_whitespace().collect();
+    let boxes = tokens.chunks_exact(5);
+    if !boxes.remainder().is_empty() {
+        return Err(format!(
+            "PredictionString has {} fields, not a multiple of 5 (wnid x0 y0 x1 y1 per box)",
+            tokens.len()
+        ));
+    }
+    let mut objects = Vec::new();
+    for b in boxes {
+        let Some((wnid, numbers)) = b.split_first() else {
+            continue;
+        };
+        let label = classes.label(wnid)?;
+        let mut bbox = [0.0; 4];
+        for (v, t) in bbox.iter_mut().zip(numbers) {
+            *v = t
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("box coordinate {t:?} is not a number"))?;
+        }
+        objects.push((label, bbox));
+    }
+    Ok(objects)
 }
 
 pub(super) fn is_kaggle_header(first_line: &str) -> bool {
@@ -302,11 +431,21 @@ pub(super) fn is_kaggle_header(first_line: &str) -> bool {
 /// `x0 y0 x1 y1` joined by `;`, the numbers of the XML files. The image of row `i` has the
 /// key `ILSVRC2012_val_{i:08}`.
 pub fn read_imagenet_csv(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| bad(path, e.to_string()))?;
-    let mut found = Vec::new();
-    for (line, row) in reader.records().enumerate() {
-        let row = row.map_err(|e| bad(path, e.to_string()))?;
-        let at = |r: String| bad(path, format!("row {}: {r}", line + 2));
+    parse_imagenet_csv(table(path)?, path, classes)
+}
+
+/// [`read_imagenet_csv`] of the CSV text `data`; `path` names it in errors.
+pub fn parse_imagenet_csv(
+    data: impl Read,
+    path: &Path,
+    classes: &Classes,
+) -> Result<Records, FatalError> {
+    let mut reader = csv::Reader::from_reader(data);
+    let (mut found, mut tally) = (Vec::new(), Tally::default());
+    for row in reader.records() {
+        let row = row.map_err(|e| csv_error(path, e))?;
+        let line = row.position().map_or(0, |p| p.line());
+        let at = |r: String| bad(path, format!("line {line}: {r}"));
         let field = |i: usize| row.get(i).unwrap_or("").trim();
         let parse = |i: usize| -> Result<usize, FatalError> {
             field(i)
@@ -338,7 +477,9 @@ pub fn read_imagenet_csv(path: &Path, classes: &Classes) -> Result<Records, Fata
             Some(width).filter(|&w| w > 0),
             Some(height).filter(|&h| h > 0),
         );
-        found.push((key.clone(), record(key, &objects, size, classes)));
+        let r = record(key.clone(), &objects, size, classes);
+        count(&mut tally, path, format_args!("line {line}"), r.as_ref())?;
+        found.push((key, r));
     }
     Records::from(found, path)
 }
@@ -398,6 +539,7 @@ pub fn join(records: Vec<Record>, images: &ImageIndex, classes: &Classes) -> Joi
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,13 @@
 //! ImageFolder tree `val/<wnid>/KEY.JPEG`, Kaggle's `CLS-LOC/val/`), or the members of an
 //! uncompressed tar such as `ILSVRC2012_img_val.tar`, read in place without unpacking.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -9,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{bad, key_from_path};
+use super::{bad, key_from_path, limits};
 use crate::error::FatalError;
 
 /// One image's bytes: a file, or a member of a tar read at its offset.
@@ -26,16 +33,30 @@ pub enum ImageRef {
 }
 
 impl ImageRef {
+    /// The image's bytes, at most [`limits::IMAGE_FILE`]: a member's declared size is checked
+    /// before anything is allocated for it.
     pub fn read(&self) -> std::io::Result<Vec<u8>> {
         match self {
-            ImageRef::File(path) => std::fs::read(path),
+            ImageRef::File(path) => limits::read_all(File::open(path)?, limits::IMAGE_FILE),
             ImageRef::Member {
                 tar, offset, size, ..
             } => {
-                let mut buf = vec![0; *size as usize];
+                if limits::IMAGE_FILE.check(*size).is_err() {
+                    return Err(limits::IMAGE_FILE.exceeded());
+                }
+                let len = usize::try_from(*size).map_err(|_| limits::IMAGE_FILE.exceeded())?;
+                let mut buf = vec![0; len];
                 File::open(tar)?.read_exact_at(&mut buf, *offset)?;
                 Ok(buf)
             }
+        }
+    }
+
+    /// The image's size in bytes as its file or tar header says (0 when unknown).
+    pub fn size(&self) -> u64 {
+        match self {
+            ImageRef::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            ImageRef::Member { size, .. } => *size,
         }
     }
 
@@ -162,7 +183,10 @@ fn index_folder(root: &Path) -> Result<ImageIndex, FatalError> {
         if !entry.file_type().is_file() || !is_image(name) {
             continue;
         }
-        depths[entry.depth().min(3) - 1] = true;
+        // depth >= 1 (min_depth above): slots 0, 1, 2 for depths 1, 2 and deeper.
+        if let Some(d) = depths.get_mut(entry.depth().clamp(1, 3).saturating_sub(1)) {
+            *d = true;
+        }
         let key = key_from_path(entry.path());
         if entry.depth() == 2 {
             if let Some(parent) = entry.path().parent().and_then(|p| p.file_name()) {
@@ -248,6 +272,7 @@ fn index_tar(path: &Path) -> Result<ImageIndex, FatalError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -1,11 +1,23 @@
 //! Mask files for `bgstream shard`: grayscale PNGs kept as they are, NumPy `.npy` arrays
 //! (ImageNet-9's `fg_mask/`) converted to 8-bit PNGs (0 / 255), each with the bounding box
 //! of its foreground.
+//!
+//! Bounds: a file is read through [`limits::MASK_FILE`]; a PNG's header and an `.npy`'s
+//! shape are checked against [`limits::MASK_PIXELS`] (and the `.npy` data against its file's
+//! length) before anything of that size is allocated. The `.npy` header is parsed here (a
+//! Python dict literal), with checked arithmetic, rather than by a crate whose shape
+//! product overflows on `(2**62, 2**62)`.
+
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::path::Path;
 
-use npyz::{NpyFile, Order, TypeChar};
-
+use super::limits::{self, OverLimit};
 use crate::ops::geometry::BBox;
 use crate::ops::mask::decode_mask_png;
 
@@ -19,26 +31,75 @@ pub struct MaskFile {
     pub bbox: Option<BBox>,
 }
 
-/// Reads `path`: `.npy` is converted, anything else must be a grayscale PNG.
+/// Reads `path`: `.npy` is converted, anything else must be a grayscale PNG. The error
+/// names the file.
 pub fn load_mask(path: &Path) -> Result<MaskFile, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let named = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let bytes = std::fs::File::open(path)
+        .and_then(|f| limits::read_all(f, limits::MASK_FILE))
+        .map_err(|e| named(&e))?;
     let is_npy = path
         .extension()
         .is_some_and(|x| x.eq_ignore_ascii_case("npy"));
-    let (width, height, flags, png) = if is_npy {
-        let (w, h, flags) = npy_flags(&bytes)?;
-        let png = encode_png(w, h, &flags);
-        (w, h, flags, png)
+    if is_npy {
+        mask_from_npy(&bytes).map_err(|e| named(&e))
     } else {
-        let (w, h, flags) = decode_mask_png(&bytes)?;
-        (w, h, flags, bytes)
-    };
+        mask_from_png(bytes).map_err(|e| named(&e))
+    }
+}
+
+/// A `.npy` mask (see [`npy_flags`]) as a PNG.
+pub fn mask_from_npy(bytes: &[u8]) -> Result<MaskFile, String> {
+    let (width, height, flags) = npy_flags(bytes)?;
     Ok(MaskFile {
-        png,
+        png: try_encode_png(width, height, &flags)?,
         width,
         height,
         bbox: bounding_box(width, &flags),
     })
+}
+
+/// A grayscale PNG mask, kept as it is; its size (from the IHDR chunk, which PNG puts
+/// first) is checked before it is decoded.
+pub fn mask_from_png(png: Vec<u8>) -> Result<MaskFile, String> {
+    if let Some((w, h)) = png_size(&png) {
+        check_pixels(w, h, "mask PNG")?;
+    }
+    let (width, height, flags) = decode_mask_png(&png)?;
+    Ok(MaskFile {
+        bbox: bounding_box(width, &flags),
+        png,
+        width,
+        height,
+    })
+}
+
+/// The width and height of a PNG's IHDR; `None` when it does not start like a PNG (the
+/// decoder then says why).
+fn png_size(png: &[u8]) -> Option<(u64, u64)> {
+    let be = |at: usize| -> Option<u64> {
+        let b: [u8; 4] = png.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(u32::from_be_bytes(b).into())
+    };
+    (png.get(..8)? == b"\x89PNG\r\n\x1a\n" && png.get(12..16)? == b"IHDR").then_some(())?;
+    Some((be(16)?, be(20)?))
+}
+
+/// `width x height` within [`limits::MASK_PIXELS`] (checked: the sides come from a file).
+fn check_pixels(width: u64, height: u64, what: &str) -> Result<u64, String> {
+    let over = |n: String| {
+        format!(
+            "{what} is {width}x{height} ({n} pixels), {}",
+            OverLimit(limits::MASK_PIXELS)
+        )
+    };
+    let n = width
+        .checked_mul(height)
+        .ok_or_else(|| over("more than 2^64".into()))?;
+    limits::MASK_PIXELS
+        .check(n)
+        .map_err(|_| over(n.to_string()))?;
+    Ok(n)
 }
 
 /// The box around the polygons' points (finite ones), clipped to the `width`×`height`
@@ -47,16 +108,14 @@ pub fn polygons_bbox(polygons: &[Vec<f64>], width: usize, height: usize) -> Opti
     let pts = polygons
         .iter()
         .flat_map(|p| p.chunks_exact(2))
-        .filter(|p| p[0].is_finite() && p[1].is_finite());
+        .filter_map(|p| match *p {
+            [x, y] if x.is_finite() && y.is_finite() => Some((x, y)),
+            _ => None,
+        });
     let mut b: Option<BBox> = None;
-    for p in pts {
-        let r = b.get_or_insert([p[0], p[1], p[0], p[1]]);
-        *r = [
-            r[0].min(p[0]),
-            r[1].min(p[1]),
-            r[2].max(p[0]),
-            r[3].max(p[1]),
-        ];
+    for (x, y) in pts {
+        let r = b.get_or_insert([x, y, x, y]);
+        *r = [r[0].min(x), r[1].min(y), r[2].max(x), r[3].max(y)];
     }
     let [x0, y0, x1, y1] = b?;
     let (w, h) = (width as f64, height as f64);
@@ -69,35 +128,58 @@ pub fn polygons_bbox(polygons: &[Vec<f64>], width: usize, height: usize) -> Opti
     (b[2] > b[0] && b[3] > b[1]).then_some(b)
 }
 
+/// The box around the `true`s of a row-major `width`-wide grid.
 fn bounding_box(width: usize, flags: &[bool]) -> Option<BBox> {
     let mut b: Option<[usize; 4]> = None;
-    for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f) {
-        let (x, y) = (i % width, i / width);
-        let r = b.get_or_insert([x, y, x, y]);
-        *r = [r[0].min(x), r[1].min(y), r[2].max(x), r[3].max(y)];
+    for (y, row) in flags.chunks(width.max(1)).enumerate() {
+        let (Some(x0), Some(x1)) = (row.iter().position(|&f| f), row.iter().rposition(|&f| f))
+        else {
+            continue;
+        };
+        let r = b.get_or_insert([x0, y, x1, y]);
+        *r = [r[0].min(x0), r[1], r[2].max(x1), y];
     }
     b.map(|[x0, y0, x1, y1]| [x0 as f64, y0 as f64, x1 as f64 + 1.0, y1 as f64 + 1.0])
 }
 
-/// An 8-bit grayscale PNG, 255 on the foreground.
+/// An 8-bit grayscale PNG, 255 on the foreground, for sizes the caller chose (benches,
+/// tests). Panics where PNG cannot hold the size; input goes through [`try_encode_png`].
+#[allow(clippy::expect_used)] // not reachable from input: see above
 pub fn encode_png(width: usize, height: usize, flags: &[bool]) -> Vec<u8> {
+    try_encode_png(width, height, flags).expect("a size PNG can hold")
+}
+
+/// An 8-bit grayscale PNG, 255 on the foreground.
+pub fn try_encode_png(width: usize, height: usize, flags: &[bool]) -> Result<Vec<u8>, String> {
+    let side = |n: usize| u32::try_from(n).map_err(|_| format!("a side of {n} pixels"));
     let mut out = Vec::new();
-    let mut e = png::Encoder::new(&mut out, width as u32, height as u32);
+    let mut e = png::Encoder::new(&mut out, side(width)?, side(height)?);
     e.set_color(png::ColorType::Grayscale);
     e.set_depth(png::BitDepth::Eight);
     let data: Vec<u8> = flags.iter().map(|&f| if f { 255 } else { 0 }).collect();
     e.write_header()
         .and_then(|mut w| w.write_image_data(&data))
-        .expect("encoding a PNG into memory");
-    out
+        .map_err(|e| format!("encoding the mask PNG: {e}"))?;
+    Ok(out)
+}
+
+/// What an `.npy` header says.
+#[derive(Debug, PartialEq)]
+struct NpyHeader {
+    /// The dtype string, e.g. `<f8`, `|b1`.
+    descr: String,
+    fortran: bool,
+    shape: Vec<u64>,
 }
 
 /// A boolean or numeric `.npy` array of shape `(H, W)` or `(H, W, C)` (C or Fortran
-/// order); nonzero in any channel is foreground.
-fn npy_flags(bytes: &[u8]) -> Result<(usize, usize, Vec<bool>), String> {
-    let npy = NpyFile::new(bytes).map_err(|e| format!(".npy: {e}"))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let (h, w, c) = match shape[..] {
+/// order); nonzero in any channel is foreground. The shape is checked against
+/// [`limits::MASK_PIXELS`] and [`limits::NPY_VALUES`], and the data's length against it,
+/// before the mask is allocated.
+pub fn npy_flags(bytes: &[u8]) -> Result<(usize, usize, Vec<bool>), String> {
+    let (header, data) = npy_header(bytes)?;
+    let shape = &header.shape;
+    let (h, w, c) = match *shape.as_slice() {
         [h, w] => (h, w, 1),
         [h, w, c] => (h, w, c),
         _ => return Err(format!(".npy mask has shape {shape:?}, expected (H, W)")),
@@ -105,51 +187,215 @@ fn npy_flags(bytes: &[u8]) -> Result<(usize, usize, Vec<bool>), String> {
     if h == 0 || w == 0 || c == 0 {
         return Err(format!(".npy mask has shape {shape:?}"));
     }
-    let fortran = npy.order() == Order::Fortran;
-    let dtype = npy.dtype();
-    let npyz::DType::Plain(ts) = &dtype else {
-        return Err(format!(".npy mask has dtype {}", dtype.descr()));
-    };
-    let err = |e: std::io::Error| format!(".npy: {e}");
-    let nonzero: Vec<bool> = match (ts.type_char(), ts.size_field()) {
-        (TypeChar::Bool, _) => npy.into_vec::<bool>().map_err(err)?,
-        (TypeChar::Uint, 1) => nz(npy.into_vec::<u8>().map_err(err)?),
-        (TypeChar::Int, 1) => nz(npy.into_vec::<i8>().map_err(err)?),
-        (TypeChar::Uint, 2) => nz(npy.into_vec::<u16>().map_err(err)?),
-        (TypeChar::Int, 2) => nz(npy.into_vec::<i16>().map_err(err)?),
-        (TypeChar::Uint, 4) => nz(npy.into_vec::<u32>().map_err(err)?),
-        (TypeChar::Int, 4) => nz(npy.into_vec::<i32>().map_err(err)?),
-        (TypeChar::Uint, 8) => nz(npy.into_vec::<u64>().map_err(err)?),
-        (TypeChar::Int, 8) => nz(npy.into_vec::<i64>().map_err(err)?),
-        (TypeChar::Float, 4) => nz(npy.into_vec::<f32>().map_err(err)?),
-        (TypeChar::Float, 8) => nz(npy.into_vec::<f64>().map_err(err)?),
-        _ => return Err(format!(".npy mask has dtype {}", dtype.descr())),
-    };
-    if nonzero.len() != h * w * c {
+    let pixels = check_pixels(w, h, ".npy mask")?;
+    let values = pixels
+        .checked_mul(c)
+        .filter(|&n| limits::NPY_VALUES.check(n).is_ok())
+        .ok_or_else(|| {
+            format!(
+                ".npy mask shape {shape:?}: {}",
+                OverLimit(limits::NPY_VALUES)
+            )
+        })?;
+    let (item, nonzero) = dtype(&header.descr)?;
+    let need = values.saturating_mul(item as u64);
+    if (data.len() as u64) < need {
         return Err(format!(
-            ".npy holds {} values for shape {shape:?}",
-            nonzero.len()
+            ".npy data is {} bytes, its shape {shape:?} of {} needs {need}",
+            data.len(),
+            header.descr
         ));
     }
-    let at = |y: usize, x: usize, k: usize| {
-        if fortran {
-            nonzero[y + h * (x + w * k)]
-        } else {
-            nonzero[(y * w + x) * c + k]
+    // Within MASK_PIXELS and NPY_VALUES (checked above): these fit usize.
+    let to_usize = |n: u64| usize::try_from(n).map_err(|_| format!(".npy size {n}"));
+    let (h, w, c) = (to_usize(h)?, to_usize(w)?, to_usize(c)?);
+    let mut flags = vec![false; to_usize(pixels)?];
+    let items = data.chunks_exact(item);
+    if header.fortran {
+        // Item i is (y, x, k) with i = y + h * (x + w * k): rows run fastest.
+        for (i, v) in items.enumerate() {
+            if nonzero(v) {
+                set(&mut flags, fortran_pixel(i, h, w));
+            }
         }
-    };
-    let flags = (0..h * w)
-        .map(|i| (0..c).any(|k| at(i / w, i % w, k)))
-        .collect();
+    } else {
+        // Item i is (y, x, k) with i = (y * w + x) * c + k: pixel i / c.
+        for (i, v) in items.enumerate() {
+            if nonzero(v) {
+                set(&mut flags, i.checked_div(c));
+            }
+        }
+    }
     Ok((w, h, flags))
 }
 
-fn nz<T: Default + PartialEq>(v: Vec<T>) -> Vec<bool> {
-    let zero = T::default();
-    v.into_iter().map(|x| x != zero).collect()
+/// The row-major pixel of item `i` of a Fortran-order `(h, w, c)` array.
+fn fortran_pixel(i: usize, h: usize, w: usize) -> Option<usize> {
+    let (y, rest) = (i.checked_rem(h)?, i.checked_div(h)?);
+    let x = rest.checked_rem(w)?;
+    y.checked_mul(w)?.checked_add(x)
+}
+
+fn set(flags: &mut [bool], pixel: Option<usize>) {
+    if let Some(f) = pixel.and_then(|p| flags.get_mut(p)) {
+        *f = true;
+    }
+}
+
+/// The header of an `.npy` file (format 1.0, 2.0 or 3.0) and its data.
+fn npy_header(bytes: &[u8]) -> Result<(NpyHeader, &[u8]), String> {
+    let rest = bytes
+        .strip_prefix(b"\x93NUMPY")
+        .ok_or(".npy: no \\x93NUMPY magic")?;
+    let (len, at) = match rest {
+        [1, _, a, b, ..] => (usize::from(u16::from_le_bytes([*a, *b])), 10usize),
+        [2 | 3, _, a, b, c, d, ..] => {
+            let n = u32::from_le_bytes([*a, *b, *c, *d]);
+            (usize::try_from(n).map_err(|_| ".npy: header length")?, 12)
+        }
+        [v, ..] => return Err(format!(".npy: format version {v}")),
+        [] => return Err(".npy: cut short".into()),
+    };
+    let end = at.checked_add(len).ok_or(".npy: header length")?;
+    let text = bytes
+        .get(at..end)
+        .ok_or_else(|| format!(".npy: header of {len} bytes, the file ends before"))?;
+    let data = bytes.get(end..).unwrap_or_default();
+    let text = std::str::from_utf8(text).map_err(|_| ".npy: header is not text")?;
+    Ok((parse_header_dict(text)?, data))
+}
+
+/// `{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }`, as NumPy writes it.
+fn parse_header_dict(text: &str) -> Result<NpyHeader, String> {
+    let bad = |why: &str| format!(".npy header {:?}: {why}", text.trim_end());
+    let body = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or_else(|| bad("not a dict"))?;
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    let mut rest = body.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = quoted(rest).ok_or_else(|| bad("a key is not a string"))?;
+        let after = after
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or_else(|| bad("no ':' after a key"))?
+            .trim_start();
+        let after = match key {
+            "descr" => {
+                let (d, after) = quoted(after).ok_or_else(|| {
+                    bad("descr is not a string (structured dtypes are not masks)")
+                })?;
+                descr = Some(d.to_string());
+                after
+            }
+            "fortran_order" => {
+                let (b, after) = match after.strip_prefix("True") {
+                    Some(a) => (true, a),
+                    None => (
+                        false,
+                        after
+                            .strip_prefix("False")
+                            .ok_or_else(|| bad("fortran_order is not True or False"))?,
+                    ),
+                };
+                fortran = Some(b);
+                after
+            }
+            "shape" => {
+                let (s, after) =
+                    tuple(after).ok_or_else(|| bad("shape is not a tuple of whole numbers"))?;
+                shape = Some(s);
+                after
+            }
+            _ => return Err(bad("unknown key")),
+        };
+        let after = after.trim_start();
+        rest = after.strip_prefix(',').unwrap_or(after).trim_start();
+        if rest.len() == after.len() && !rest.is_empty() {
+            return Err(bad("no ',' between entries"));
+        }
+    }
+    match (descr, fortran, shape) {
+        (Some(descr), Some(fortran), Some(shape)) => Ok(NpyHeader {
+            descr,
+            fortran,
+            shape,
+        }),
+        _ => Err(bad("descr, fortran_order or shape is missing")),
+    }
+}
+
+/// A `'...'` or `"..."` string at the start of `s`, and what follows it.
+fn quoted(s: &str) -> Option<(&str, &str)> {
+    let q = s.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let body = s.get(1..)?;
+    let end = body.find(q)?;
+    Some((body.get(..end)?, body.get(end.checked_add(1)?..)?))
+}
+
+/// A tuple of whole numbers `(2, 3)`, `(6,)`, `()` at the start of `s`, and what follows.
+fn tuple(s: &str) -> Option<(Vec<u64>, &str)> {
+    let body = s.strip_prefix('(')?;
+    let end = body.find(')')?;
+    let numbers = body
+        .get(..end)?
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.strip_suffix('L').unwrap_or(t).parse::<u64>().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    Some((numbers, body.get(end.checked_add(1)?..)?))
+}
+
+/// Whether one item's bytes are a nonzero value.
+type IsNonzero = fn(&[u8]) -> bool;
+
+/// A dtype's item size and its nonzero test. Nonzero is any set bit, but a float's sign
+/// bit (so that -0.0 is zero, and NaN is foreground as in NumPy's `!= 0`).
+fn dtype(descr: &str) -> Result<(usize, IsNonzero), String> {
+    let unsupported = || format!(".npy mask has dtype {descr:?}, not bool, int, uint or float");
+    let (order, rest) = match descr.chars().next() {
+        Some(o @ ('<' | '>' | '|' | '=')) => (o, descr.get(1..).unwrap_or_default()),
+        _ => ('=', descr),
+    };
+    let big = order == '>' || (order == '=' && cfg!(target_endian = "big"));
+    let kind = rest.chars().next().ok_or_else(unsupported)?;
+    let size: usize = rest
+        .get(1..)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| unsupported())?;
+    fn any(v: &[u8]) -> bool {
+        v.iter().any(|&b| b != 0)
+    }
+    fn float_le(v: &[u8]) -> bool {
+        match v.split_last() {
+            Some((top, low)) => top & 0x7F != 0 || any(low),
+            None => false,
+        }
+    }
+    fn float_be(v: &[u8]) -> bool {
+        match v.split_first() {
+            Some((top, low)) => top & 0x7F != 0 || any(low),
+            None => false,
+        }
+    }
+    match (kind, size) {
+        ('b' | '?', 1) | ('i' | 'u', 1 | 2 | 4 | 8) => Ok((size, any)),
+        ('f', 2 | 4 | 8) if big => Ok((size, float_be)),
+        ('f', 2 | 4 | 8) => Ok((size, float_le)),
+        _ => Err(unsupported()),
+    }
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
 

@@ -55,32 +55,39 @@
 //! reported: the run records it as `size_mismatch`), and a size the annotation lacks is
 //! filled in from the header.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 mod box_csv;
 pub mod caltech101;
 pub mod imagenet;
 pub mod imagenet9;
 pub mod images;
+pub mod limits;
+pub mod manifest;
 pub mod masks;
+mod mat;
 mod voc;
 mod writer;
 mod xml;
 
 pub use box_csv::{parse_box_csv, read_box_csv, CsvImage};
 pub use images::{ImageIndex, ImageRef, ImagesLayout};
+pub use manifest::read_manifest;
 pub use voc::{largest_area_label, parse_voc, read_voc, voc_label, VocImage, VocRead, VOC_CLASSES};
 pub use writer::{write_shards, ShardReport};
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 use super::Annotation;
 use crate::error::FatalError;
-use crate::ops::decode::{dimensions, Limits};
-use crate::ops::geometry::BBox;
 
 /// One sample to write.
 #[derive(Debug, Clone)]
@@ -181,7 +188,8 @@ pub fn detect_format(annotations: &Path) -> Result<AnnotationFormat, FatalError>
     }
     let io = |e| FatalError::io(annotations, e);
     let mut first = Vec::new();
-    BufReader::new(File::open(annotations).map_err(io)?)
+    // A header line is short; a file without line breaks is not read whole to find one.
+    BufReader::new(File::open(annotations).map_err(io)?.take(64 << 10))
         .read_until(b'\n', &mut first)
         .map_err(io)?;
     let first = String::from_utf8_lossy(&first);
@@ -318,6 +326,12 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
         if c.clamped > 0 {
             notes.push(format!("{} box(es) clamped to the image", c.clamped));
         }
+        if !c.folders_without_images.is_empty() {
+            notes.push(format!(
+                "annotation folders without an image folder (not sharded): {}",
+                c.folders_without_images.join(", ")
+            ));
+        }
         return Ok(Collected {
             format: Some(format),
             detected: format!(
@@ -449,69 +463,6 @@ pub fn read_imagenet_csv(
     Ok((joined.entries, joined.missing))
 }
 
-#[derive(Deserialize)]
-struct Manifest {
-    samples: Vec<ManifestSample>,
-}
-
-#[derive(Deserialize)]
-struct ManifestSample {
-    path: PathBuf,
-    key: Option<String>,
-    label: i64,
-    #[serde(default)]
-    boxes: Vec<BBox>,
-    wnid: Option<String>,
-    /// COCO-style polygons `[[x0, y0, x1, y1, …], …]` in original pixels.
-    #[serde(default)]
-    polygons: Vec<Vec<f64>>,
-    /// A mask file relative to `--images`: grayscale PNG or `.npy`.
-    mask: Option<PathBuf>,
-}
-
-/// Reads a JSON manifest (see module docs). Image sizes are read from the image headers.
-pub fn read_manifest(
-    manifest: &Path,
-    images: &Path,
-) -> Result<(Vec<Entry>, Vec<String>), FatalError> {
-    let text = std::fs::read(manifest).map_err(|e| FatalError::io(manifest, e))?;
-    let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(manifest, e.to_string()))?;
-    let mut entries = Vec::new();
-    let mut missing = Vec::new();
-    for s in m.samples {
-        let path = images.join(&s.path);
-        let key = s.key.unwrap_or_else(|| key_from_path(&s.path));
-        if !path.is_file() {
-            missing.push(key);
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(|e| FatalError::io(&path, e))?;
-        let (w, h) =
-            dimensions(&bytes, &Limits::default()).map_err(|e| bad(&path, e.to_string()))?;
-        if s.boxes.is_empty() && s.polygons.is_empty() && s.mask.is_none() {
-            return Err(bad(
-                manifest,
-                format!("sample {key}: no boxes, polygons or mask"),
-            ));
-        }
-        entries.push(Entry {
-            mask: s.mask.map(|m| images.join(m)),
-            key,
-            image: ImageRef::File(path),
-            annotation: Annotation {
-                label: s.label,
-                boxes: s.boxes,
-                width: Some(w),
-                height: Some(h),
-                wnid: s.wnid,
-                polygons: s.polygons,
-                ..Default::default()
-            },
-        });
-    }
-    Ok((entries, missing))
-}
-
 /// The key of an image path: its file name up to the first dot (WebDataset keys end there).
 pub(crate) fn key_from_path(path: &Path) -> String {
     path.file_name()
@@ -523,8 +474,7 @@ pub(crate) fn key_from_path(path: &Path) -> String {
 
 /// `synsets.txt`: the first whitespace token of line `n` (from 0) names class `n`.
 pub(crate) fn read_synsets(path: &Path) -> Result<Vec<String>, FatalError> {
-    Ok(std::fs::read_to_string(path)
-        .map_err(|e| FatalError::io(path, e))?
+    Ok(limits::read_file_string(path, limits::LIST_FILE)?
         .lines()
         .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
         .collect())
@@ -550,6 +500,7 @@ fn check_unique_keys(entries: &[Entry], source: &Path) -> Result<(), FatalError>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -1,7 +1,17 @@
 //! The Pascal VOC reader of `bgstream shard` (layout and labelling rules in the parent docs).
+//! Each XML file is read through [`limits::XML_FILE`], the split list through
+//! [`limits::LIST_FILE`], and the ids are counted against [`limits::IMAGES`].
+
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::path::{Path, PathBuf};
 
+use super::limits::{self, Tally};
 use super::xml::parse_pascal_xml;
 use super::{bad, check_unique_keys, Entry, ImageRef};
 use crate::error::FatalError;
@@ -52,10 +62,14 @@ pub fn read_voc(
 ) -> Result<VocRead, FatalError> {
     let (ids, listed_in) = voc_ids(root, split)?;
     let mut out = VocRead::default();
+    let mut tally = Tally::default();
     for id in ids {
         let xml_path = root.join("Annotations").join(format!("{id}.xml"));
-        let text = std::fs::read_to_string(&xml_path).map_err(|e| FatalError::io(&xml_path, e))?;
+        let text = limits::read_file_string(&xml_path, limits::XML_FILE)?;
         let voc = parse_voc(&text, skip_difficult).map_err(|r| bad(&xml_path, r))?;
+        tally
+            .add(1, voc.objects.len(), 0)
+            .map_err(|e| bad(&xml_path, e.to_string()))?;
         let Some((label, boxes)) = voc_label(&voc.objects) else {
             out.without_objects.push(id);
             continue;
@@ -74,7 +88,7 @@ pub fn read_voc(
                 boxes,
                 width: voc.width,
                 height: voc.height,
-                wnid: Some(VOC_CLASSES[label].to_string()),
+                wnid: VOC_CLASSES.get(label).map(|c| c.to_string()),
                 ..Default::default()
             },
         });
@@ -88,7 +102,7 @@ pub fn read_voc(
 fn voc_ids(root: &Path, split: Option<&str>) -> Result<(Vec<String>, PathBuf), FatalError> {
     if let Some(name) = split {
         let list = root.join("ImageSets/Main").join(format!("{name}.txt"));
-        let text = std::fs::read_to_string(&list).map_err(|e| FatalError::io(&list, e))?;
+        let text = limits::read_file_string(&list, limits::LIST_FILE)?;
         let ids = text
             .lines()
             .filter_map(|l| l.split_whitespace().next())
@@ -112,7 +126,7 @@ fn voc_ids(root: &Path, split: Option<&str>) -> Result<(Vec<String>, PathBuf), F
 /// One VOC XML file, reduced to what bgstream uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VocImage {
-    /// From `<size>`; `None` when absent or 0.
+    /// From `<size>`; `None` when absent.
     pub width: Option<usize>,
     pub height: Option<usize>,
     /// `(class index, box)` per `<object>`, the box already in bgstream's convention;
@@ -133,7 +147,7 @@ pub fn parse_voc(xml: &str, skip_difficult: bool) -> Result<VocImage, String> {
             .ok_or_else(|| {
                 format!(
                     "<object> {}: unknown VOC class {:?} (the 20 classes are {})",
-                    i + 1,
+                    i.saturating_add(1),
                     o.name,
                     VOC_CLASSES.join(", ")
                 )
@@ -176,6 +190,7 @@ pub fn largest_area_label(objects: &[(usize, BBox)]) -> Option<(usize, Vec<BBox>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -284,6 +299,11 @@ mod tests {
         assert!(e.contains("<xmax> is \"x\""), "{e}");
         let e = err("<annotation><size><width>big</width></size></annotation>");
         assert!(e.contains("<size><width>"), "{e}");
+        // An empty image is no size: refused, not read as "unknown".
+        let e = err("<annotation><size><width>0</width><height>0</height></size></annotation>");
+        assert!(e.contains("<size><width> is 0"), "{e}");
+        let e = err("<annotation><size><width>5</width><height>0</height></size></annotation>");
+        assert!(e.contains("<size><height> is 0"), "{e}");
         let e = err(&annotation(&["<object><bndbox/></object>".into()]));
         assert!(e.contains("no <name>"), "{e}");
     }

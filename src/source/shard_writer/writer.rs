@@ -1,14 +1,24 @@
 //! Writing the shards: images read on several threads a window ahead of the one tar
-//! writer, each image's header checked against its annotation.
+//! writer, each image's header checked against its annotation. Windows are bounded in
+//! images and bytes ([`limits::WINDOW_BYTES`]); each image is read through
+//! [`limits::IMAGE_FILE`], each mask through the mask limits.
+
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, Receiver};
 
+use super::limits;
 use super::masks::{load_mask, polygons_bbox, MaskFile};
 use super::Entry;
-use crate::error::FatalError;
+use crate::error::{panic_message, FatalError};
 use crate::ops::decode::{dimensions, Limits};
 
 /// Images read per window; windows are read while the previous one is written.
@@ -63,9 +73,31 @@ fn load_window(entries: &[Entry], threads: usize) -> Result<Vec<Loaded>, FatalEr
             .collect();
         let mut out = Vec::with_capacity(entries.len());
         for p in parts {
-            out.extend(p.join().expect("image reader panicked")?);
+            out.extend(
+                p.join()
+                    .map_err(|p| FatalError::Panic(panic_message(&*p)))??,
+            );
         }
         Ok(out)
+    })
+}
+
+/// `entries` cut into windows of at most [`WINDOW`] images and, past the first image,
+/// [`limits::WINDOW_BYTES`] (sizes as the files or tar headers say).
+fn windows(entries: &[Entry]) -> impl Iterator<Item = &[Entry]> {
+    let mut rest = entries;
+    std::iter::from_fn(move || {
+        let (mut n, mut bytes) = (0usize, 0u64);
+        for e in rest.iter().take(WINDOW) {
+            bytes = bytes.saturating_add(e.image.size());
+            if n > 0 && bytes > limits::WINDOW_BYTES {
+                break;
+            }
+            n = n.saturating_add(1);
+        }
+        let (window, after) = rest.split_at_checked(n)?;
+        rest = after;
+        (!window.is_empty()).then_some(window)
     })
 }
 
@@ -97,7 +129,8 @@ fn extension(name: &str) -> &'static str {
 }
 
 /// Writes `entries` (in order) into shards of `shard_size` samples under `out`, reading
-/// images on `threads` threads (at least 1).
+/// images on `threads` threads (at least 1). On an error the shard being written is
+/// removed (its `.tmp`); the shards already renamed are whole and stay.
 pub fn write_shards(
     entries: &[Entry],
     out: &Path,
@@ -119,13 +152,10 @@ pub fn write_shards(
         )));
     }
     std::fs::create_dir_all(out).map_err(|e| FatalError::io(out, e))?;
-    let mut report = ShardReport::default();
     let (tx, rx) = sync_channel::<Result<Vec<Loaded>, FatalError>>(1);
     std::thread::scope(|s| {
-        // Owned here, so an early error drops it and unblocks the reader thread.
-        let rx = rx;
-        s.spawn(move || {
-            for window in entries.chunks(WINDOW) {
+        let reader = s.spawn(move || {
+            for window in windows(entries) {
                 let loaded = load_window(window, threads);
                 let failed = loaded.is_err();
                 if tx.send(loaded).is_err() || failed {
@@ -133,49 +163,100 @@ pub fn write_shards(
                 }
             }
         });
-        let mut windows = rx.iter();
-        let mut pending: std::vec::IntoIter<Loaded> = Vec::new().into_iter();
-        for (n, chunk) in entries.chunks(shard_size).enumerate() {
-            let final_path = out.join(format!("{prefix}-{n:06}.tar"));
-            let tmp = crate::atomic::tmp_path(&final_path);
-            let io = |e: std::io::Error| FatalError::output(&final_path, e);
-            let file = File::create(&tmp).map_err(io)?;
-            let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
-            for e in chunk {
-                let loaded = match pending.next() {
-                    Some(l) => l,
-                    None => {
-                        pending = windows.next().expect("a window per entry")?.into_iter();
-                        pending.next().expect("windows are not empty")
-                    }
-                };
-                let annotation = checked(e, &loaded, &mut report);
-                let ext = extension(e.image.name());
-                append(&mut builder, &format!("{}.{ext}", e.key), &loaded.bytes).map_err(io)?;
-                append(
-                    &mut builder,
-                    &format!("{}.cls", e.key),
-                    annotation.label.to_string().as_bytes(),
-                )
-                .map_err(io)?;
-                let json = serde_json::to_vec(&annotation).expect("annotation serialises");
-                append(&mut builder, &format!("{}.json", e.key), &json).map_err(io)?;
-                if let Some(Ok(m)) = &loaded.mask {
-                    append(&mut builder, &format!("{}.mask.png", e.key), &m.png).map_err(io)?;
-                    report.masks += 1;
-                }
-                report.bytes += loaded.bytes.len() as u64;
-            }
-            let mut w = builder.into_inner().map_err(io)?;
-            w.flush().map_err(io)?;
-            w.get_ref().sync_all().map_err(io)?;
-            drop(w);
-            crate::atomic::commit(&tmp, &final_path)?;
-            report.shards.push(final_path);
-            report.samples += chunk.len();
-        }
+        let mut loads = Loads {
+            windows: rx,
+            pending: Vec::new().into_iter(),
+        };
+        let written = write_all(entries, out, prefix, shard_size, &mut loads);
+        // Dropping the receiver unblocks the reader thread, should it still be sending.
+        drop(loads);
+        let joined = reader
+            .join()
+            .map_err(|p| FatalError::Panic(panic_message(&*p)));
+        let report = written?;
+        joined?;
         Ok(report)
     })
+}
+
+/// The loaded images, in the entries' order, as the reader thread sends them.
+struct Loads {
+    windows: Receiver<Result<Vec<Loaded>, FatalError>>,
+    pending: std::vec::IntoIter<Loaded>,
+}
+
+impl Loads {
+    fn next(&mut self) -> Result<Loaded, FatalError> {
+        loop {
+            if let Some(l) = self.pending.next() {
+                return Ok(l);
+            }
+            match self.windows.recv() {
+                Ok(window) => self.pending = window?.into_iter(),
+                Err(_) => return Err(FatalError::Panic("the image reader stopped early".into())),
+            }
+        }
+    }
+}
+
+fn write_all(
+    entries: &[Entry],
+    out: &Path,
+    prefix: &str,
+    shard_size: usize,
+    loads: &mut Loads,
+) -> Result<ShardReport, FatalError> {
+    let mut report = ShardReport::default();
+    for (n, chunk) in entries.chunks(shard_size).enumerate() {
+        let final_path = out.join(format!("{prefix}-{n:06}.tar"));
+        let tmp = crate::atomic::tmp_path(&final_path);
+        let written = write_shard(&tmp, &final_path, chunk, loads, &mut report)
+            .and_then(|()| crate::atomic::commit(&tmp, &final_path));
+        if let Err(e) = written {
+            // Best effort: the error that stops the run is the one to report.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        report.shards.push(final_path);
+        report.samples = report.samples.saturating_add(chunk.len());
+    }
+    Ok(report)
+}
+
+/// Writes the samples of `chunk` into `tmp`, fsynced (the caller renames it).
+fn write_shard(
+    tmp: &Path,
+    final_path: &Path,
+    chunk: &[Entry],
+    loads: &mut Loads,
+    report: &mut ShardReport,
+) -> Result<(), FatalError> {
+    let io = |e: std::io::Error| FatalError::output(final_path, e);
+    let file = File::create(tmp).map_err(io)?;
+    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
+    for e in chunk {
+        let loaded = loads.next()?;
+        let annotation = checked(e, &loaded, report);
+        let ext = extension(e.image.name());
+        append(&mut builder, &format!("{}.{ext}", e.key), &loaded.bytes).map_err(io)?;
+        append(
+            &mut builder,
+            &format!("{}.cls", e.key),
+            annotation.label.to_string().as_bytes(),
+        )
+        .map_err(io)?;
+        let json =
+            serde_json::to_vec(&annotation).map_err(|err| FatalError::output(final_path, err))?;
+        append(&mut builder, &format!("{}.json", e.key), &json).map_err(io)?;
+        if let Some(Ok(m)) = &loaded.mask {
+            append(&mut builder, &format!("{}.mask.png", e.key), &m.png).map_err(io)?;
+            report.masks = report.masks.saturating_add(1);
+        }
+        report.bytes = report.bytes.saturating_add(loaded.bytes.len() as u64);
+    }
+    let mut w = builder.into_inner().map_err(io)?;
+    w.flush().map_err(io)?;
+    w.get_ref().sync_all().map_err(io)
 }
 
 /// The annotation to write: the size filled in from the header where the annotation has

@@ -1,6 +1,16 @@
 //! The Pascal VOC XML layout, which ImageNet's bounding-box files share: `<annotation>` with
 //! `<size>` and one `<object>` per box. Parsed here as written; the VOC and ImageNet readers
 //! apply their own class names and box conventions.
+//!
+//! roxmltree refuses a DTD by default, so no entity expansion (billion laughs) reaches
+//! memory; callers hand in text of at most [`super::limits::XML_FILE`].
+
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 /// One `<object>` as written in the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +24,7 @@ pub struct XmlObject {
 /// One annotation file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct XmlAnnotation {
-    /// From `<size>`; `None` when absent or 0.
+    /// From `<size>`; `None` when absent (a 0 is an error: no image is empty).
     pub width: Option<usize>,
     pub height: Option<usize>,
     pub objects: Vec<XmlObject>,
@@ -40,7 +50,7 @@ pub fn parse_pascal_xml(xml: &str) -> Result<XmlAnnotation, String> {
         .children()
         .filter(|n| n.has_tag_name("object"))
         .enumerate()
-        .map(|(i, o)| object(o).map_err(|r| format!("<object> {}: {r}", i + 1)))
+        .map(|(i, o)| object(o).map_err(|r| format!("<object> {}: {r}", i.saturating_add(1))))
         .collect::<Result<_, _>>()?;
     Ok(XmlAnnotation {
         width,
@@ -85,13 +95,19 @@ fn text<'a>(node: roxmltree::Node<'a, '_>, tag: &str) -> Option<&'a str> {
     child(node, tag)?.text().map(str::trim)
 }
 
-/// A `<size>` field: `None` when absent or 0 (then the image header is all there is).
+/// A `<size>` field: `None` when absent (then the image header is all there is). A 0 is
+/// refused rather than read as "unknown": the annotation claims an empty image, which no
+/// image is, so its boxes were drawn on something else (ImageNet and VOC never write 0).
 fn size_field(size: roxmltree::Node, tag: &str) -> Result<Option<usize>, String> {
     match text(size, tag) {
         None => Ok(None),
-        Some(v) => v
-            .parse::<usize>()
-            .map(|n| (n > 0).then_some(n))
-            .map_err(|_| format!("<size><{tag}> is {v:?}, not a whole number")),
+        Some(v) => match v.parse::<usize>() {
+            Ok(0) => Err(format!(
+                "<size><{tag}> is 0: an image has at least one pixel (leave <size> out when \
+                 the size is unknown)"
+            )),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(format!("<size><{tag}> is {v:?}, not a whole number")),
+        },
     }
 }
