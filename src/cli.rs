@@ -113,7 +113,7 @@ pub struct RunArgs {
     pub readers: u32,
     /// Largest sample (all its tar members together) read into memory, in MiB; a larger
     /// one is recorded as too_large without being read.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_sample_mib: u64,
     /// Cap, in MiB, on the raw sample bytes the run holds at once (being read, queued,
     /// being decoded); raised to --readers x --max-sample-mib when lower.

@@ -18,6 +18,10 @@ use std::time::Duration;
 /// small enough that a few readers of lying headers cannot exhaust a machine.
 pub const DEFAULT_SAMPLE_BYTES: u64 = 64 << 20;
 
+/// The largest `--max-sample-mib` a run accepts (1 GiB), and so the largest image file
+/// `bgstream shard` puts in a shard.
+pub const MAX_SAMPLE_BYTES: u64 = 1 << 30;
+
 /// Default cap on all raw sample bytes alive in a run at once.
 pub const DEFAULT_BUFFERED_BYTES: u64 = 512 << 20;
 

@@ -153,11 +153,12 @@ pub const NPY_VALUES: Limit = Limit {
     what: "the values of an .npy mask",
 };
 
-/// An image file, read whole to be written into the shard: the run refuses bigger members
-/// anyway ([`crate::source::tar_reader::MAX_MEMBER_BYTES`], `too_large`).
+/// An image file, read whole to be written into the shard: no run reads a bigger sample
+/// ([`crate::source::budget::MAX_SAMPLE_BYTES`], the top of `--max-sample-mib`; by default
+/// a run records samples over 64 MiB as `too_large`).
 pub const IMAGE_FILE: Limit = Limit {
     name: "IMAGE_FILE_LIMIT",
-    max: crate::source::tar_reader::MAX_MEMBER_BYTES,
+    max: crate::source::budget::MAX_SAMPLE_BYTES,
     is_bytes: true,
     what: "an image file (the run's member limit)",
 };
