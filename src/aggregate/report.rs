@@ -321,7 +321,7 @@ fn img(h: &mut String, p: &super::gallery::Pic) {
     let _ = write!(
         h,
         "<img src=\"{}\" alt=\"{}\" width=\"112\" height=\"112\"{}>",
-        p.src,
+        p.src.as_str(),
         esc(&p.alt),
         p.background.as_ref().map_or(String::new(), |b| format!(
             " title=\"background {}\"",
