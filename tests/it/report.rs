@@ -1,6 +1,7 @@
 //! The demo's report, opened in headless Chromium (Playwright drives Debian's Chromium):
 //! every image decodes, a click on a header sorts its table, the page asks the network for
-//! nothing; the screenshot is kept in target/test-artifacts/.
+//! nothing, no script runs but the page's own; the screenshot is kept in
+//! target/test-artifacts/.
 
 use std::path::Path;
 use std::process::Command;
@@ -80,10 +81,10 @@ fn demo_report_in_headless_chromium() {
 }
 
 /// The browser check itself can fail: it passes on a fixture page with the report's sort
-/// script, and fails when a page fetches from the network, shows a broken image, or does
-/// not sort.
+/// script, and fails when a page fetches from the network, shows a broken image, does not
+/// sort, opens a dialog, carries a handler attribute, breaks its CSP or has a second script.
 #[test]
-fn the_browser_check_fails_on_network_broken_images_and_no_sorting() {
+fn the_browser_check_fails_on_network_broken_images_no_sorting_and_injection() {
     if !Path::new("/usr/bin/chromium").exists() {
         eprintln!("SKIP: no /usr/bin/chromium (scripts/test installs Debian's chromium)");
         return;
@@ -128,4 +129,29 @@ fn the_browser_check_fails_on_network_broken_images_and_no_sorting() {
     assert!(!ok && text.contains("broken"), "{text}");
     let (ok, text) = check("unsorted", &fixture);
     assert!(!ok && text.contains("sorted correctly"), "{text}");
+    let handler = good.replacen(
+        "alt=\"mask (png)\"",
+        "alt=\"mask (png)\" onload=\"alert(1)\"",
+        1,
+    );
+    assert_ne!(handler, good);
+    let (ok, text) = check("handler", &handler);
+    assert!(!ok && text.contains("dialog opened"), "{text}");
+    assert!(
+        text.contains("event-handler attribute: <img onload="),
+        "{text}"
+    );
+    // A policy that admits no script: the sort script is blocked, and that is reported.
+    let strict = good.replacen(
+        "<meta charset=\"utf-8\">",
+        "<meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" \
+         content=\"script-src 'none'\">",
+        1,
+    );
+    assert_ne!(strict, good);
+    let (ok, text) = check("csp", &strict);
+    assert!(!ok && text.contains("CSP violation: script-src"), "{text}");
+    let second = good.replacen("</body>", "<script>var x = 1;</script></body>", 1);
+    let (ok, text) = check("second-script", &second);
+    assert!(!ok && text.contains("2 <script> elements"), "{text}");
 }
