@@ -7,6 +7,9 @@ mod batcher;
 mod common;
 mod finetune;
 mod hostile;
+#[path = "../html/check.rs"]
+#[allow(dead_code)] // shared with the `data` binary and the fuzz target
+mod html_check;
 mod integrity;
 mod launcher;
 mod masks;
