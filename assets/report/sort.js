@@ -1,6 +1,8 @@
 /* bgstream report: click/Enter on a header of table.sortable sorts its rows.
    Key: data-v if present, else text; numeric if it parses as a number;
-   empty keys sort last in both directions. Stable. No dependencies. */
+   empty keys sort last in both directions. Stable. No dependencies.
+   It writes no styles: the report's CSP admits only its own stylesheet (by hash), which
+   holds the pointer cursor and the aria-sort arrows. */
 (function () {
   'use strict';
   var NUM = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
@@ -39,10 +41,6 @@
     th.setAttribute('aria-sort', d > 0 ? 'ascending' : 'descending');
   }
   function init() {
-    var s = document.createElement('style');
-    s.textContent = 'table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}' +
-      'table.sortable th[aria-sort=descending]::after{content:" \\25BC"}';
-    document.head.appendChild(s);
     [].forEach.call(document.querySelectorAll('table.sortable'), function (t) {
       var h = t.tHead;
       if (!h || !h.rows.length) return;
@@ -50,7 +48,6 @@
         return c.tagName === 'TH' && !c.hasAttribute('data-nosort');
       });
       ths.forEach(function (th) {
-        th.style.cursor = 'pointer';
         th.tabIndex = 0;
         if (!th.title) th.title = 'Sort by this column';
         th.addEventListener('click', function () { sort(th, ths); });

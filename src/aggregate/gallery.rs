@@ -32,13 +32,37 @@ pub const WORST: usize = 3;
 pub const THUMB: usize = 112;
 pub const QUALITY: u8 = 80;
 
+/// An image the report shows, as a `data:` URI encoded here from bytes the program holds.
+/// The report's `<img src>` takes only this type, so no input string (a key, a file name)
+/// can become a URL there; the field is private to keep it that way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataUri(String);
+
+impl DataUri {
+    /// JPEG bytes (a thumbnail).
+    pub fn jpeg(bytes: &[u8]) -> Self {
+        Self::encode("image/jpeg", bytes)
+    }
+
+    /// SVG bytes (a figure): shown through `<img>`, where an SVG cannot run script.
+    pub fn svg(bytes: &[u8]) -> Self {
+        Self::encode("image/svg+xml", bytes)
+    }
+
+    fn encode(mime: &'static str, bytes: &[u8]) -> Self {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        DataUri(format!("data:{mime};base64,{b64}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A square RGB frame as a small JPEG `data:` URI of `side` pixels.
-pub fn data_uri(frame: &[u8], size: usize, side: usize) -> Option<String> {
+pub fn data_uri(frame: &[u8], size: usize, side: usize) -> Option<DataUri> {
     let jpeg = thumb::jpeg_thumb(frame, size, side, QUALITY).ok()?;
-    Some(format!(
-        "data:image/jpeg;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(jpeg)
-    ))
+    Some(DataUri::jpeg(&jpeg))
 }
 
 /// Per slot of an image: its frame (`None`: not shown) and the background it recorded.
@@ -57,7 +81,7 @@ pub struct Caption {
 #[derive(Debug, Clone)]
 pub struct Pic {
     /// `data:image/jpeg;base64,...`
-    pub src: String,
+    pub src: DataUri,
     pub alt: String,
     /// Another image's background or a texture (`image:KEY`, `texture:NAME`).
     pub background: Option<String>,
@@ -339,7 +363,7 @@ pub fn build(
     }
 
     let size = out.size;
-    let thumb_of = |key: &str, variant: &str| -> Option<(String, Option<String>)> {
+    let thumb_of = |key: &str, variant: &str| -> Option<(DataUri, Option<String>)> {
         let (frames, recorded) = rendered.get(key)?;
         let si = slots
             .iter()

@@ -7,6 +7,10 @@ Opens the report in the system Chromium (headless, via Playwright for Python,
 pinned as playwright==1.65.2; no `playwright install` needed) and checks:
   * every request is the report's own file:// URL or a data:/blob: URL,
     and there are no page errors and no console errors;
+  * no script runs that the page did not mean to: no dialog opens (alert,
+    confirm, prompt), no Content-Security-Policy violation is reported, no
+    element carries an on* attribute, there is at most one <script>, and no
+    link leads off the page;
   * after load and a scroll to the bottom, every <img> is complete with
     naturalWidth > 0 (at least --min-images of them);
   * every table.sortable sorts ascending on the first click of a header,
@@ -100,6 +104,26 @@ JS_SCROLL = r"""async () => {
   scrollTo(0, document.documentElement.scrollHeight); await frame();
 }"""
 
+# Installed before any of the page's own code: records every CSP violation.
+JS_CSP_LISTENER = r"""
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(
+  `${e.violatedDirective} blocked ${e.blockedURI || '(inline)'}: ${(e.sample || '').slice(0, 80)}`));
+"""
+
+# What an injection would leave in the DOM.
+JS_INJECTED = r"""() => {
+  const out = [];
+  for (const el of document.querySelectorAll('*'))
+    for (const a of el.attributes)
+      if (a.name.toLowerCase().startsWith('on'))
+        out.push(`<${el.tagName.toLowerCase()} ${a.name}=${JSON.stringify(a.value.slice(0, 60))}>`);
+  const scripts = document.scripts.length;
+  const links = [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))
+    .filter(h => !h.startsWith('#'));
+  return {handlers: out, scripts, links, csp: window.__cspViolations || []};
+}"""
+
 JS_IMAGES = r"""() => [...document.images].map(i => ({
   ok: i.complete && i.naturalWidth > 0, complete: i.complete, w: i.naturalWidth,
   src: (i.currentSrc || i.getAttribute('src') || '').slice(0, 60), alt: i.alt }))"""
@@ -151,7 +175,14 @@ def main():
         ctx.set_default_timeout(a.timeout * 1000)
         ctx.on("request", on_request)
         ctx.route("**/*", route)
+        ctx.add_init_script(JS_CSP_LISTENER)
         page = ctx.new_page()
+
+        def on_dialog(d):
+            fails.append(f"dialog opened ({d.type}): {d.message[:200]!r}")
+            d.dismiss()
+
+        page.on("dialog", on_dialog)
         page.on("pageerror", lambda e: fails.append(f"page error: {e}"))
         page.on("console", lambda m: m.type == "error" and fails.append(
             f"console error: {m.text[:300]}"))
@@ -164,6 +195,12 @@ def main():
                                        timeout=a.timeout * 1000)
             except PWError:
                 fails.append("timed out waiting for images to finish loading")
+            injected = page.evaluate(JS_INJECTED)
+            fails += [f"event-handler attribute: {h}" for h in injected["handlers"]]
+            fails += [f"CSP violation: {v}" for v in injected["csp"]]
+            fails += [f"link leaves the page: {short_url(h)}" for h in injected["links"]]
+            if injected["scripts"] > 1:
+                fails.append(f"{injected['scripts']} <script> elements, want at most one")
             imgs = page.evaluate(JS_IMAGES)
             summary["images"] = len(imgs)
             for i, im in enumerate(imgs):
@@ -206,6 +243,10 @@ def main():
             if summary["tables_sorted"] < a.min_tables:
                 fails.append(f"{summary['tables_sorted']} of {n_tables} table.sortable sorted "
                              f"correctly, want at least {a.min_tables}")
+            late = page.evaluate("(window.__cspViolations || []).length")
+            if late > len(injected["csp"]):
+                fails += [f"CSP violation: {v}" for v in
+                          page.evaluate("window.__cspViolations")[len(injected["csp"]):]]
             if page.url.split("#", 1)[0] != own_url:
                 fails.append(f"page navigated away to {short_url(page.url)}")
             page.evaluate("document.activeElement && document.activeElement.blur(); scrollTo(0, 0)")

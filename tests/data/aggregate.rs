@@ -350,11 +350,15 @@ fn html_report_renders_in_headless_chromium() {
         String::from_utf8_lossy(&dom.stderr)
     );
     let dom = String::from_utf8_lossy(&dom.stdout);
-    // The browser parsed the tables and the three inline figures.
+    // The browser parsed the tables and the three figures (SVGs shown as images).
     for id in ["id=\"top1\"", "id=\"summary\"", "id=\"table1\""] {
         assert!(dom.contains(id), "{id} missing from the rendered DOM");
     }
-    assert_eq!(dom.matches("<svg").count(), 3, "three inline figures");
+    assert_eq!(
+        dom.matches("src=\"data:image/svg+xml;base64,").count(),
+        3,
+        "three figures"
+    );
     let out = run(&[format!("--screenshot={}", shot.display())]);
     assert!(
         out.status.success(),

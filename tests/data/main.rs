@@ -6,11 +6,19 @@
 #[allow(dead_code)] // shared with the `it` binary, which uses all of it
 mod common;
 
+// The report's HTML checks and hostile input, shared with tests/it and fuzz/report_writer.
+#[path = "../html/fixture.rs"]
+mod fixture;
+#[path = "../html/check.rs"]
+#[allow(dead_code)] // shared with the `it` binary and the fuzz target
+mod html_check;
+
 mod aggregate;
 mod bombs;
 mod caltech;
 mod gallery_pixels;
 mod imagenet_formats;
+mod report_injection;
 mod report_size;
 mod shard_formats;
 mod truncated_jpegs;

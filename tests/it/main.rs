@@ -8,6 +8,9 @@ mod common;
 mod finetune;
 mod hostile;
 mod hostile3;
+#[path = "../html/check.rs"]
+#[allow(dead_code)] // shared with the `data` binary and the fuzz target
+mod html_check;
 mod integrity;
 mod launcher;
 mod masks;
