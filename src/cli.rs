@@ -102,6 +102,11 @@ pub struct RunArgs {
     /// Keep images whose union-of-boxes fraction is at least this.
     #[arg(long, default_value_t = 0.05)]
     pub min_fg: f64,
+    /// Also classify the images the foreground filter drops, on `original` only (their
+    /// other variants get `filtered` rows), so that aggregate reports top-1 on original over
+    /// all images (comparable with timm's tables) beside the filtered subset (the paper's).
+    #[arg(long)]
+    pub original_all: bool,
     /// Keep images whose union-of-boxes fraction is at most this.
     #[arg(long, default_value_t = 0.70)]
     pub max_fg: f64,

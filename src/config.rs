@@ -40,6 +40,8 @@ pub struct RunConfig {
     pub seed: u64,
     pub min_fg: f64,
     pub max_fg: f64,
+    /// `--original-all`: filtered images are classified on `original` too.
+    pub original_all: bool,
     pub workers: usize,
     pub readers: usize,
     /// Per-sample byte limit and the readers' shared memory budget.
@@ -95,6 +97,12 @@ impl RunConfig {
             return Err(cfg_err("need 0 <= --min-fg <= --max-fg <= 1"));
         }
         let variants = Variant::parse_list(&a.variants).map_err(FatalError::Config)?;
+        if a.original_all && !variants.contains(&Variant::Original) {
+            return Err(cfg_err(
+                "--original-all classifies filtered images on the original variant: add \
+                 original to --variants",
+            ));
+        }
         let rank = Rank::from_env(a.rank, a.world_size)?;
         let shards = expand_shards(&a.shards)?;
         let precision = a.precision;
@@ -159,6 +167,7 @@ impl RunConfig {
             seed: a.seed,
             min_fg: a.min_fg,
             max_fg: a.max_fg,
+            original_all: a.original_all,
             workers: a.workers.map(|w| w as usize).unwrap_or_else(|| {
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
                 // On a GPU, one core is left to the inference thread and the writer.

@@ -18,6 +18,9 @@ pub struct RunIdentity {
     pub seed: u64,
     pub min_fg: f64,
     pub max_fg: f64,
+    /// `--original-all` (absent before 0.3: false).
+    #[serde(default)]
+    pub original_all: bool,
     pub max_pixels: u64,
     pub precision: Precision,
     /// TF32 and cuDNN autotuning change the last bits of GPU outputs (absent in runs
@@ -89,6 +92,7 @@ mod tests {
             seed: 0,
             min_fg: 0.05,
             max_fg: 0.7,
+            original_all: false,
             max_pixels: 100,
             precision: Precision::Fp32,
             tf32: false,

@@ -21,6 +21,10 @@ pub struct ItemMeta {
     pub fg_fraction: Option<f64>,
     /// `boxes` or `mask`: what the variants kept or replaced (known once the annotation is).
     pub fg_source: Option<&'static str>,
+    /// Whether the foreground fraction is within `[min_fg, max_fg]`; `false` only for an
+    /// image a run with `--original-all` classified on `original` alone; `None` for an item
+    /// that failed before the filter.
+    pub in_filter: Option<bool>,
     pub width: Option<usize>,
     pub height: Option<usize>,
     /// Per output slot, the background another source gave it (`image:KEY`,
@@ -39,6 +43,7 @@ impl ItemMeta {
             label: None,
             fg_fraction: None,
             fg_source: None,
+            in_filter: None,
             width: None,
             height: None,
             backgrounds: Vec::new(),

@@ -38,6 +38,8 @@ pub struct PrepareConfig {
     pub class_map: Option<ClassMap>,
     /// Backgrounds of other images, for `mixed_*` and `worst_bg:K` (built before the run).
     pub donors: Option<std::sync::Arc<DonorBank>>,
+    /// `--original-all`: an image the filter drops is still classified on `original`.
+    pub original_all: bool,
 }
 
 impl PrepareConfig {
@@ -116,6 +118,7 @@ impl PrepareConfig {
             num_classes: spec.num_classes,
             class_map: spec.class_map,
             donors: None,
+            original_all: false,
         })
     }
 
@@ -240,6 +243,16 @@ pub fn admit(
     cfg: &PrepareConfig,
     meta: &mut ItemMeta,
 ) -> Result<Option<Admitted>, ItemError> {
+    let adm = check(sample, cfg, meta)?;
+    Ok(adm.filter(|_| meta.in_filter == Some(true)))
+}
+
+/// [`admit`] whatever the filter says (it is in `meta.in_filter`).
+fn check(
+    sample: &Sample,
+    cfg: &PrepareConfig,
+    meta: &mut ItemMeta,
+) -> Result<Option<Admitted>, ItemError> {
     let ann = sample.annotation()?;
     meta.label = Some(ann.label);
     if ann.label >= cfg.num_classes {
@@ -282,9 +295,7 @@ pub fn admit(
         None => foreground_fraction(&ann.boxes, w, h),
     };
     meta.fg_fraction = Some(fg);
-    if fg < cfg.min_fg || fg > cfg.max_fg {
-        return Ok(None);
-    }
+    meta.in_filter = Some((cfg.min_fg..=cfg.max_fg).contains(&fg));
     Ok(Some(Admitted { ann, mask }))
 }
 
@@ -330,12 +341,20 @@ fn prepare_inner(
     meta: &mut ItemMeta,
     recorded: Option<&[Option<&str>]>,
 ) -> Result<Option<Vec<Vec<u8>>>, ItemError> {
-    let Some(adm) = admit(sample, cfg, meta)? else {
+    let Some(adm) = check(sample, cfg, meta)? else {
         return Ok(None);
     };
+    let outside = meta.in_filter == Some(false);
+    if outside && !cfg.original_all {
+        return Ok(None);
+    }
     let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;
     let header = (meta.width.unwrap_or(0), meta.height.unwrap_or(0));
     crop_groups(bytes, header, &adm.ann.boxes, adm.mask.as_ref(), cfg, s)?;
+    if outside {
+        filtered_slots(cfg, meta);
+        return Ok(Some(render_slots(sample, cfg, s, meta, &[])));
+    }
     let ann = &adm.ann;
     let sources = match (&cfg.donors, recorded) {
         (Some(bank), Some(recorded)) => {
@@ -374,6 +393,37 @@ fn prepare_inner(
             }
         }
     }
+    Ok(Some(render_slots(sample, cfg, s, meta, &sources)))
+}
+
+/// `--original-all` for an image the filter drops: every slot but `original` is a
+/// `filtered` row, never sent to a model.
+fn filtered_slots(cfg: &PrepareConfig, meta: &mut ItemMeta) {
+    meta.slot_errors = (cfg.slots().iter())
+        .map(|&(vi, _)| {
+            (cfg.variants[vi] != Variant::Original).then(|| RowError {
+                code: "filtered",
+                message: format!(
+                    "foreground fraction {:.4} outside [{}, {}]: only original is classified \
+                     (--original-all)",
+                    meta.fg_fraction.unwrap_or(f64::NAN),
+                    cfg.min_fg,
+                    cfg.max_fg
+                ),
+            })
+        })
+        .collect();
+}
+
+/// Every slot's frame, per preprocessing group (slots with an error stay zeros).
+fn render_slots(
+    sample: &Sample,
+    cfg: &PrepareConfig,
+    s: &Scratch,
+    meta: &ItemMeta,
+    sources: &[SlotSource],
+) -> Vec<Vec<u8>> {
+    let slots = cfg.slots();
     let mut groups = Vec::with_capacity(cfg.groups.len());
     for (gi, (p, c)) in cfg.groups.iter().zip(&s.crops).enumerate() {
         let size = p.input_size;
@@ -407,5 +457,5 @@ fn prepare_inner(
         }
         groups.push(out);
     }
-    Ok(Some(groups))
+    groups
 }

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::ops::variants::ORIGINAL_ALL;
 use crate::pipeline::RunSummary;
 
 #[derive(Serialize)]
@@ -42,6 +43,14 @@ pub fn render(s: &RunSummary) -> String {
         "  images read {:>8}   filtered {:>6}   failed {:>6}   predicted {:>8}",
         s.samples_read, s.filtered, s.failed, s.predicted_images
     );
+    if s.outside_classified > 0 {
+        let _ = writeln!(
+            o,
+            "  --original-all: the {} filtered image(s) classified on original too \
+             (column {ORIGINAL_ALL}: every image; original: the filtered subset)",
+            s.outside_classified
+        );
+    }
     let _ = writeln!(
         o,
         "  rows written {:>7} in {} file(s)",
@@ -124,21 +133,30 @@ pub fn accuracy_table(s: &RunSummary) -> String {
     if models.is_empty() {
         return String::new();
     }
-    let mw = models.iter().map(|m| m.len()).max().unwrap_or(5).max(5);
+    let title_w = "top-1 accuracy (%)".len();
+    let mw = models
+        .iter()
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(5)
+        .max(title_w);
     let mut o = String::new();
     for (title, top5) in [("top-1 accuracy (%)", false), ("top-5 accuracy (%)", true)] {
-        let _ = write!(o, "\n{title:<mw$} {:>6}", "images");
+        let _ = write!(o, "\n{title:<mw$}");
         for v in &variants {
             let _ = write!(o, " {:>w$}", v, w = v.len().max(6));
         }
+        // Each column's image count (the first model's; every model sees the same images).
+        let _ = write!(o, "\n{:<mw$}", "  images");
+        for v in &variants {
+            let n = (s.accuracy.iter())
+                .find(|a| a.model == models[0] && a.variant == *v)
+                .map_or(0, |a| a.images);
+            let _ = write!(o, " {n:>w$}", w = v.len().max(6));
+        }
         o.push('\n');
         for m in &models {
-            let n = s
-                .accuracy
-                .iter()
-                .find(|a| a.model == *m)
-                .map_or(0, |a| a.images);
-            let _ = write!(o, "{m:<mw$} {n:>6}");
+            let _ = write!(o, "{m:<mw$}");
             for v in &variants {
                 let a = s.accuracy.iter().find(|a| a.model == *m && a.variant == *v);
                 let val = a.map_or(f64::NAN, |a| {
@@ -169,6 +187,7 @@ pub fn to_json(s: &RunSummary) -> serde_json::Value {
         "shards": s.shards,
         "samples_read": s.samples_read,
         "filtered": s.filtered,
+        "outside_classified": s.outside_classified,
         "failed": s.failed,
         "predicted_images": s.predicted_images,
         "rows_written": s.rows_written,

@@ -21,6 +21,7 @@ pub const TOP5: u8 = 2;
 const INVALID: u8 = 4;
 
 pub use crate::ops::variants::is_multi_row;
+use crate::ops::variants::ORIGINAL_ALL;
 
 /// The worst candidate of one image under a `worst_bg:K` variant for one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,7 +259,7 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
         }
         indices.extend(optional_indices(
             &schema,
-            &["background", "p_true", "label", "shard"],
+            &["background", "p_true", "label", "shard", "in_filter"],
         ));
         indices.sort_unstable();
         indices.dedup(); // `label` may be asked for twice (--class-map)
@@ -298,6 +299,8 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
             let shard = cast_column(&batch, "shard", &DataType::Utf8, path)?
                 .map(|c| c.as_string::<i32>().clone());
+            let in_filter = cast_column(&batch, "in_filter", &DataType::Boolean, path)?
+                .map(|c| c.as_boolean().clone());
             for i in 0..batch.num_rows() {
                 // Every row's key is interned once, here (error rows too: they count as
                 // images read, and a key may come from two shards).
@@ -340,7 +343,17 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                     }
                 };
                 let m = intern(&mut model_ids, &mut out.models, model.value(i));
-                let v = intern(&mut variant_ids, &mut out.variants, variant.value(i));
+                // An image outside the foreground filter (--original-all) counts in
+                // original_all only; the rest of original joins it once all is read.
+                let outside = in_filter
+                    .as_ref()
+                    .is_some_and(|f| !f.is_null(i) && !f.value(i));
+                let name = if outside {
+                    ORIGINAL_ALL
+                } else {
+                    variant.value(i)
+                };
+                let v = intern(&mut variant_ids, &mut out.variants, name);
                 if let Some(l) = label.as_ref().filter(|l| !l.is_null(i)) {
                     if out.labels.len() <= k as usize {
                         out.labels.resize(k as usize + 1, -1);
@@ -373,6 +386,7 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
             }
         }
     }
+    join_original_all(&mut out);
     out.cross_shard_keys = cross.len() as u64;
     out.labels.resize(keys_by_id.len(), -1);
     out.keys = keys_by_id;
@@ -395,6 +409,21 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
     });
     out.class_map = opts.class_map.map(|m| m.name.clone());
     Ok(out)
+}
+
+/// Adds every model's `original` cells to its [`ORIGINAL_ALL`] cells, when the input has
+/// images outside the filter (`--original-all`), and places that variant after `original`.
+fn join_original_all(out: &mut Loaded) {
+    let (Some(all), Some(orig)) = (
+        out.variants.iter().position(|v| v == ORIGINAL_ALL),
+        out.variants.iter().position(|v| v == "original"),
+    ) else {
+        return;
+    };
+    for m in 0..out.models.len() {
+        let kept = out.cells.get(&(m, orig)).cloned().unwrap_or_default();
+        out.cells.entry((m, all)).or_default().extend(kept);
+    }
 }
 
 /// One prediction row of a key the report shows.

@@ -171,10 +171,12 @@ pub fn compute(
     variants.sort_by_key(|&v| {
         let name = data.variants[v].as_str();
         match known.iter().position(|k| *k == name) {
-            Some(i) => i,
-            None if name.starts_with("fg_color:") => 8,
-            None if is_multi_row(name) => known.len(),
-            None => known.len() + 1,
+            Some(i) => (i, 0),
+            // Right after original (position 0), before bg_only.
+            None if name == crate::ops::variants::ORIGINAL_ALL => (0, 1),
+            None if name.starts_with("fg_color:") => (8, 0),
+            None if is_multi_row(name) => (known.len(), 0),
+            None => (known.len() + 1, 0),
         }
     });
     let controlled: Vec<bool> = {

@@ -79,6 +79,11 @@ fn named_colour(name: &str) -> Option<[u8; 3]> {
 /// The name prefix of `worst_bg:K`.
 pub const WORST_BG: &str = "worst_bg:";
 
+/// Not a variant but a row of the summaries: `original` over every image classified,
+/// those the foreground filter drops included (`--original-all`); `original` alone is the
+/// filtered subset (the paper's).
+pub const ORIGINAL_ALL: &str = "original_all";
+
 /// Whether a `variant` column value has several rows per (image, model), reduced to one
 /// verdict: right only if every row is right (`worst_bg:K`, a row per candidate).
 pub fn is_multi_row(variant: &str) -> bool {

@@ -28,7 +28,7 @@ use crate::batch::{Group, Inference};
 use crate::claim::Claim;
 use crate::error::FatalError;
 use crate::item::{Prepared, SinkMsg};
-use crate::ops::variants::is_multi_row;
+use crate::ops::variants::{is_multi_row, ORIGINAL_ALL};
 use crate::plan::RunPlan;
 pub use crate::progress::Counters;
 use crate::sink::{ParquetSink, SinkConfig, SinkReport};
@@ -56,6 +56,8 @@ pub struct RunSummary {
     pub shards_incomplete: Vec<String>,
     pub samples_read: u64,
     pub filtered: u64,
+    /// Of `filtered`, the images classified on `original` too (`--original-all`).
+    pub outside_classified: u64,
     pub failed: u64,
     pub predicted_images: u64,
     pub rows_written: u64,
@@ -224,10 +226,14 @@ impl RunSummary {
         slots: &[Arc<str>],
     ) -> Self {
         let t = &report.tally;
+        let all: Arc<str> = ORIGINAL_ALL.into();
         let mut variants: Vec<&Arc<str>> = Vec::new();
         for v in slots.iter().filter(|v| !is_multi_row(v)) {
             if !variants.contains(&v) {
                 variants.push(v);
+            }
+            if &**v == "original" && t.outside_classified > 0 && !variants.contains(&&all) {
+                variants.push(&all);
             }
         }
         let accuracy = models
@@ -256,6 +262,7 @@ impl RunSummary {
             shards_incomplete: report.incomplete.clone(),
             samples_read: t.samples,
             filtered: t.filtered,
+            outside_classified: t.outside_classified,
             failed: t.failed,
             predicted_images: t.samples - t.filtered - t.failed,
             rows_written: report.rows_written,

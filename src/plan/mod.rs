@@ -44,6 +44,7 @@ impl RunPlan {
     pub fn with_models(cfg: RunConfig, models: Vec<Model>) -> Result<Self, FatalError> {
         let groups = group_models(models);
         let mut prepare = prepare_config(&cfg, &groups)?;
+        prepare.original_all = cfg.original_all;
         prepare.attach_donors(&cfg.donor_shards, cfg.donors, cfg.workers.max(cfg.readers));
         let identity = RunIdentity::new(&cfg, &groups, &prepare.textures);
         let other_devices = (cfg.devices.iter().skip(1))
@@ -145,6 +146,7 @@ impl RunIdentity {
             seed: cfg.seed,
             min_fg: cfg.min_fg,
             max_fg: cfg.max_fg,
+            original_all: cfg.original_all,
             max_pixels: cfg.limits.max_pixels,
             precision: cfg.precision,
             tf32: cfg.tf32,

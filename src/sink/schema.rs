@@ -31,6 +31,7 @@ pub fn predictions_schema() -> SchemaRef {
         Field::new("top5_correct", DataType::Boolean, true),
         Field::new("fg_fraction", DataType::Float32, true),
         Field::new("fg_source", DataType::Utf8, true),
+        Field::new("in_filter", DataType::Boolean, true),
         Field::new("width", DataType::Int32, true),
         Field::new("height", DataType::Int32, true),
         Field::new("status", DataType::Utf8, false),
@@ -54,6 +55,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
     let mut top5_ok = BooleanBuilder::with_capacity(n);
     let mut fg = Float32Builder::with_capacity(n);
     let mut fg_source = StringBuilder::with_capacity(n, n * 5);
+    let mut in_filter = BooleanBuilder::with_capacity(n);
     let mut width = Int32Builder::with_capacity(n);
     let mut height = Int32Builder::with_capacity(n);
     let mut status = StringBuilder::with_capacity(n, n * 2);
@@ -68,6 +70,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
         background.append_option(r.background.as_deref());
         fg.append_option(m.fg_fraction.map(|f| f as f32));
         fg_source.append_option(m.fg_source);
+        in_filter.append_option(m.in_filter);
         width.append_option(m.width.map(|w| w as i32));
         height.append_option(m.height.map(|h| h as i32));
         match &r.outcome {
@@ -109,6 +112,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
         Arc::new(top5_ok.finish()),
         Arc::new(fg.finish()),
         Arc::new(fg_source.finish()),
+        Arc::new(in_filter.finish()),
         Arc::new(width.finish()),
         Arc::new(height.finish()),
         Arc::new(status.finish()),

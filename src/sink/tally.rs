@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::item::Row;
-use crate::ops::variants::is_multi_row;
+use crate::ops::variants::{is_multi_row, ORIGINAL_ALL};
 
 /// (model, variant) -> (rows with a prediction, top-1 hits, top-5 hits).
 pub type Hits = HashMap<(Arc<str>, Arc<str>), (u64, u64, u64)>;
@@ -22,8 +22,12 @@ pub struct Tally {
     /// Rows whose slot alone failed, by (code, variant): `no_donor`, `no_mask`.
     pub slot_errors: BTreeMap<(&'static str, Arc<str>), u64>,
     /// Per (model, variant); `worst_bg:K` is one verdict over K rows, which `bgstream
-    /// aggregate` computes.
+    /// aggregate` computes. [`ORIGINAL_ALL`] counts `original` over every image classified,
+    /// in the filter or not.
     pub accuracy: Hits,
+    /// Images outside the foreground filter classified on `original` (`--original-all`);
+    /// also counted in `filtered`.
+    pub outside_classified: u64,
 }
 
 impl Tally {
@@ -39,16 +43,28 @@ impl Tally {
             Err(_) => {}
             Ok(_) if is_multi_row(&r.variant) => {}
             Ok(p) => {
-                let t = self
-                    .accuracy
-                    .entry((r.model.clone(), r.variant.clone()))
-                    .or_default();
                 let label = r.meta.label.unwrap_or(-1);
-                t.0 += 1;
-                t.1 += u64::from(p.top5[0] == label);
-                t.2 += u64::from(p.top5.contains(&label));
+                let mut count = |variant: Arc<str>| {
+                    let t = self.accuracy.entry((r.model.clone(), variant)).or_default();
+                    t.0 += 1;
+                    t.1 += u64::from(p.top5[0] == label);
+                    t.2 += u64::from(p.top5.contains(&label));
+                };
+                let outside = r.meta.in_filter == Some(false);
+                if &*r.variant == "original" {
+                    count(ORIGINAL_ALL.into());
+                }
+                if !outside {
+                    count(r.variant.clone());
+                }
             }
         }
+    }
+
+    /// An image of `--original-all` outside the filter, its rows all in.
+    pub fn outside_item(&mut self) {
+        self.filtered += 1;
+        self.outside_classified += 1;
     }
 
     /// A failed image (counted once, when all its rows are in).
@@ -60,6 +76,7 @@ impl Tally {
     pub fn merge(&mut self, other: Tally) {
         self.samples += other.samples;
         self.filtered += other.filtered;
+        self.outside_classified += other.outside_classified;
         self.failed += other.failed;
         for (k, v) in other.failures {
             *self.failures.entry(k).or_default() += v;

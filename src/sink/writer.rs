@@ -144,6 +144,8 @@ impl ParquetSink {
                         st.done += 1;
                         if let Some(code) = failed {
                             st.tally.failed_item(code);
+                        } else if row.meta.in_filter == Some(false) {
+                            st.tally.outside_item();
                         }
                     }
                     st.rows.push(row);

@@ -15,6 +15,7 @@ mod integrity;
 mod launcher;
 mod masks;
 mod model_reference;
+mod original_all;
 mod paper;
 mod pipeline;
 mod preview;
