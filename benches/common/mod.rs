@@ -52,6 +52,7 @@ pub fn prepare_config(p: Preprocess, variants: Vec<Variant>) -> PrepareConfig {
         num_classes: 1000,
         class_map: None,
         donors: None,
+        original_all: false,
     }
 }
 

@@ -28,5 +28,6 @@ pub fn config() -> PrepareConfig {
         num_classes: 1000,
         class_map: None,
         donors: None,
+        original_all: false,
     }
 }

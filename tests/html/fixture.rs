@@ -120,6 +120,7 @@ fn identity(s: &mut Source<'_>) -> RunIdentity {
         seed: 1,
         min_fg: 0.05,
         max_fg: 0.7,
+        original_all: false,
         max_pixels: 1 << 26,
         precision: Precision::Fp32,
         tf32: false,
