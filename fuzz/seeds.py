@@ -3,7 +3,9 @@
 tests/reference.py make-images) and JPEGs cut inside their scan data or with a frame header
 that claims more rows; shards with PAX headers (a size lie, a long path), GNU long names,
 a GNU base-256 size field, keys starting with a dot, names that are not UTF-8, a symlink,
-and a truncated JPEG inside.
+and a truncated JPEG inside; for the report writer, every shape of the input with strings
+that break out of attributes, end raw-text elements, open comments, spell entities, or
+hold NUL, CR, bidi controls and bytes that are not UTF-8.
 
     python fuzz/seeds.py SEEDS_DIR      (after tests/reference.py make-images SEEDS_DIR/image)
 """
@@ -50,11 +52,45 @@ def mask_seeds(out):
         open(os.path.join(out, f"poly_{name}"), "wb").write(b"\1" + struct.pack(f"<{len(pts)}f", *pts))
 
 
+# report_writer strings: what escapes from an attribute, a text node, a raw-text element
+# or a comment, entities, characters an HTML parser rewrites, names the report treats
+# specially (`original`, `-seedN`), paths, and a long one.
+REPORT_STRINGS = [
+    b'x" onload="alert(1)" y=\'<script>alert(2)</script>&amp;<img src=x onerror=alert(3)>',
+    b'"><svg onload=alert(1)>', b"'><img src=x onerror=alert(1)>", b"` onmouseover=alert(1) `",
+    b"</style><script>alert(1)</script>", b"</script><script>alert(1)</script>",
+    b"</title><script>alert(1)</script>", b"<!--", b"-->", b"<![CDATA[", b"]]>", b"<!DOCTYPE x>",
+    b"&amp;", b"&quot;", b"&#34;", b"&#x3C;script&#x3E;", b"&", b"&lt", b"&unknown;",
+    b"javascript:alert(1)", b"data:text/html,<script>alert(1)</script>",
+    b"a\0b", b"\0", b"cr\rlf\r\nlf\n", b"\x0c\x0b\x1b",
+    "\u2028\u2029\ufeff\u202e\u200d".encode(), "\U0001f600 \u00e9".encode(),
+    b"\xfe\xfd\xc3", b"original", b"r18-voc-seed3", b"../../etc/passwd", b"/etc/passwd",
+    b"", b" ", b"<" * 4000,
+]
+
+
+def report_seeds(out):
+    """report_writer inputs: byte 0 the shape (bits: pictures, identity readable, second
+    run, nested sets), then strings separated by 0xFF."""
+    os.makedirs(out, exist_ok=True)
+    strings = [s for s in REPORT_STRINGS if b"\xff" not in s]
+    for shape in range(16):
+        # Every shape once, every field hostile (about 80 fields: the strings three times);
+        # a rotation per shape puts each string in other fields.
+        rot = strings[shape % len(strings):] + strings[:shape % len(strings)]
+        open(os.path.join(out, f"shape{shape:02d}"), "wb").write(bytes([shape]) + b"\xff".join(rot * 3))
+    for i, s in enumerate(strings):
+        # One string in every field (the long one in the first few).
+        reps = 80 if len(s) < 1000 else 4
+        open(os.path.join(out, f"one{i:02d}"), "wb").write(b"\x0f" + b"\xff".join([s] * reps))
+
+
 def main(seeds):
     img = os.path.join(seeds, "image")
     shard = os.path.join(seeds, "shard")
     os.makedirs(shard, exist_ok=True)
     mask_seeds(os.path.join(seeds, "mask"))
+    report_seeds(os.path.join(seeds, "report_writer"))
     plain = open(os.path.join(img, "plain.jpg"), "rb").read()
     # JPEGs cut inside the scan data, and one whose SOF0 claims twice the rows.
     sos = plain.index(b"\xff\xda")

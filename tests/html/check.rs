@@ -186,20 +186,36 @@ fn normalise(s: &str) -> String {
         .replace(['\0', '\u{FFFD}'], "")
 }
 
-/// Whether `s` reaches the page intact: inside one text node, or one `alt` / `title`.
-pub fn shows(doc: &Html, s: &str) -> bool {
-    let s = normalise(s);
-    let in_text = doc.root_element().descendants().any(|n| {
-        n.value()
-            .as_text()
-            .is_some_and(|t| normalise(t).contains(&s))
-    });
-    in_text
-        || select(doc, "img").iter().any(|i| {
-            ["alt", "title"]
-                .iter()
-                .any(|a| i.value().attr(a).is_some_and(|v| normalise(v).contains(&s)))
-        })
+/// What a reader sees of a page: its text nodes (not the stylesheet's or the script's) and
+/// its images' `alt` and `title`, each normalised.
+pub struct Visible(Vec<String>);
+
+impl Visible {
+    pub fn of(doc: &Html) -> Self {
+        let mut seen: Vec<String> = doc
+            .root_element()
+            .descendants()
+            .filter(|n| {
+                let parent = n
+                    .parent()
+                    .and_then(|p| p.value().as_element().map(|e| e.name()));
+                !matches!(parent, Some("style" | "script"))
+            })
+            .filter_map(|n| n.value().as_text().map(|t| normalise(t)))
+            .collect();
+        for img in select(doc, "img") {
+            for a in ["alt", "title"] {
+                seen.extend(img.value().attr(a).map(normalise));
+            }
+        }
+        Visible(seen)
+    }
+
+    /// Whether `s` reaches the page intact: inside one text node, or one `alt` / `title`.
+    pub fn shows(&self, s: &str) -> bool {
+        let s = normalise(s);
+        self.0.iter().any(|t| t.contains(&s))
+    }
 }
 
 /// Counts the elements `css` selects.

@@ -276,6 +276,15 @@ fn shown(s: &mut Source<'_>, pics: Vec<Option<Pic>>) -> Shown {
     }
 }
 
+/// A worst-background case: its caption names the class, not the key.
+fn worst_case(s: &mut Source<'_>, pics: Vec<Option<Pic>>) -> Shown {
+    Shown {
+        key: s.quiet("worst case's key"),
+        class: s.take("class name"),
+        pics,
+    }
+}
+
 fn pictures(s: &mut Source<'_>, a: &Aggregate) -> Pictures {
     let models = &a.models;
     let row = |s: &mut Source<'_>| {
@@ -300,7 +309,7 @@ fn pictures(s: &mut Source<'_>, a: &Aggregate) -> Pictures {
             Some(pic(s, false, &models[..1])),
             Some(pic(s, true, &models[..1])),
         ];
-        shown(s, pics)
+        worst_case(s, pics)
     };
     let worst = vec![(s.take("worst variant"), vec![pair(s)])];
     Pictures {
