@@ -4,16 +4,32 @@
 --   duckdb -c "SET VARIABLE input = 'results/*.parquet'; SET VARIABLE baseline = 'resnet18';" \
 --          -c ".read examples/aggregate.sql"
 --
--- Accuracies count rows with status = 'ok'. The controlled columns keep only images the
+-- Accuracies are percent, as in every bgstream output, over rows with status = 'ok'. The controlled columns keep only images the
 -- baseline classifies correctly (top-1) on 'original' (the paper's appendix A). Gaps are
 -- accuracy on 'original' minus accuracy on variants that keep the foreground and switch
 -- the background (fg_*, mixed_*, worst_bg:K). Intervals
 -- are 95% Wilson score intervals.
-WITH rows AS (
+WITH raw AS (
+    SELECT * FROM read_parquet(getvariable('input'), union_by_name = true)
+),
+tagged AS (
+    -- --original-all: an image outside the foreground filter counts in original_all only;
+    -- original_all is then original over every image (the filter's included).
+    SELECT key, CASE WHEN variant = 'original' AND NOT in_filter THEN 'original_all'
+                     ELSE variant END AS variant,
+           model, top1_correct, top5_correct, status
+    FROM raw
+    UNION ALL
+    SELECT key, 'original_all', model, top1_correct, top5_correct, status
+    FROM raw
+    WHERE variant = 'original' AND in_filter
+      AND EXISTS (SELECT 1 FROM raw WHERE variant = 'original' AND NOT in_filter)
+),
+rows AS (
     -- worst_bg:K has K rows per (key, variant, model), one per candidate background: the
     -- image counts only if every candidate row is ok, and is right only if all are right.
     SELECT key, variant, model, min(top1_correct::INT) AS t1, min(top5_correct::INT) AS t5
-    FROM read_parquet(getvariable('input'), union_by_name = true)
+    FROM tagged
     GROUP BY key, variant, model
     HAVING bool_and(status = 'ok')
 ),
@@ -37,8 +53,10 @@ ctrl AS (
 ),
 wilson AS (
     SELECT *, 1.959963984540054 AS z, k1 / n AS p1, k5 / n AS p5 FROM acc
-)
+),
+summary AS (
 SELECT
+    o.o1 AS o1,
     w.model,
     w.variant,
     w.n::UBIGINT AS images,
@@ -65,4 +83,15 @@ FROM wilson w
 LEFT JOIN base b USING (variant)
 LEFT JOIN ctrl c USING (model, variant)
 LEFT JOIN orig o USING (model)
-ORDER BY o.o1, w.model, w.variant;
+)
+-- Percent, as every bgstream output gives accuracy (ratios stay ratios).
+SELECT model, variant, images,
+    100 * top1 AS top1, 100 * top1_lo AS top1_lo, 100 * top1_hi AS top1_hi,
+    100 * top5 AS top5, 100 * top5_lo AS top5_lo, 100 * top5_hi AS top5_hi,
+    rel_top1_ratio, 100 * rel_top1_diff AS rel_top1_diff,
+    rel_top5_ratio, 100 * rel_top5_diff AS rel_top5_diff,
+    controlled_images, 100 * controlled_top1 AS controlled_top1,
+    100 * controlled_top5 AS controlled_top5,
+    100 * gap_top1 AS gap_top1, 100 * gap_top5 AS gap_top5
+FROM summary
+ORDER BY o1, model, variant;

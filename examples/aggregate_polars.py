@@ -19,11 +19,23 @@ def wilson(p: pl.Expr, n: pl.Expr):
     return (centre - half).clip(lower_bound=0.0), (centre + half).clip(upper_bound=1.0)
 
 
+PERCENT = ["top1", "top1_lo", "top1_hi", "top5", "top5_lo", "top5_hi", "rel_top1_diff",
+           "rel_top5_diff", "controlled_top1", "controlled_top5", "gap_top1", "gap_top5"]
+
+
 def summary(source: str, baseline: str) -> pl.DataFrame:
     # worst_bg:K has K rows per (key, variant, model), one per candidate background: the
     # image counts only if every candidate row is ok, and is right only if all are right.
+    raw = pl.scan_parquet(source)
+    # --original-all: an image outside the foreground filter counts in original_all only;
+    # original_all is then original over every image (the filter's included).
+    outside = (pl.col("variant") == "original") & pl.col("in_filter").not_()
+    tagged = raw.with_columns(pl.when(outside).then(pl.lit("original_all")).otherwise(pl.col("variant")).alias("variant"))
+    if raw.filter(outside).select(pl.len()).collect().item() > 0:
+        kept = raw.filter((pl.col("variant") == "original") & pl.col("in_filter"))
+        tagged = pl.concat([tagged, kept.with_columns(pl.lit("original_all").alias("variant"))])
     rows = (
-        pl.scan_parquet(source)
+        tagged
         .group_by("key", "variant", "model")
         .agg(
             (pl.col("status") == "ok").all().alias("ok"),
@@ -76,6 +88,8 @@ def summary(source: str, baseline: str) -> pl.DataFrame:
         )
         .sort("o1", "model", "variant")
         .drop("o1")
+        # Percent, as every bgstream output (ratios stay ratios).
+        .with_columns([(pl.col(c) * 100.0).alias(c) for c in PERCENT])
     )
 
 

@@ -142,6 +142,8 @@ def export(name, out, random_weights, channels_last, train_size=False):
         example = example.to(memory_format=torch.channels_last)
     with torch.no_grad():
         traced = torch.jit.trace(model, example, check_trace=False)
+    # Millions of parameters, as timm's validate.py reports them (results.csv).
+    meta["param_count"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     meta["format"] = "torchscript-trace"
     meta["torch_version"] = torch.__version__
     meta["channels_last"] = channels_last

@@ -26,6 +26,10 @@ pub struct Sidecar {
     /// model runs only with the same `--precision`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen_precision: Option<Precision>,
+    /// Parameters in millions (export_models.py writes it; `results.csv` reports it as
+    /// timm's validate.py does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_count: Option<f64>,
 }
 
 impl Sidecar {

@@ -179,8 +179,8 @@ pub fn to_json(s: &RunSummary) -> serde_json::Value {
             model: &a.model,
             variant: &a.variant,
             images: a.images,
-            top1: pct(a.top1, a.images) / 100.0,
-            top5: pct(a.top5, a.images) / 100.0,
+            top1: pct(a.top1, a.images),
+            top5: pct(a.top5, a.images),
         })
         .collect();
     serde_json::json!({

@@ -256,7 +256,8 @@ def cmd_clients(parquet_dir, summary_path):
         if a["images"] == 0:
             continue
         for name, got in (("duckdb", duck.get(k)), ("polars", pol.get(k))):
-            if got is None or got[0] != a["images"] or not math.isclose(got[1], a["top1"], abs_tol=1e-9) or not math.isclose(got[2], a["top5"], abs_tol=1e-9):
+            # The summary gives percent.
+            if got is None or got[0] != a["images"] or not math.isclose(100 * got[1], a["top1"], abs_tol=1e-9) or not math.isclose(100 * got[2], a["top5"], abs_tol=1e-9):
                 problems.append(f"{name} {k}: {got} vs summary {a}")
     if run_meta is None or "variants" not in run_meta:
         problems.append("no bgstream run metadata in the Parquet key-value metadata")
@@ -296,7 +297,7 @@ def cmd_aggregate_clients(pred_dir, summary_parquet, baseline):
                 continue
             for a, b, m, v in zip(joined[col], joined[col + "_o"], joined["model"], joined["variant"]):
                 same = (a is None and b is None) or (
-                    a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
+                    a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=2e-10)  # percent to 1e-10 points
                 )
                 if not same:
                     problems.append(f"{name} {m}/{v} {col}: {b} vs bgstream {a}")

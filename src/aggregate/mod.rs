@@ -95,9 +95,24 @@ pub fn summary_schema() -> SchemaRef {
     ]))
 }
 
+/// Accuracy as every output gives it: percent (timm's results tables do too), to 1e-10
+/// points, so that 29 % reads `29` and not `28.999999999999996`.
+pub fn percent(fraction: f64) -> f64 {
+    (fraction * 1e12).round() / 1e10
+}
+
+/// The summary as a record batch: accuracies, intervals, differences and gaps in percent
+/// (points), relative ratios as ratios.
 pub fn summary_batch(rows: &[SummaryRow]) -> RecordBatch {
-    let col = |g: fn(&SummaryRow) -> Option<f64>| -> ArrayRef {
+    let ratio = |g: fn(&SummaryRow) -> Option<f64>| -> ArrayRef {
         Arc::new(rows.iter().map(g).collect::<Float64Array>())
+    };
+    let col = |g: fn(&SummaryRow) -> Option<f64>| -> ArrayRef {
+        Arc::new(
+            rows.iter()
+                .map(|r| g(r).map(percent))
+                .collect::<Float64Array>(),
+        )
     };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
@@ -113,9 +128,9 @@ pub fn summary_batch(rows: &[SummaryRow]) -> RecordBatch {
         col(|r| r.top5),
         col(|r| r.top5_lo),
         col(|r| r.top5_hi),
-        col(|r| r.rel_top1_ratio),
+        ratio(|r| r.rel_top1_ratio),
         col(|r| r.rel_top1_diff),
-        col(|r| r.rel_top5_ratio),
+        ratio(|r| r.rel_top5_ratio),
         col(|r| r.rel_top5_diff),
         Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|r| r.controlled_images),
@@ -209,8 +224,8 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         let table1 = aggregate.levels.iter().map(|l| {
             vec![
                 l.model.clone(),
-                l.original_top1.to_string(),
-                l.bg_only_top1.to_string(),
+                percent(l.original_top1).to_string(),
+                percent(l.bg_only_top1).to_string(),
                 l.correct.to_string(),
                 l.new.to_string(),
                 l.lost_from_previous.to_string(),
@@ -231,6 +246,13 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             table1,
         )?);
     }
+    if cfg.csv {
+        let sidecars: Vec<&crate::sidecar::Sidecar> = (facts.identities.iter())
+            .filter_map(|(_, id)| id.as_ref().ok())
+            .flat_map(|id| &id.models)
+            .collect();
+        written.push(write_results_csv(&cfg.out, &aggregate, &sidecars)?);
+    }
     if cfg.csv && !aggregate.backgrounds.is_empty() {
         written.push(write_backgrounds_csv(&cfg.out, &aggregate.backgrounds)?);
     }
@@ -245,8 +267,8 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
                 r.label.to_string(),
                 class_of(r.label),
                 r.images.to_string(),
-                r.top1.to_string(),
-                r.top5.to_string(),
+                percent(r.top1).to_string(),
+                percent(r.top5).to_string(),
             ]
         });
         written.push(write_csv(
@@ -268,12 +290,12 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
                 r.group.clone(),
                 r.variant.clone(),
                 r.seeds.to_string(),
-                r.top1_mean.to_string(),
-                r.top1_sd.to_string(),
-                r.top1_min.to_string(),
-                r.top1_max.to_string(),
-                r.top5_mean.to_string(),
-                r.top5_sd.to_string(),
+                percent(r.top1_mean).to_string(),
+                percent(r.top1_sd).to_string(),
+                percent(r.top1_min).to_string(),
+                percent(r.top1_max).to_string(),
+                percent(r.top5_mean).to_string(),
+                percent(r.top5_sd).to_string(),
             ]
         });
         written.push(write_csv(
@@ -382,8 +404,9 @@ fn check_shards(cfg: &AggregateConfig, warnings: &mut Vec<String>) -> Result<(),
     Ok(())
 }
 
+/// An optional accuracy (fraction) as percent text; empty when there is none.
 fn opt(v: Option<f64>) -> String {
-    v.map_or(String::new(), |x| x.to_string())
+    v.map_or(String::new(), |x| percent(x).to_string())
 }
 
 /// Writes a header and rows as `path`, atomically.
@@ -402,6 +425,68 @@ fn write_csv(
         w.flush().map_err(|err| err.to_string())
     })?;
     Ok(path.to_path_buf())
+}
+
+/// A number as timm's validate.py writes it: rounded to 4 decimals, in Python's shortest
+/// form (`76.13`, `100.0`).
+fn timm_round(x: f64) -> String {
+    let r = (x * 1e4).round() / 1e4;
+    if r.fract() == 0.0 {
+        format!("{r:.1}")
+    } else {
+        r.to_string()
+    }
+}
+
+/// `results.csv` in timm's `validate.py` form (model, top1, top1_err, top5, top5_err,
+/// param_count, img_size, crop_pct, interpolation; percent), one row per model x variant
+/// with the images counted and the accuracy relative to the baseline beside it, so that a
+/// timm results file and this one join on `model` (the full pretrained name).
+fn write_results_csv(
+    dir: &Path,
+    a: &Aggregate,
+    sidecars: &[&crate::sidecar::Sidecar],
+) -> Result<PathBuf, FatalError> {
+    let rows = a.rows.iter().map(|r| {
+        let side = sidecars.iter().find(|s| s.name == r.model);
+        let num = |v: Option<f64>| v.map_or(String::new(), |x| timm_round(percent(x)));
+        let err = |v: Option<f64>| v.map_or(String::new(), |x| timm_round(100.0 - percent(x)));
+        vec![
+            r.model.clone(),
+            r.variant.clone(),
+            r.images.to_string(),
+            num(r.top1),
+            err(r.top1),
+            num(r.top5),
+            err(r.top5),
+            side.and_then(|s| s.param_count)
+                .map_or(String::new(), |p| p.to_string()),
+            side.map_or(String::new(), |s| s.input_size.to_string()),
+            side.map_or(String::new(), |s| s.crop_pct.to_string()),
+            side.map_or(String::new(), |s| {
+                format!("{:?}", s.interpolation).to_lowercase()
+            }),
+            r.rel_top1_ratio.map_or(String::new(), timm_round),
+        ]
+    });
+    write_csv(
+        &dir.join("results.csv"),
+        &[
+            "model",
+            "variant",
+            "images",
+            "top1",
+            "top1_err",
+            "top5",
+            "top5_err",
+            "param_count",
+            "img_size",
+            "crop_pct",
+            "interpolation",
+            "rel_top1",
+        ],
+        rows,
+    )
 }
 
 fn write_backgrounds_csv(dir: &Path, rows: &[metrics::BgRow]) -> Result<PathBuf, FatalError> {

@@ -193,10 +193,28 @@ fn known_counts_give_exact_numbers() {
         files,
         BTreeSet::from([
             "per_class.csv".into(),
+            "results.csv".into(),
             "summary.csv".into(),
             "summary.parquet".into(),
             "table1.csv".into()
         ])
+    );
+    // Every accuracy file is in percent; results.csv in timm's validate.py form.
+    let results = std::fs::read_to_string(tmp.path().join("agg/results.csv")).unwrap();
+    let header = results.lines().next().unwrap();
+    assert!(
+        header.starts_with("model,variant,images,top1,top1_err,top5,top5_err,"),
+        "{results}"
+    );
+    assert!(
+        results.contains("\nA,original,10,50.0,50.0,100.0,0.0,")
+            && results.contains("\nB,original,10,70.0,30.0,"),
+        "{results}"
+    );
+    let summary = std::fs::read_to_string(tmp.path().join("agg/summary.csv")).unwrap();
+    assert!(
+        summary.contains("\nA,original,10,50.0,23.6593090513,"),
+        "{summary}"
     );
     let report = common::reference(&[
         "aggregate-clients",
@@ -444,15 +462,19 @@ fn classes_are_named_and_scored_per_class() {
         assert_eq!(g[3], if g[2] == "1" { "goldfish" } else { "cock" });
         assert_eq!(g[4], w[3].to_string());
         for (gi, wi) in [(5, 4), (6, 5)] {
+            // Percent, as every accuracy bgstream writes.
             assert!(
-                close(Some(g[gi].parse().unwrap()), w[wi].as_f64().unwrap()),
+                close(
+                    Some(g[gi].parse().unwrap()),
+                    100.0 * w[wi].as_f64().unwrap()
+                ),
                 "{g:?} {w:?}"
             );
         }
     }
     // C gets k0, k1, k2 from the background: label 7 (k0, k2) 2 of 5, label 1 (k1) 1 of 5.
     assert!(got.contains(
-        &["C", "bg_only", "7", "cock", "5", "0.4", "0.6"]
+        &["C", "bg_only", "7", "cock", "5", "40", "60"]
             .map(String::from)
             .to_vec()
     ));

@@ -109,6 +109,7 @@ fn sidecar(name: String, weights: String) -> Sidecar {
         std: [0.229, 0.224, 0.225],
         num_classes: 1000,
         frozen_precision: None,
+        param_count: None,
     }
 }
 

@@ -288,5 +288,5 @@ fn finetune_exports_a_model_bgstream_runs_with_its_class_count() {
     assert_eq!(f[2], "2", "{line}");
     let mean: f64 = f[3].parse().unwrap();
     let want = (top1("r18-two-seed0") + top1("r18-two-seed1")) / 2.0;
-    assert!((mean - want).abs() < 1e-12, "{mean} vs {want}");
+    assert!((mean - want).abs() < 1e-9, "{mean} vs {want}"); // percent, to 1e-10 points
 }
