@@ -47,8 +47,8 @@ pub const XML_FILE: Limit = Limit {
 
 /// An XML tar as it inflates (headers and padding included), or the XML files of a folder
 /// summed. ImageNet's validation `.tgz` inflates to 61 MB (50,000 files); the training
-/// boxes (544,546 files) to about 0.7 GB: 2 GiB is three times that. As every member takes
-/// at least 1 KiB of tar, this also caps the images read from a tar at 2 million.
+/// boxes (544,546 files) to about 0.7 GB: 2 GiB is three times that. (Every member takes
+/// at least 1 KiB of tar: 2 million at most, and [`IMAGES`] stops them at 1 million.)
 pub const XML_TOTAL: Limit = Limit {
     name: "XML_TOTAL_LIMIT",
     max: 2 * GIB,
@@ -87,40 +87,41 @@ pub const LIST_FILE: Limit = Limit {
     what: "a list file (synsets, VOC split)",
 };
 
-/// Images (records, samples) per annotation input. ImageNet-1k has 1,281,167 training and
-/// 50,000 validation images. Each costs a few hundred bytes until the shards are written.
+/// Images (records, samples) per annotation input. ImageNet-1k's box files list 544,546
+/// training and 50,000 validation images; each costs about 0.5 KB until the shards are
+/// written (measured: 2 million took 0.85-0.95 GB), so 1 million is about 0.5 GB.
 pub const IMAGES: Limit = Limit {
     name: "MAX_IMAGES",
-    max: 2_000_000,
+    max: 1_000_000,
     is_bytes: false,
     what: "annotated images in one input",
 };
 
-/// Boxes per annotation input (counted as read, before the label's class is chosen).
-/// ImageNet's 50,000 validation images have 80,477; 16 million is a box per pixel of a
-/// 4000x4000 image and costs 0.5 GB.
+/// Boxes kept per annotation input. ImageNet's 50,000 validation images have 80,477 boxes:
+/// 4 million is fifty times that and costs 128 MB (as `[f64; 4]`).
 pub const BOXES: Limit = Limit {
     name: "MAX_BOXES",
-    max: 16_000_000,
+    max: 4_000_000,
     is_bytes: false,
     what: "boxes in one input",
 };
 
-/// Polygon coordinates per annotation input (x and y count one each). COCO's 860,001
-/// training outlines have about 40 million; 64 million (0.5 GB as f64) holds that.
+/// Polygon coordinates per annotation input (x and y count one each, and each polygon
+/// one more). Caltech101's outlines have tens to hundreds of points for 8,677 images, a few
+/// million coordinates; 16 million cost 128 MB as f64.
 pub const POLYGON_VALUES: Limit = Limit {
     name: "MAX_POLYGON_VALUES",
-    max: 64_000_000,
+    max: 16_000_000,
     is_bytes: false,
     what: "polygon coordinates in one input",
 };
 
 /// A Caltech101 `.mat` annotation, as stored and as its zlib elements inflate (summed).
-/// Caltech101's are 1-3 KB (a box and an outline of at most a few hundred points):
-/// 4 MiB is a thousand times that.
+/// Caltech101's are a few KB (a box and an outline of tens to hundreds of points): 1 MiB
+/// is hundreds of times that.
 pub const MAT_FILE: Limit = Limit {
     name: "MAT_FILE_LIMIT",
-    max: 4 * MIB,
+    max: MIB,
     is_bytes: true,
     what: "a .mat annotation (stored or inflated)",
 };
@@ -391,7 +392,7 @@ mod tests {
             e.contains("over 1 MiB") && e.contains("XML_FILE_LIMIT = 1048576"),
             "{e}"
         );
-        assert!(IMAGES.exceeded().to_string().starts_with("over 2000000,"));
+        assert!(IMAGES.exceeded().to_string().starts_with("over 1000000,"));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 )]
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::limits::{self, OverLimit};
 use crate::ops::geometry::BBox;
@@ -50,6 +51,11 @@ pub fn load_mask(path: &Path) -> Result<MaskFile, String> {
 
 /// A `.npy` mask (see [`npy_flags`]) as a PNG.
 pub fn mask_from_npy(bytes: &[u8]) -> Result<MaskFile, String> {
+    let pixels = npy_header(bytes).ok().and_then(|(header, _)| {
+        let mut sides = header.shape.iter().take(2);
+        sides.next()?.checked_mul(*sides.next()?)
+    });
+    let _turn = pixels.and_then(big_mask_turn);
     let (width, height, flags) = npy_flags(bytes)?;
     Ok(MaskFile {
         png: try_encode_png(width, height, &flags)?,
@@ -62,9 +68,10 @@ pub fn mask_from_npy(bytes: &[u8]) -> Result<MaskFile, String> {
 /// A grayscale PNG mask, kept as it is; its size (from the IHDR chunk, which PNG puts
 /// first) is checked before it is decoded.
 pub fn mask_from_png(png: Vec<u8>) -> Result<MaskFile, String> {
-    if let Some((w, h)) = png_size(&png) {
-        check_pixels(w, h, "mask PNG")?;
-    }
+    let _turn = match png_size(&png) {
+        Some((w, h)) => big_mask_turn(check_pixels(w, h, "mask PNG")?),
+        None => None,
+    };
     let (width, height, flags) = decode_mask_png(&png)?;
     Ok(MaskFile {
         bbox: bounding_box(width, &flags),
@@ -83,6 +90,19 @@ fn png_size(png: &[u8]) -> Option<(u64, u64)> {
     };
     (png.get(..8)? == b"\x89PNG\r\n\x1a\n" && png.get(12..16)? == b"IHDR").then_some(())?;
     Some((be(16)?, be(20)?))
+}
+
+/// Masks over this many pixels are converted one at a time (a lock), so that the reader
+/// threads together hold at most one mask of up to [`limits::MASK_PIXELS`] (about 0.5 GB
+/// decoded as 16-bit gray and alpha) and smaller ones beside it. ImageNet's largest
+/// validation image is 18.2 MP (3646x5005).
+const BIG_MASK_PIXELS: u64 = 20_000_000;
+
+static BIG_MASKS: Mutex<()> = Mutex::new(());
+
+/// The big-mask lock, held while a mask of `pixels` is decoded; none for smaller masks.
+fn big_mask_turn(pixels: u64) -> Option<MutexGuard<'static, ()>> {
+    (pixels > BIG_MASK_PIXELS).then(|| BIG_MASKS.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// `width x height` within [`limits::MASK_PIXELS`] (checked: the sides come from a file).
@@ -414,6 +434,24 @@ mod tests {
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(data);
         out
+    }
+
+    #[test]
+    fn big_masks_take_their_turn_and_convert() {
+        // 5000 x 4001 (over BIG_MASK_PIXELS), one foreground pixel; two at once.
+        let (h, w) = (5000usize, 4001usize);
+        let mut data = vec![0u8; h * w];
+        data[1234 * w + 77] = 1;
+        let file = npy("|u1", false, &format!("({h}, {w})"), &data);
+        let masks: Vec<MaskFile> = std::thread::scope(|s| {
+            let a = s.spawn(|| mask_from_npy(&file).unwrap());
+            let b = s.spawn(|| mask_from_npy(&file).unwrap());
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        for m in masks {
+            assert_eq!((m.width, m.height), (w, h));
+            assert_eq!(m.bbox, Some([77.0, 1234.0, 78.0, 1235.0]));
+        }
     }
 
     #[test]
