@@ -9,11 +9,15 @@
 //! The flat form of the ImageNet-9 backgrounds challenge (`in_to_in9.json`:
 //! `{"0": -1, "151": 0, ...}`, fine label -> coarse index, -1 unmapped) is read as well; its
 //! classes are then named by their index.
+//!
+//! ImageNet-9 labels are another matter: a shard of `bgstream shard --format imagenet9`
+//! records `"label_space": "in9"` ([`LabelSpace`]), and a 1,000-class model's predictions on
+//! it are mapped through the built-in [`in9`] table before they are compared ([`Scoring`]).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::FatalError;
 
@@ -137,6 +141,11 @@ impl ClassMap {
         self.classes.len()
     }
 
+    /// The largest fine label the map sends to a coarse class.
+    pub fn max_label(&self) -> Option<i64> {
+        self.coarse.keys().max().copied()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.classes.is_empty()
     }
@@ -207,6 +216,145 @@ impl ClassNames {
     pub fn name(&self, label: i64) -> Option<&str> {
         let n = self.names.get(usize::try_from(label).ok()?)?;
         (!n.is_empty()).then_some(n.as_str())
+    }
+
+    /// The nine ImageNet-9 class names ("dog" for 0).
+    pub fn in9() -> Self {
+        ClassNames {
+            names: in9::NAMES.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+}
+
+/// What a sample's label numbers: the model's own classes (no `label_space` in its JSON),
+/// or one of the label spaces bgstream knows how to score a model against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LabelSpace {
+    /// ImageNet-9: 0 = dog … 8 = fish ([`in9::FOLDERS`]).
+    #[serde(rename = "in9")]
+    In9,
+}
+
+/// How a row's prediction is compared with its label (the `scoring` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoring {
+    /// The label is one of the model's classes: top-k compared as they are.
+    Direct,
+    /// An ImageNet-9 label and a 9-class model: compared as they are (`in9_eval.py --in9`).
+    In9,
+    /// An ImageNet-9 label and a 1,000-class ImageNet model: each predicted class is mapped
+    /// through [`in9::to_in9`] first (`in9_eval.py` without `--in9`); a class outside the
+    /// nine (−1) is wrong. Top-5 is right when any of the five maps to the label, and
+    /// `p_true` is the probability of the label's IN-9 class: the sum over its fine classes.
+    InToIn9,
+}
+
+impl Scoring {
+    /// The rule for a sample of `space` and a model of `num_classes`; an ImageNet-9 label
+    /// means nothing to a model of another class count, which is an error.
+    pub fn for_model(space: Option<LabelSpace>, num_classes: i64) -> Result<Self, String> {
+        match (space, num_classes) {
+            (None, _) => Ok(Scoring::Direct),
+            (Some(LabelSpace::In9), 9) => Ok(Scoring::In9),
+            (Some(LabelSpace::In9), 1000) => Ok(Scoring::InToIn9),
+            (Some(LabelSpace::In9), n) => Err(format!(
+                "an ImageNet-9 label is scored for a 9-class model or a 1,000-class ImageNet \
+                 model (through in_to_in9); this model has {n} classes"
+            )),
+        }
+    }
+
+    /// The `scoring` column's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scoring::Direct => "direct",
+            Scoring::In9 => "in9",
+            Scoring::InToIn9 => "in_to_in9",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Scoring::Direct, Scoring::In9, Scoring::InToIn9]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+
+    /// Whether the label is ImageNet-9's (whatever the model).
+    pub fn is_in9(self) -> bool {
+        matches!(self, Scoring::In9 | Scoring::InToIn9)
+    }
+
+    /// (top-1 right, top-5 right) for the top-k classes `top` (best first) and `label`.
+    pub fn hits(self, top: &[i64], label: i64) -> (bool, bool) {
+        let class = |c: i64| match self {
+            Scoring::InToIn9 => in9::to_in9(c),
+            Scoring::Direct | Scoring::In9 => Some(c),
+        };
+        let right = |c: &i64| class(*c) == Some(label);
+        (top.first().is_some_and(right), top.iter().any(right))
+    }
+}
+
+/// ImageNet-9 (Xiao et al. 2020, the backgrounds challenge): its nine classes and its
+/// published ImageNet-1k -> IN-9 table (`assets/in9/`, source and commit in its README).
+pub mod in9 {
+    use std::sync::OnceLock;
+
+    /// The class folders of the released data, in IN-9 index order (two hold a space).
+    pub const FOLDERS: [&str; 9] = [
+        "00_dog",
+        "01_bird",
+        "02_wheeled vehicle",
+        "03_reptile",
+        "04_carnivore",
+        "05_insect",
+        "06_musical instrument",
+        "07_primate",
+        "08_fish",
+    ];
+
+    /// The class names, in index order.
+    pub const NAMES: [&str; 9] = [
+        "dog",
+        "bird",
+        "wheeled vehicle",
+        "reptile",
+        "carnivore",
+        "insect",
+        "musical instrument",
+        "primate",
+        "fish",
+    ];
+
+    /// The table, byte for byte as MadryLab/backgrounds_challenge publishes it.
+    pub const TABLE_JSON: &str = include_str!("../assets/in9/in_to_in9.json");
+
+    /// The IN-9 class of each ImageNet class, −1 outside the nine.
+    pub fn table() -> &'static [i8; 1000] {
+        static TABLE: OnceLock<[i8; 1000]> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            let flat: std::collections::HashMap<String, i64> =
+                serde_json::from_str(TABLE_JSON).expect("the embedded table is JSON");
+            let mut t = [-2i8; 1000];
+            for (k, v) in flat {
+                let k: usize = k.parse().expect("class index keys");
+                t[k] = i8::try_from(v).expect("values -1..=8");
+            }
+            assert!(t.iter().all(|&v| (-1..=8).contains(&v)), "1,000 entries");
+            t
+        })
+    }
+
+    /// The IN-9 class of ImageNet class `class`; `None` outside the nine (and outside
+    /// 0..1000).
+    pub fn to_in9(class: i64) -> Option<i64> {
+        let v = *table().get(usize::try_from(class).ok()?)?;
+        (v >= 0).then_some(i64::from(v))
+    }
+
+    /// The IN-9 index of a released class folder (`"02_wheeled vehicle"` -> 2).
+    pub fn folder_index(name: &str) -> Option<usize> {
+        FOLDERS.iter().position(|f| *f == name)
     }
 }
 
@@ -291,6 +439,53 @@ mod tests {
             (None, None)
         );
         assert_eq!(imagenet::name(-1), None);
+    }
+
+    #[test]
+    fn in9_table_is_the_published_one() {
+        // The published file, unmodified (assets/in9/README.md gives its source).
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(in9::TABLE_JSON.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5b72ab44c804129744f5dff9372d8048c3b85da38d48385d73686ee0b0e7b638"
+        );
+        let mut per_class = [0usize; 10];
+        for c in 0..1000 {
+            per_class[in9::to_in9(c).map_or(9, |v| v as usize)] += 1;
+        }
+        assert_eq!(per_class, [116, 52, 42, 36, 35, 27, 26, 20, 16, 630]);
+        // Chihuahua is a dog, tench a fish, a violin an instrument; a toilet tissue none.
+        let of = |wnid| in9::to_in9(imagenet::index(wnid).unwrap() as i64);
+        assert_eq!(of("n02085620"), Some(0));
+        assert_eq!(of("n01440764"), Some(8));
+        assert_eq!(of("n04536866"), Some(6));
+        assert_eq!(of("n15075141"), None);
+        assert_eq!((in9::to_in9(-1), in9::to_in9(1000)), (None, None));
+        assert_eq!(in9::folder_index("06_musical instrument"), Some(6));
+        assert_eq!(ClassNames::in9().name(8), Some("fish"));
+    }
+
+    #[test]
+    fn scoring_rules() {
+        let tench = 0; // IN-9 fish (8); Chihuahua (151) is a dog (0); 999 is in none.
+        assert_eq!(Scoring::InToIn9.hits(&[tench, 151], 8), (true, true));
+        assert_eq!(Scoring::InToIn9.hits(&[999, 151], 0), (false, true));
+        assert_eq!(Scoring::InToIn9.hits(&[999], 0), (false, false));
+        // Compared directly, the same numbers mean other things.
+        assert_eq!(Scoring::Direct.hits(&[tench, 151], 8), (false, false));
+        assert_eq!(Scoring::In9.hits(&[8, 0], 8), (true, true));
+        assert_eq!(Scoring::Direct.hits(&[], 0), (false, false));
+        let in9 = Some(LabelSpace::In9);
+        assert_eq!(Scoring::for_model(in9, 1000), Ok(Scoring::InToIn9));
+        assert_eq!(Scoring::for_model(in9, 9), Ok(Scoring::In9));
+        assert_eq!(Scoring::for_model(None, 9), Ok(Scoring::Direct));
+        let err = Scoring::for_model(in9, 101).unwrap_err();
+        assert!(err.contains("101 classes"), "{err}");
+        for s in [Scoring::Direct, Scoring::In9, Scoring::InToIn9] {
+            assert_eq!(Scoring::parse(s.name()), Some(s));
+        }
     }
 
     #[test]

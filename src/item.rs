@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::classes::{LabelSpace, Scoring};
 use crate::error::ItemError;
 
 /// Top-5 classes and probabilities, and the probability of the true label.
@@ -18,6 +19,9 @@ pub struct ItemMeta {
     pub shard: Arc<str>,
     pub key: String,
     pub label: Option<i64>,
+    /// What `label` numbers when it is not the model's class (`"label_space"` in the
+    /// sample's JSON): decides each row's [`Scoring`].
+    pub label_space: Option<LabelSpace>,
     pub fg_fraction: Option<f64>,
     /// `boxes` or `mask`: what the variants kept or replaced (known once the annotation is).
     pub fg_source: Option<&'static str>,
@@ -41,6 +45,7 @@ impl ItemMeta {
             shard,
             key,
             label: None,
+            label_space: None,
             fg_fraction: None,
             fg_source: None,
             in_filter: None,
@@ -99,7 +104,19 @@ pub struct Row {
     pub model: Arc<str>,
     /// The background another source gave this slot (`image:KEY`, `texture:NAME`).
     pub background: Option<Arc<str>>,
+    /// How the prediction was compared with the label; `None` on rows without one.
+    pub scoring: Option<Scoring>,
     pub outcome: Result<Prediction, RowError>,
+}
+
+impl Row {
+    /// (top-1 right, top-5 right) of an ok row, by its scoring rule.
+    pub fn hits(&self) -> Option<(bool, bool)> {
+        let p = self.outcome.as_ref().ok()?;
+        let k = p.top5.iter().take_while(|&&c| c >= 0).count();
+        let scoring = self.scoring.unwrap_or(Scoring::Direct);
+        Some(scoring.hits(&p.top5[..k], self.meta.label.unwrap_or(-1)))
+    }
 }
 
 /// The status/error columns of a failed row.

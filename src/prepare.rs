@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::classes::ClassMap;
+use crate::classes::{in9, ClassMap, LabelSpace};
 use crate::donors::{DonorBank, Pairing, SlotSource};
 use crate::error::{FatalError, ItemError};
 use crate::item::{ItemMeta, Prepared, RowError};
@@ -255,10 +255,16 @@ fn check(
 ) -> Result<Option<Admitted>, ItemError> {
     let ann = sample.annotation()?;
     meta.label = Some(ann.label);
-    if ann.label >= cfg.num_classes {
+    meta.label_space = ann.label_space;
+    // An ImageNet-9 label is one of the nine, whatever the models' class count.
+    let classes = match ann.label_space {
+        Some(LabelSpace::In9) => in9::NAMES.len() as i64,
+        None => cfg.num_classes,
+    };
+    if ann.label >= classes {
         return Err(ItemError::LabelOutOfRange {
             label: ann.label,
-            num_classes: cfg.num_classes,
+            num_classes: classes,
         });
     }
     let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;

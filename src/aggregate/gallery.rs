@@ -14,7 +14,7 @@ use base64::Engine as _;
 
 use super::load::{rows_for_keys, Loaded, ShownRow, TOP1};
 use super::metrics::Aggregate;
-use crate::classes::ClassNames;
+use crate::classes::{imagenet, in9, ClassNames, Scoring};
 use crate::donors::scan::donor_from_sample;
 use crate::donors::DonorBank;
 use crate::error::FatalError;
@@ -142,6 +142,27 @@ fn pick(candidates: impl Iterator<Item = u32>, labels: &[i64], n: usize) -> Vec<
         }
     }
     out
+}
+
+/// A row's predicted class as the caption names it, and whether it is the label: through
+/// `in_to_in9` for a 1,000-class model on ImageNet-9 labels (as the row was scored).
+fn predicted(r: &ShownRow, names: Option<&ClassNames>, label: i64) -> (String, bool) {
+    let Some(c) = r.top1 else {
+        return ("–".into(), false);
+    };
+    if r.scoring.as_deref() != Some(Scoring::InToIn9.name()) {
+        return (class_name(names, c), c == label);
+    }
+    match in9::to_in9(c) {
+        Some(v) => (class_name(names, v), v == label),
+        None => (
+            format!(
+                "{} (outside IN-9)",
+                imagenet::name(c).map_or(format!("class {c}"), str::to_string)
+            ),
+            false,
+        ),
+    }
 }
 
 fn class_name(names: Option<&ClassNames>, label: i64) -> String {
@@ -384,11 +405,14 @@ pub fn build(
                     && only.is_none_or(|m| r.model == m)
                     && (!is_multi_row(variant) || r.background.as_deref() == background)
             })
-            .map(|r| Caption {
-                model: r.model.clone(),
-                predicted: r.top1.map_or("–".into(), |c| class_name(names, c)),
-                right: r.top1 == Some(label),
-                p_true: r.p_true,
+            .map(|r| {
+                let (predicted, right) = predicted(r, names, label);
+                Caption {
+                    model: r.model.clone(),
+                    predicted,
+                    right,
+                    p_true: r.p_true,
+                }
             })
             .collect::<Vec<_>>()
     };

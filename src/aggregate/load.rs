@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use crate::classes::ClassMap;
+use crate::classes::{ClassMap, Scoring};
 use crate::error::FatalError;
 
 pub const TOP1: u8 = 1;
@@ -66,6 +66,49 @@ pub struct Loaded {
     /// shard run twice into the input), and the first such (key, shard, other shard).
     pub cross_shard_keys: u64,
     pub cross_shard_example: Option<(String, String, String)>,
+    /// Ok rows per (model, `scoring` column value): how each model was scored.
+    pub scoring: std::collections::BTreeMap<(String, String), u64>,
+}
+
+impl Loaded {
+    /// Whether any ok row has an ImageNet-9 label (`scoring` in9 or in_to_in9).
+    pub fn has_in9_labels(&self) -> bool {
+        self.scoring
+            .keys()
+            .any(|(_, s)| Scoring::parse(s).is_some_and(Scoring::is_in9))
+    }
+
+    /// Whether the ok rows mix ImageNet-9 labels with labels of the models' own classes.
+    pub fn mixes_label_spaces(&self) -> bool {
+        self.has_in9_labels() && self.scoring.keys().any(|(_, s)| s == "direct")
+    }
+
+    /// One sentence on how the models were scored, when any row has an ImageNet-9 label.
+    pub fn scoring_note(&self) -> Option<String> {
+        if !self.has_in9_labels() {
+            return None;
+        }
+        let models = |rule: &str| -> Vec<&str> {
+            let rows = self.scoring.iter().filter(|((_, s), _)| s == rule);
+            rows.map(|((m, _), _)| m.as_str()).collect()
+        };
+        let mut parts = Vec::new();
+        for (rule, says) in [
+            (
+                "in_to_in9",
+                "scored at the IN-9 level via in_to_in9 (each predicted ImageNet class mapped \
+                 through MadryLab/backgrounds_challenge's table, classes outside the nine wrong)",
+            ),
+            ("in9", "9-class models compared with the IN-9 label directly"),
+            ("direct", "rows of other labels compared directly"),
+        ] {
+            let m = models(rule);
+            if !m.is_empty() {
+                parts.push(format!("{} {says}", m.join(", ")));
+            }
+        }
+        Some(format!("ImageNet-9 labels: {}.", parts.join("; ")))
+    }
 }
 
 const REQUIRED: [(&str, &str); 6] = [
@@ -122,6 +165,32 @@ fn coarse_bits(
             Some((u8::from(top1) * TOP1) | (u8::from(top5) * TOP5))
         })
         .collect())
+}
+
+/// `--class-map` reads `label` and `top5_classes` as fine classes of one label space; rows
+/// whose label is ImageNet-9's (scored in9 / in_to_in9) are already at the IN-9 level, and
+/// a map would read their labels 0..=8 as fine classes (tench, goldfish, …).
+fn refuse_in9_class_map(
+    scoring: Option<&arrow::array::StringArray>,
+    path: &Path,
+) -> Result<(), FatalError> {
+    let Some(col) = scoring else {
+        return Ok(());
+    };
+    let in9 = col
+        .iter()
+        .flatten()
+        .find(|s| Scoring::parse(s).is_some_and(Scoring::is_in9));
+    match in9 {
+        Some(rule) => Err(FatalError::Usage(format!(
+            "--class-map: {} has ImageNet-9-labelled rows (scoring {rule}): they are already \
+             scored at the IN-9 level, and a class map would read their IN-9 labels 0-8 as \
+             fine classes. Leave --class-map out for ImageNet-9 shards; it is for shards \
+             labelled with the models' own (fine) classes",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FatalError> {
@@ -259,7 +328,7 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
         }
         indices.extend(optional_indices(
             &schema,
-            &["background", "p_true", "label", "shard", "in_filter"],
+            &["background", "p_true", "label", "shard", "in_filter", "scoring"],
         ));
         indices.sort_unstable();
         indices.dedup(); // `label` may be asked for twice (--class-map)
@@ -301,6 +370,11 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 .map(|c| c.as_string::<i32>().clone());
             let in_filter = cast_column(&batch, "in_filter", &DataType::Boolean, path)?
                 .map(|c| c.as_boolean().clone());
+            let scoring = cast_column(&batch, "scoring", &DataType::Utf8, path)?
+                .map(|c| c.as_string::<i32>().clone());
+            if opts.class_map.is_some() {
+                refuse_in9_class_map(scoring.as_ref(), path)?;
+            }
             for i in 0..batch.num_rows() {
                 // Every row's key is interned once, here (error rows too: they count as
                 // images read, and a key may come from two shards).
@@ -343,6 +417,10 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                     }
                 };
                 let m = intern(&mut model_ids, &mut out.models, model.value(i));
+                if let Some(sc) = scoring.as_ref().filter(|c| !c.is_null(i)) {
+                    let entry = (model.value(i).to_string(), sc.value(i).to_string());
+                    *out.scoring.entry(entry).or_default() += 1;
+                }
                 // An image outside the foreground filter (--original-all) counts in
                 // original_all only; the rest of original joins it once all is read.
                 let outside = in_filter
@@ -436,6 +514,8 @@ pub struct ShownRow {
     pub status: String,
     pub top1: Option<i64>,
     pub p_true: Option<f32>,
+    /// The row's `scoring` rule (`in_to_in9`: `top1` is an ImageNet class, the label IN-9's).
+    pub scoring: Option<String>,
 }
 
 /// The rows of `keys` in `files` (a second, narrow pass: the report's pictures need the
@@ -465,6 +545,7 @@ pub fn rows_for_keys(
                 "shard",
                 "top5_classes",
                 "p_true",
+                "scoring",
             ],
         );
         let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
@@ -485,6 +566,7 @@ pub fn rows_for_keys(
                     .map(|c| c.as_string::<i32>().clone()))
             };
             let (background, shard) = (opt_str("background")?, opt_str("shard")?);
+            let scoring = opt_str("scoring")?;
             let top = cast_column(&batch, "top5_classes", &list, path)?
                 .map(|c| c.as_list::<i32>().clone());
             let p_true = cast_column(&batch, "p_true", &DataType::Float32, path)?
@@ -516,6 +598,7 @@ pub fn rows_for_keys(
                             .as_ref()
                             .filter(|p| !p.is_null(i))
                             .map(|p| p.value(i)),
+                        scoring: text(&scoring, i),
                     });
             }
         }

@@ -103,6 +103,8 @@ pub struct Aggregate {
     pub backgrounds: Vec<BgRow>,
     /// The class map the accuracies were scored with (coarse level), if any.
     pub class_map: Option<String>,
+    /// How ImageNet-9-labelled rows were scored ([`Loaded::scoring_note`]), if any.
+    pub scoring: Option<String>,
 }
 
 fn counts(list: &[(u32, u8)], keep: impl Fn(u32) -> bool) -> (u64, u64, u64) {
@@ -243,6 +245,7 @@ pub fn compute(
         common,
         backgrounds: backgrounds(data, &order),
         class_map: data.class_map.clone(),
+        scoring: data.scoring_note(),
     })
 }
 

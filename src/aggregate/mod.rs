@@ -157,18 +157,25 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         .as_deref()
         .map(crate::classes::ClassMap::read)
         .transpose()?;
+    let facts = completeness::facts(&cfg.input);
+    if let (Some(map), Some(path)) = (&class_map, &cfg.class_map) {
+        check_class_map(map, path, &facts)?;
+    }
     let data = load::load_with(
         &cfg.input,
         load::LoadOptions {
             class_map: class_map.as_ref(),
         },
     )?;
-    let facts = completeness::facts(&cfg.input);
     let identity = facts.identities.iter().find_map(|(_, id)| id.as_ref().ok());
     let num_classes: Vec<i64> = identity
         .map(|id| id.models.iter().map(|m| m.num_classes).collect())
         .unwrap_or_else(|| vec![0]);
-    let names = crate::classes::ClassNames::for_models(cfg.class_names.as_deref(), &num_classes)?;
+    // ImageNet-9 labels name IN-9 classes, whatever the models' class count.
+    let names = match cfg.class_names.as_deref() {
+        None if data.has_in9_labels() => Some(crate::classes::ClassNames::in9()),
+        spec => crate::classes::ClassNames::for_models(spec, &num_classes)?,
+    };
     let mut aggregate = compute(&data, cfg.baseline.as_deref(), cfg.examples)?;
     let per_class = per_class::per_class(&data);
     let class_of = |label: i64| -> String {
@@ -194,6 +201,14 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         }
     }
     let mut warnings = completeness::check(&cfg.input);
+    if data.mixes_label_spaces() {
+        warnings.push(
+            "the rows mix ImageNet-9 labels (scoring in9 / in_to_in9) with labels of the \
+             models' own classes (scoring direct): each row is scored by its own rule, but \
+             per-class tables and class names mix the two label spaces; aggregate them apart"
+                .into(),
+        );
+    }
     if let Some((key, a, b)) = &data.cross_shard_example {
         warnings.push(format!(
             "{} key(s) have rows from more than one shard (e.g. {key} in {a} and {b}): two \
@@ -379,6 +394,35 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         report_bytes,
         seed_groups,
     })
+}
+
+/// A class map groups the models' own (fine) classes: one that names a label no model of the
+/// run can predict (at or above a model's `num_classes`, from the runs' `_run.json`) is for
+/// another label space, and scoring with it would compare unrelated numbers.
+fn check_class_map(
+    map: &crate::classes::ClassMap,
+    path: &Path,
+    facts: &completeness::RunFacts,
+) -> Result<(), FatalError> {
+    let Some(max) = map.max_label() else {
+        return Ok(());
+    };
+    let models = (facts.identities.iter())
+        .filter_map(|(_, id)| id.as_ref().ok())
+        .flat_map(|id| &id.models);
+    for m in models {
+        if max >= m.num_classes {
+            return Err(FatalError::Usage(format!(
+                "--class-map {}: it maps fine label {max}, but model {} has {} classes \
+                 (0..{}): the map is for another label space than the rows' predictions",
+                path.display(),
+                m.name,
+                m.num_classes,
+                m.num_classes - 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses (or, when allowed, warns about) `--shards` files that are not, byte for byte,
@@ -634,6 +678,9 @@ pub fn render_table(a: &Aggregate) -> String {
     );
     if let Some(map) = &a.class_map {
         let _ = writeln!(o, "scored at the coarse level of class map {map}");
+    }
+    if let Some(note) = &a.scoring {
+        let _ = writeln!(o, "{note}");
     }
     let _ = writeln!(
         o,

@@ -727,6 +727,7 @@ mod tests {
             common: 0,
             backgrounds: Vec::new(),
             class_map: None,
+            scoring: None,
         }
     }
 

@@ -403,6 +403,9 @@ fn input_counts(r: &ReportInput<'_>) -> Markup {
             @if let Some(m) = &a.class_map {
                 " Scored at the coarse level of class map " code { (m) } "."
             }
+            @if let Some(note) = &a.scoring {
+                " " (note)
+            }
         }
     }
 }

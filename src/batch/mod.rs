@@ -21,7 +21,8 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::FatalError;
-use crate::infer::model::{Model, PendingOutput, Prediction};
+use crate::classes::Scoring;
+use crate::infer::model::{Collected, Model, PendingOutput, Prediction};
 use crate::item::{ItemMeta, Prepared, Row, RowError, SinkMsg};
 use crate::progress::Counters;
 
@@ -271,6 +272,7 @@ impl Inference {
                                     variant: self.variants[vi].clone(),
                                     model: model.clone(),
                                     background: None,
+                                    scoring: None,
                                     outcome: Err(e.clone()),
                                 })
                                 .collect();
@@ -304,6 +306,7 @@ impl Inference {
                         variant: variant.clone(),
                         model: model.clone(),
                         background: None,
+                        scoring: None,
                         outcome: outcome(model),
                     });
                 }
@@ -385,16 +388,20 @@ impl Inference {
 
     fn emit_rows(&self, done: ReadBack, emit: &mut impl FnMut(SinkMsg) -> bool) {
         let names = &self.model_names[done.group];
+        let models = &self.groups[done.group].models;
         let mut rows = Vec::with_capacity(done.slots.len() * names.len());
-        for (preds, model) in done.predictions.into_iter().zip(names) {
-            for ((meta, vi), p) in done.slots.iter().zip(preds) {
+        for ((got, model), m) in done.predictions.into_iter().zip(names).zip(models) {
+            for (i, ((meta, vi), p)) in done.slots.iter().zip(got.predictions).enumerate() {
+                let p_in9 = got.p_in9.as_ref().and_then(|v| v.get(i).copied());
+                let (scoring, outcome) = scored(meta, m.sidecar.num_classes, p, p_in9);
                 rows.push(Row {
                     meta: meta.clone(),
                     slot: *vi,
                     variant: self.variants[*vi].clone(),
                     model: model.clone(),
                     background: meta.background(*vi),
-                    outcome: Ok(p),
+                    scoring,
+                    outcome,
                 });
             }
         }
@@ -421,5 +428,32 @@ impl Inference {
 struct ReadBack {
     group: usize,
     slots: Vec<(Arc<ItemMeta>, usize)>,
-    predictions: Vec<Vec<Prediction>>,
+    /// One per model of the group.
+    predictions: Vec<Collected>,
+}
+
+/// The scoring rule of a row of `meta` for a model of `num_classes`, and its outcome: with
+/// an ImageNet-9 label a 1,000-class model's `p_true` is the probability of the label's IN-9
+/// class (`p_in9`), and a model of another class count gets an error row.
+fn scored(
+    meta: &ItemMeta,
+    num_classes: i64,
+    mut p: Prediction,
+    p_in9: Option<f32>,
+) -> (Option<Scoring>, Result<Prediction, RowError>) {
+    match Scoring::for_model(meta.label_space, num_classes) {
+        Ok(s) => {
+            if s == Scoring::InToIn9 {
+                p.p_true = p_in9.unwrap_or(f32::NAN);
+            }
+            (Some(s), Ok(p))
+        }
+        Err(message) => (
+            None,
+            Err(RowError {
+                code: "label_space",
+                message,
+            }),
+        ),
+    }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::Precision;
+use crate::classes::in9;
 use crate::error::{panic_message, FatalError};
 pub use crate::item::Prediction;
 pub use crate::sidecar::Sidecar;
@@ -19,6 +20,9 @@ pub struct Model {
     /// `x_u8 * scale + bias` == `(x / 255 - mean) / std`, shape `[1, 3, 1, 1]`, f32.
     scale: Tensor,
     bias: Tensor,
+    /// For a 1,000-class model, `[1000, 9]`: row c is one-hot at ImageNet-9's class of c
+    /// (all zero outside the nine), so `probs @ in9` are the IN-9 class probabilities.
+    in9: Option<Tensor>,
 }
 
 /// The device tensor of a launched batch, read back later (so the GPU works meanwhile):
@@ -27,6 +31,15 @@ pub struct Model {
 pub struct PendingOutput {
     packed: Tensor,
     k: usize,
+    /// Whether each row ends with [`Prediction`]'s IN-9 probability of the label.
+    in9: bool,
+}
+
+/// A batch read back: per row the prediction, and for a 1,000-class model the probability
+/// of the label's ImageNet-9 class (the label read as an IN-9 class, 0..=8).
+pub struct Collected {
+    pub predictions: Vec<Prediction>,
+    pub p_in9: Option<Vec<f32>>,
 }
 
 impl Model {
@@ -69,6 +82,7 @@ impl Model {
         };
         let scale = per_channel(sidecar.std.map(|s| 1.0 / (255.0 * s)));
         let bias = per_channel([0, 1, 2].map(|c| -sidecar.mean[c] / sidecar.std[c]));
+        let in9 = (sidecar.num_classes == 1000).then(|| in9_matrix().to_device(device));
         let model = Model {
             path: path.to_path_buf(),
             sidecar,
@@ -77,6 +91,7 @@ impl Model {
             kind,
             scale,
             bias,
+            in9,
         };
         model.self_check()?;
         Ok(model)
@@ -147,10 +162,17 @@ impl Model {
             let k = self.sidecar.num_classes.min(5);
             let (top_p, top_i) = probs.f_topk(k, -1, true, true)?;
             let p_true = probs.f_gather(1, &labels.f_unsqueeze(1)?, false)?;
-            let packed = Tensor::f_cat(&[top_p, top_i.f_to_kind(Kind::Float)?, p_true], 1)?;
+            let mut parts = vec![top_p, top_i.f_to_kind(Kind::Float)?, p_true];
+            if let Some(m) = &self.in9 {
+                // Every row gets it; only rows with an ImageNet-9 label (0..=8) use it.
+                let coarse = probs.f_matmul(m)?;
+                let l = labels.f_clamp(0, in9::NAMES.len() as i64 - 1)?;
+                parts.push(coarse.f_gather(1, &l.f_unsqueeze(1)?, false)?);
+            }
             Ok(PendingOutput {
-                packed,
+                packed: Tensor::f_cat(&parts, 1)?,
                 k: k as usize,
+                in9: self.in9.is_some(),
             })
         })
     }
@@ -189,13 +211,15 @@ fn guarded<T>(
 
 impl PendingOutput {
     /// Waits for the device and reads the batch back (one copy).
-    pub fn collect(self, model: &str) -> Result<Vec<Prediction>, FatalError> {
+    pub fn collect(self, model: &str) -> Result<Collected, FatalError> {
         let k = self.k;
         let host = guarded(model, || {
             Vec::<f32>::try_from(self.packed.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)
         })?;
-        Ok(host
-            .chunks_exact(2 * k + 1)
+        let width = 2 * k + 1 + usize::from(self.in9);
+        let p_in9 = (self.in9).then(|| host.chunks_exact(width).map(|r| r[width - 1]).collect());
+        let predictions = host
+            .chunks_exact(width)
             .map(|r| {
                 let mut p = Prediction {
                     top5: [-1; 5],
@@ -208,8 +232,23 @@ impl PendingOutput {
                 }
                 p
             })
-            .collect())
+            .collect();
+        Ok(Collected {
+            predictions,
+            p_in9,
+        })
     }
+}
+
+/// The `[1000, 9]` one-hot matrix of the `in_to_in9` table (see [`Model`]'s `in9`).
+fn in9_matrix() -> Tensor {
+    let mut m = vec![0f32; 1000 * in9::NAMES.len()];
+    for (c, &v) in in9::table().iter().enumerate() {
+        if let Ok(v) = usize::try_from(v) {
+            m[c * in9::NAMES.len() + v] = 1.0;
+        }
+    }
+    Tensor::from_slice(&m).view([1000, in9::NAMES.len() as i64])
 }
 
 #[cfg(test)]

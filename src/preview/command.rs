@@ -7,11 +7,11 @@ use tch::Tensor;
 
 use super::sheet::{self, Sheet, SheetRow, Tile};
 use super::{file_stem, find_samples, render, thumb, Rendered, Want};
-use crate::classes::ClassNames;
+use crate::classes::{ClassNames, Scoring};
 use crate::cli::PreviewArgs;
 use crate::error::FatalError;
 use crate::infer::{resolve_device, Model, Precision};
-use crate::item::Prediction;
+use crate::item::{ItemMeta, Prediction};
 use crate::ops::decode::Limits;
 use crate::ops::geometry::{Interpolation, Preprocess};
 use crate::ops::variants::Variant;
@@ -19,7 +19,9 @@ use crate::prepare::{preprocess_groups, PrepareConfig, PrepareSpec, Scratch};
 use crate::source::expand_shards;
 
 /// Per image, per slot: a model's prediction (`None`: the slot has no pixels).
-type Grid = Vec<Vec<Option<Prediction>>>;
+/// Per (image, slot): the prediction and how it is compared with the label (a row's
+/// `scoring`; `None` when the model cannot be scored against this label space).
+type Grid = Vec<Vec<Option<(Prediction, Option<Scoring>)>>>;
 
 /// Frames per forward pass of the captioning models.
 const CHUNK: usize = 32;
@@ -248,13 +250,19 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
                         record(si, col, &rel, &background, [""; 5], "");
                     }
                     for (model, preds) in &predictions[gi] {
-                        let Some(pr) = preds[ii][si] else { continue };
+                        let Some((pr, scoring)) = preds[ii][si] else {
+                            continue;
+                        };
                         let top = pr.top5[0];
                         let top_name = names
                             .as_ref()
                             .and_then(|n| n.name(top))
                             .map_or(top.to_string(), str::to_string);
-                        let mark = if top == label { "right" } else { "wrong" };
+                        let mark = match scoring.map(|s| s.hits(&pr.top5[..1], label).0) {
+                            Some(true) => "right",
+                            Some(false) => "wrong",
+                            None => "not scored (label space)",
+                        };
                         captions.push(format!("{model}: {top_name}"));
                         captions.push(format!("  {mark}, p(true) {:.3}", pr.p_true));
                         let (top, prob, p_true) = (
@@ -333,12 +341,12 @@ pub fn run(a: &PreviewArgs) -> Result<PreviewOutput, FatalError> {
 /// `m`'s prediction for every (image, slot) of group `gi` that has pixels.
 fn predict(m: &Model, gi: usize, rendered: &[Rendered], slots: usize) -> Result<Grid, FatalError> {
     let size = m.sidecar.input_size as i64;
-    let mut frames: Vec<(usize, usize, &[u8], i64)> = Vec::new();
+    let mut frames: Vec<(usize, usize, &[u8], i64, &ItemMeta)> = Vec::new();
     for (ii, r) in rendered.iter().enumerate() {
         if let Rendered::Ready(meta, groups) = r {
             for si in 0..slots {
                 if meta.slot_error(si).is_none() {
-                    frames.push((ii, si, groups[gi].slot(si), meta.label.unwrap_or(0)));
+                    frames.push((ii, si, groups[gi].slot(si), meta.label.unwrap_or(0), &**meta));
                 }
             }
         }
@@ -352,9 +360,15 @@ fn predict(m: &Model, gi: usize, rendered: &[Rendered], slots: usize) -> Result<
             .to_device(m.device());
         let labels: Vec<i64> = chunk.iter().map(|f| f.3).collect();
         let labels = Tensor::from_slice(&labels).to_device(m.device());
-        let preds = m.launch(&x, &labels)?.collect(m.name())?;
-        for (f, p) in chunk.iter().zip(preds) {
-            out[f.0][f.1] = Some(p);
+        let got = m.launch(&x, &labels)?.collect(m.name())?;
+        for (i, (f, p)) in chunk.iter().zip(got.predictions).enumerate() {
+            let p_in9 = got.p_in9.as_ref().and_then(|v| v.get(i).copied());
+            let mut p = p;
+            let scoring = Scoring::for_model(f.4.label_space, m.sidecar.num_classes).ok();
+            if scoring == Some(Scoring::InToIn9) {
+                p.p_true = p_in9.unwrap_or(f32::NAN); // as the run's rows have it
+            }
+            out[f.0][f.1] = Some((p, scoring));
         }
     }
     Ok(out)

@@ -9,6 +9,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+use crate::classes::Scoring;
 use crate::item::Row;
 
 fn list(inner: DataType) -> DataType {
@@ -29,6 +30,7 @@ pub fn predictions_schema() -> SchemaRef {
         Field::new("p_true", DataType::Float32, true),
         Field::new("top1_correct", DataType::Boolean, true),
         Field::new("top5_correct", DataType::Boolean, true),
+        Field::new("scoring", DataType::Utf8, true),
         Field::new("fg_fraction", DataType::Float32, true),
         Field::new("fg_source", DataType::Utf8, true),
         Field::new("in_filter", DataType::Boolean, true),
@@ -53,6 +55,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
     let mut p_true = Float32Builder::with_capacity(n);
     let mut top1_ok = BooleanBuilder::with_capacity(n);
     let mut top5_ok = BooleanBuilder::with_capacity(n);
+    let mut scoring = StringBuilder::with_capacity(n, n * 6);
     let mut fg = Float32Builder::with_capacity(n);
     let mut fg_source = StringBuilder::with_capacity(n, n * 5);
     let mut in_filter = BooleanBuilder::with_capacity(n);
@@ -81,9 +84,10 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
                 probs.values().append_slice(&p.top5_prob[..k]);
                 probs.append(true);
                 p_true.append_value(p.p_true);
-                let label = m.label.unwrap_or(-1);
-                top1_ok.append_value(p.top5[0] == label);
-                top5_ok.append_value(p.top5[..k].contains(&label));
+                let (top1, top5) = r.hits().unwrap_or_default();
+                top1_ok.append_value(top1);
+                top5_ok.append_value(top5);
+                scoring.append_value(r.scoring.unwrap_or(Scoring::Direct).name());
                 status.append_value("ok");
                 error.append_null();
             }
@@ -93,6 +97,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
                 p_true.append_null();
                 top1_ok.append_null();
                 top5_ok.append_null();
+                scoring.append_null();
                 status.append_value(e.code);
                 error.append_value(&e.message);
             }
@@ -110,6 +115,7 @@ pub fn rows_to_batch(rows: &[Row]) -> RecordBatch {
         Arc::new(p_true.finish()),
         Arc::new(top1_ok.finish()),
         Arc::new(top5_ok.finish()),
+        Arc::new(scoring.finish()),
         Arc::new(fg.finish()),
         Arc::new(fg_source.finish()),
         Arc::new(in_filter.finish()),

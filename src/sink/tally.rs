@@ -42,13 +42,13 @@ impl Tally {
             }
             Err(_) => {}
             Ok(_) if is_multi_row(&r.variant) => {}
-            Ok(p) => {
-                let label = r.meta.label.unwrap_or(-1);
+            Ok(_) => {
+                let (top1, top5) = r.hits().unwrap_or_default();
                 let mut count = |variant: Arc<str>| {
                     let t = self.accuracy.entry((r.model.clone(), variant)).or_default();
                     t.0 += 1;
-                    t.1 += u64::from(p.top5[0] == label);
-                    t.2 += u64::from(p.top5.contains(&label));
+                    t.1 += u64::from(top1);
+                    t.2 += u64::from(top5);
                 };
                 let outside = r.meta.in_filter == Some(false);
                 if &*r.variant == "original" {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::classes::LabelSpace;
 use crate::error::{FatalError, ItemError};
 use crate::ops::geometry::BBox;
 
@@ -57,6 +58,11 @@ pub struct Annotation {
     /// `bad_mask` rather than silently falling back to the boxes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask_error: Option<String>,
+    /// What `label` numbers when it is not one of the model's classes: `"in9"` for the
+    /// ImageNet-9 labels `bgstream shard --format imagenet9` writes, which a 1,000-class
+    /// model is scored against through the `in_to_in9` table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_space: Option<LabelSpace>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +76,7 @@ struct RawAnnotation {
     #[serde(default)]
     polygons: Vec<Vec<f64>>,
     mask_error: Option<String>,
+    label_space: Option<LabelSpace>,
 }
 
 impl Sample {
@@ -133,6 +140,7 @@ impl Sample {
             wnid: raw.wnid,
             polygons: raw.polygons,
             mask_error: raw.mask_error,
+            label_space: raw.label_space,
         })
     }
 }
@@ -205,5 +213,10 @@ mod tests {
         );
         assert_eq!(code(sample(Some("1"), Some("{not json"))), "bad_annotation");
         assert_eq!(code(sample(Some("1"), None)), "no_boxes");
+        let a = sample(None, Some(r#"{"label": 8, "boxes": [], "label_space": "in9"}"#));
+        assert_eq!(a.annotation().unwrap().label_space, Some(LabelSpace::In9));
+        // A label space bgstream does not know is refused, not read as the model's classes.
+        let a = sample(None, Some(r#"{"label": 8, "boxes": [], "label_space": "in10"}"#));
+        assert_eq!(code(a), "bad_annotation");
     }
 }

@@ -81,6 +81,7 @@ fn known_rows(bg_only_b: &[usize]) -> Vec<Row> {
                     variant: v.into(),
                     model: m.into(),
                     background: None,
+                    scoring: None,
                     outcome,
                 });
             }

@@ -59,6 +59,7 @@ fn write_predictions(dir: &Path, keys: usize) {
                     variant: (*variant).into(),
                     model: model(m).into(),
                     background: None,
+                    scoring: None,
                     outcome: Ok(Prediction {
                         top5: [if right { label } else { label + 1 }, 1, 2, 3, 4],
                         top5_prob: [0.5, 0.2, 0.1, 0.1, 0.1],

@@ -247,6 +247,7 @@ fn aggregate(s: &mut Source<'_>, models: &[String], shape: Shape) -> Aggregate {
         common: 1,
         backgrounds,
         class_map: Some(s.take("class map")),
+        scoring: Some(s.take("scoring")),
     }
 }
 

@@ -8,6 +8,7 @@ mod common;
 mod finetune;
 mod hostile;
 mod hostile3;
+mod in9;
 #[path = "../html/check.rs"]
 #[allow(dead_code)] // shared with the `data` binary and the fuzz target
 mod html_check;

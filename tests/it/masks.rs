@@ -112,7 +112,9 @@ fn variants_from_masks_match_the_numpy_reference() {
     );
     for note in [
         "annotations: imagenet9",
-        "2 classes: 00_dog 01_bird",
+        // ImageNet-9's folders (two of the nine): labelled by their IN-9 index.
+        "9 classes: 00_dog, 01_bird, 02_wheeled vehicle,",
+        "ImageNet-9 labels (label_space in9",
         "wrote 4 samples",
         "3 sample(s) with a foreground mask",
         made["unannotated"].as_str().unwrap(),

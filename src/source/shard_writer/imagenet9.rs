@@ -1,11 +1,17 @@
 //! ImageNet-9 (Xiao et al., "Noise or Signal", the backgrounds challenge) as downloaded:
-//! `--images bg_challenge/original/val` holds class folders (`00_dog` … `08_insect`) of
-//! images and `--annotations bg_challenge/fg_mask/val` the same folders of
-//! `<image>.npy` foreground masks (boolean or numeric, `(H, W)` or `(H, W, C)`, nonzero =
+//! `--images bg_challenge/original/val` holds class folders (`00_dog` … `08_fish`, see
+//! [`in9::FOLDERS`]) of images and `--annotations bg_challenge/fg_mask/val` the same folders
+//! of `<image>.npy` foreground masks (boolean or numeric, `(H, W)` or `(H, W, C)`, nonzero =
 //! foreground; a grayscale `<image>.png` is taken too).
 //!
-//! - Classes are the mask folders in sorted order (`00_dog` = 0, …), unless `--synsets`
-//!   lists them; the folder name is the sample's `wnid`.
+//! - When every mask folder is one of ImageNet-9's nine (all of them or some), the label is
+//!   the folder's IN-9 index (`02_wheeled vehicle` = 2, even when `01_bird` is absent) and
+//!   every sample's JSON says `"label_space": "in9"`, so that a run scores a 1,000-class
+//!   model through the `in_to_in9` table. `--synsets` listing exactly the nine in order
+//!   does the same.
+//! - Otherwise classes are the mask folders in sorted order, unless `--synsets` lists them,
+//!   and the label is the model's class as usual (no `label_space`). The folder name is the
+//!   sample's `wnid` either way.
 //! - The key is `<class>/<file name up to its first dot>`; the image is the file of the
 //!   same name in the image folder's class folder (`.JPEG`, `.jpg`, `.png`, any case).
 //! - The mask becomes `<key>.mask.png` and its bounding box the sample's box
@@ -23,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use super::caltech101::sorted_dir;
 use super::{bad, key_from_path, read_synsets, Entry, ImageRef};
+use crate::classes::{in9, LabelSpace};
 use crate::error::FatalError;
 use crate::source::Annotation;
 
@@ -35,6 +42,8 @@ pub struct In9Read {
     /// Images without a mask (not sharded: they have no foreground).
     pub unannotated: Vec<String>,
     pub classes: Vec<String>,
+    /// `Some(In9)` when the folders are ImageNet-9's (module docs).
+    pub label_space: Option<LabelSpace>,
 }
 
 fn has_ext(p: &Path, exts: &[&str]) -> bool {
@@ -76,14 +85,10 @@ pub fn read_imagenet9(
             "no class folders of masks (expected fg_mask/<split>/<class>/<image>.npy)",
         ));
     }
+    let (classes, label_space) = class_list(&folders, synsets)?;
     let mut out = In9Read {
-        classes: match synsets {
-            Some(p) => read_synsets(p)?
-                .into_iter()
-                .filter(|c| !c.is_empty())
-                .collect(),
-            None => folders.clone(),
-        },
+        classes,
+        label_space,
         ..Default::default()
     };
     for class in &folders {
@@ -105,6 +110,7 @@ pub fn read_imagenet9(
                 annotation: Annotation {
                     label: label as i64,
                     wnid: Some(class.clone()),
+                    label_space: out.label_space,
                     ..Default::default()
                 },
                 mask: Some(mask),
@@ -114,6 +120,26 @@ pub fn read_imagenet9(
             .extend(image_files.into_keys().map(|s| format!("{class}/{s}")));
     }
     Ok(out)
+}
+
+/// The class list (label = position) and the label space, by the rules of the module docs.
+fn class_list(
+    folders: &[String],
+    synsets: Option<&Path>,
+) -> Result<(Vec<String>, Option<LabelSpace>), FatalError> {
+    let nine = || in9::FOLDERS.map(String::from).to_vec();
+    if let Some(p) = synsets {
+        let listed: Vec<String> = read_synsets(p)?
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect();
+        let space = (listed == nine()).then_some(LabelSpace::In9);
+        return Ok((listed, space));
+    }
+    if folders.iter().all(|f| in9::folder_index(f).is_some()) {
+        return Ok((nine(), Some(LabelSpace::In9)));
+    }
+    Ok((folders.to_vec(), None))
 }
 
 /// Whether `dir` looks like ImageNet-9's `fg_mask/<split>/`: class folders of `.npy` files.

@@ -357,14 +357,19 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
     if format == AnnotationFormat::Imagenet9 {
         let r = imagenet9::read_imagenet9(a, &images, synsets)?;
         check_unique_keys(&r.entries, a)?;
+        let labels = match r.label_space {
+            Some(_) => "ImageNet-9 labels (label_space in9: a 1,000-class model is scored \
+                        through in_to_in9)",
+            None => "labels by class position (not ImageNet-9's folders: no label_space)",
+        };
         return Ok(Collected {
             format: Some(format),
             detected: format!(
-                "annotations: imagenet9 ({}; {} classes: {}; .npy masks -> <key>.mask.png, \
-                 boxes from the masks); images: {}",
+                "annotations: imagenet9 ({}; {} classes: {}; {labels}; .npy masks -> \
+                 <key>.mask.png, boxes from the masks); images: {}",
                 a.display(),
                 r.classes.len(),
-                r.classes.join(" "),
+                r.classes.join(", "),
                 images.display()
             ),
             images,

@@ -1,0 +1,184 @@
+//! ImageNet-9 scored as ImageNet-9 does (issue 25, item 5), on real ImageNet photos laid out
+//! as IN-9 (`tests/in9_reference.py make`: the images of ../shared/data whose class the
+//! published `in_to_in9` table sends into the nine, with numpy `.npy` masks): a 1,000-class
+//! model's predictions are mapped through the table before they meet the folder's label,
+//! and the accuracy equals a direct computation in Python (the table applied to bgstream's
+//! top-5, and the model rerun in PyTorch on the frames bgstream fed it).
+
+use std::path::Path;
+
+use crate::common::{self, path_str};
+
+fn reference(args: &[&str]) -> serde_json::Value {
+    common::python_report("tests/in9_reference.py", args)
+}
+
+fn table() -> std::path::PathBuf {
+    common::root().join("assets/in9/in_to_in9.json")
+}
+
+/// Shards the fixture `--format imagenet9` (detected) into `out`; returns the stdout.
+fn shard(fixture: &Path, out: &Path) -> String {
+    let (code, stdout, stderr) = common::bgstream(&[
+        "shard",
+        "--annotations",
+        path_str(&fixture.join("fg_mask/val")),
+        "--images",
+        path_str(&fixture.join("original/val")),
+        "--out",
+        path_str(out),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    stdout
+}
+
+#[test]
+fn in9_accuracy_is_the_table_applied_to_the_predictions() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = tmp.path().join("bg_challenge");
+    let made = reference(&[
+        "make",
+        path_str(&fixture),
+        path_str(&data.join("imagenet-val/images")),
+        path_str(&data.join("imagenet-val/annotations.csv")),
+        path_str(&table()),
+    ]);
+    let images = made["images"].as_u64().unwrap();
+    assert!(images >= 20, "{made}");
+    let shards = tmp.path().join("shards");
+    let stdout = shard(&fixture, &shards);
+    assert!(stdout.contains("ImageNet-9 labels (label_space in9"), "{stdout}");
+
+    let (results, dump) = (tmp.path().join("results"), tmp.path().join("dump"));
+    let (tiny, lite0) = (common::model("tiny"), common::model("efficientnet-lite0"));
+    let (code, stdout, stderr) = common::bgstream(&[
+        "--shards",
+        &format!("{}/*.tar", shards.display()),
+        "--model",
+        path_str(&tiny),
+        "--model",
+        path_str(&lite0),
+        "--variants",
+        "original",
+        "--min-fg",
+        "0",
+        "--max-fg",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        path_str(&results),
+        "--dump-inputs",
+        path_str(&dump),
+        "--no-progress",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    let mut top1 = std::collections::HashMap::new();
+    for model in [&tiny, &lite0] {
+        let rep = reference(&[
+            "check",
+            path_str(&results),
+            path_str(&dump),
+            path_str(model),
+            path_str(&table()),
+            "original",
+        ]);
+        let n = |k: &str| rep[k].as_u64().unwrap();
+        assert_eq!(n("rows"), images, "{rep}");
+        assert_eq!(rep["scoring"], serde_json::json!(["in_to_in9"]), "{rep}");
+        // bgstream's verdicts are the table applied to its own top-5 ...
+        assert_eq!(n("bgstream_top1"), n("mapped_top1"), "{rep}");
+        // ... whose classes PyTorch finds again from the same frames, and p_true is the
+        // probability of the label's IN-9 class (the sum over its ImageNet classes).
+        assert_eq!(n("top5_differs"), 0, "{rep}");
+        assert_eq!(n("torch_top1"), n("mapped_top1"), "{rep}");
+        assert!(rep["max_p_true_diff"].as_f64().unwrap() < 1e-4, "{rep}");
+        let name = model.file_stem().unwrap().to_str().unwrap().to_string();
+        eprintln!(
+            "{name}: IN-9 top-1 {}/{} = {:.1}% (top-5 {}), compared unmapped {}",
+            n("mapped_top1"),
+            images,
+            100.0 * n("mapped_top1") as f64 / images as f64,
+            n("mapped_top5"),
+            n("unmapped_top1")
+        );
+        top1.insert(name, (n("mapped_top1"), n("unmapped_top1"), rep));
+    }
+    // Real weights get most of these right at the IN-9 level and (nearly) none compared
+    // with the label unmapped: the old rule would fail every check above.
+    let (lite_in9, lite_raw, rep) = &top1["efficientnet-lite0"];
+    assert!(*lite_in9 * 10 >= images * 8 && *lite_raw * 10 < images, "{rep}");
+
+    // DuckDB over the rows says the same, and aggregate names the rule.
+    let sql = common::reference_sql(
+        &results,
+        "select model, sum(top1_correct::int), count(*) from rows \
+         where variant = 'original' group by all order by all",
+    );
+    let agg = tmp.path().join("agg");
+    let (code, stdout, stderr) = common::aggregate(&results, &agg, &["--no-figures"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("efficientnet-lite0, tiny scored at the IN-9 level via in_to_in9")
+            || stdout.contains("tiny, efficientnet-lite0 scored at the IN-9 level via in_to_in9"),
+        "{stdout}"
+    );
+    let summary = std::fs::read_to_string(agg.join("summary.csv")).unwrap();
+    for r in sql.as_array().unwrap() {
+        let (model, right) = (r[0].as_str().unwrap(), r[1].as_u64().unwrap());
+        let stem = if model.contains("lite0") {
+            "efficientnet-lite0"
+        } else {
+            "tiny"
+        };
+        assert_eq!(right, top1[stem].0, "{sql}");
+        let line = (summary.lines())
+            .find(|l| l.starts_with(&format!("{model},original,")))
+            .unwrap_or_else(|| panic!("{summary}"));
+        let acc: f64 = line.split(',').nth(3).unwrap().parse().unwrap();
+        assert!((acc - right as f64 / images as f64).abs() < 1e-12, "{line}");
+    }
+    // Per-class tables name IN-9's classes, not ImageNet's first nine.
+    let per_class = std::fs::read_to_string(agg.join("per_class.csv")).unwrap();
+    assert!(per_class.contains(",0,dog,"), "{per_class}");
+    assert!(!per_class.contains("tench"), "{per_class}");
+
+    class_map_misuse_is_refused(&results, tmp.path());
+}
+
+/// `aggregate --class-map` on these rows: the published table itself would read the IN-9
+/// labels as ImageNet classes (the issue's misuse), and a map naming a class the models
+/// cannot predict belongs to another label space.
+fn class_map_misuse_is_refused(results: &Path, tmp: &Path) {
+    let (code, stdout, stderr) = common::aggregate(
+        results,
+        &tmp.join("agg-map"),
+        &["--no-figures", "--class-map", path_str(&table())],
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ImageNet-9-labelled rows (scoring in_to_in9)")
+            && stderr.contains("Leave --class-map out"),
+        "{stderr}"
+    );
+    let wide = tmp.join("wide.json");
+    std::fs::write(
+        &wide,
+        r#"{"classes": [{"name": "a", "labels": ["0-9"]}, {"name": "b", "labels": [1000]}]}"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = common::aggregate(
+        results,
+        &tmp.join("agg-wide"),
+        &["--no-figures", "--class-map", path_str(&wide)],
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("maps fine label 1000, but model") && stderr.contains("1000 classes"),
+        "{stderr}"
+    );
+}
