@@ -99,7 +99,10 @@ impl Loaded {
                 "scored at the IN-9 level via in_to_in9 (each predicted ImageNet class mapped \
                  through MadryLab/backgrounds_challenge's table, classes outside the nine wrong)",
             ),
-            ("in9", "9-class models compared with the IN-9 label directly"),
+            (
+                "in9",
+                "9-class models compared with the IN-9 label directly",
+            ),
             ("direct", "rows of other labels compared directly"),
         ] {
             let m = models(rule);
@@ -328,7 +331,14 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
         }
         indices.extend(optional_indices(
             &schema,
-            &["background", "p_true", "label", "shard", "in_filter", "scoring"],
+            &[
+                "background",
+                "p_true",
+                "label",
+                "shard",
+                "in_filter",
+                "scoring",
+            ],
         ));
         indices.sort_unstable();
         indices.dedup(); // `label` may be asked for twice (--class-map)

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::error::FatalError;
 use crate::classes::Scoring;
+use crate::error::FatalError;
 use crate::infer::model::{Collected, Model, PendingOutput, Prediction};
 use crate::item::{ItemMeta, Prepared, Row, RowError, SinkMsg};
 use crate::progress::Counters;

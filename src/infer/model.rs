@@ -233,10 +233,7 @@ impl PendingOutput {
                 p
             })
             .collect();
-        Ok(Collected {
-            predictions,
-            p_in9,
-        })
+        Ok(Collected { predictions, p_in9 })
     }
 }
 

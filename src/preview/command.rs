@@ -346,7 +346,13 @@ fn predict(m: &Model, gi: usize, rendered: &[Rendered], slots: usize) -> Result<
         if let Rendered::Ready(meta, groups) = r {
             for si in 0..slots {
                 if meta.slot_error(si).is_none() {
-                    frames.push((ii, si, groups[gi].slot(si), meta.label.unwrap_or(0), &**meta));
+                    frames.push((
+                        ii,
+                        si,
+                        groups[gi].slot(si),
+                        meta.label.unwrap_or(0),
+                        &**meta,
+                    ));
                 }
             }
         }

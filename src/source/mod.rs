@@ -213,10 +213,16 @@ mod tests {
         );
         assert_eq!(code(sample(Some("1"), Some("{not json"))), "bad_annotation");
         assert_eq!(code(sample(Some("1"), None)), "no_boxes");
-        let a = sample(None, Some(r#"{"label": 8, "boxes": [], "label_space": "in9"}"#));
+        let a = sample(
+            None,
+            Some(r#"{"label": 8, "boxes": [], "label_space": "in9"}"#),
+        );
         assert_eq!(a.annotation().unwrap().label_space, Some(LabelSpace::In9));
         // A label space bgstream does not know is refused, not read as the model's classes.
-        let a = sample(None, Some(r#"{"label": 8, "boxes": [], "label_space": "in10"}"#));
+        let a = sample(
+            None,
+            Some(r#"{"label": 8, "boxes": [], "label_space": "in10"}"#),
+        );
         assert_eq!(code(a), "bad_annotation");
     }
 }

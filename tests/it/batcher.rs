@@ -161,7 +161,8 @@ fn overlap_leaves_every_prediction_unchanged() {
         .launch(&input, &labels)
         .unwrap()
         .collect("tiny")
-        .unwrap()[0];
+        .unwrap()
+        .predictions[0];
     let want = format!("{:?} {:?} {}", p.top5, p.top5_prob, p.p_true);
     assert_eq!(plain[&("k5".into(), "v2".into(), "tiny".into())], want);
     // Not vacuous: the predictions differ between images.

@@ -8,10 +8,10 @@ mod common;
 mod finetune;
 mod hostile;
 mod hostile3;
-mod in9;
 #[path = "../html/check.rs"]
 #[allow(dead_code)] // shared with the `data` binary and the fuzz target
 mod html_check;
+mod in9;
 mod integrity;
 mod launcher;
 mod masks;

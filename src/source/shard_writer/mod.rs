@@ -358,8 +358,10 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
         let r = imagenet9::read_imagenet9(a, &images, synsets)?;
         check_unique_keys(&r.entries, a)?;
         let labels = match r.label_space {
-            Some(_) => "ImageNet-9 labels (label_space in9: a 1,000-class model is scored \
-                        through in_to_in9)",
+            Some(_) => {
+                "ImageNet-9 labels (label_space in9: a 1,000-class model is scored \
+                        through in_to_in9)"
+            }
             None => "labels by class position (not ImageNet-9's folders: no label_space)",
         };
         return Ok(Collected {
