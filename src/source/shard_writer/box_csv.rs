@@ -2,13 +2,6 @@
 //! file is read through [`limits::TABLE_FILE`]; images, boxes and polygon numbers are
 //! counted against the limits of one input as they are read.
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};

@@ -20,13 +20,6 @@
 //!   `Faces_3` -> `Faces_easy`, `Motorbikes_16` -> `Motorbikes`. An annotation folder with
 //!   no image folder is reported (and its annotations listed as without an image).
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::path::{Path, PathBuf};
 
 use super::limits::{self, Tally};

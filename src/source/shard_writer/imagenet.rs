@@ -9,13 +9,6 @@
 //! name several wnids is labelled by the largest total box area ([`largest_area_label`]),
 //! and only that class's boxes are its foreground.
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};

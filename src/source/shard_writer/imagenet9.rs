@@ -17,13 +17,6 @@
 //! - The mask becomes `<key>.mask.png` and its bounding box the sample's box
 //!   ([`super::masks`]); every variant then uses the mask.
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

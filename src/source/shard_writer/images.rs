@@ -2,13 +2,6 @@
 //! ImageFolder tree `val/<wnid>/KEY.JPEG`, Kaggle's `CLS-LOC/val/`), or the members of an
 //! uncompressed tar such as `ILSVRC2012_img_val.tar`, read in place without unpacking.
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;

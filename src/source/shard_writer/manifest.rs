@@ -4,13 +4,6 @@
 //! [`limits::BOXES`] and [`limits::POLYGON_VALUES`] while they are parsed, so that a file
 //! within [`limits::TABLE_FILE`] cannot turn into several times its size in memory.
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::cell::Cell;
 use std::fs::File;
 use std::io::BufReader;

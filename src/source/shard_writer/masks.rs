@@ -8,13 +8,6 @@
 //! Python dict literal), with checked arithmetic, rather than by a crate whose shape
 //! product overflows on `(2**62, 2**62)`.
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

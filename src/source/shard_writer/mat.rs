@@ -11,13 +11,6 @@
 //! any integer or float type, whatever the class), and an imaginary part (ignored).
 //! Cell, struct, object, char and sparse arrays are skipped.
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::io::Read;
 
 use super::limits::{self, OverLimit};

@@ -55,6 +55,8 @@
 //! reported: the run records it as `size_mismatch`), and a size the annotation lacks is
 //! filled in from the header.
 
+// Every reader below reads untrusted files: no unchecked arithmetic, indexing, unwrap or
+// expect anywhere in this module tree (tests opt out per module).
 #![deny(
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,

@@ -2,13 +2,6 @@
 //! Each XML file is read through [`limits::XML_FILE`], the split list through
 //! [`limits::LIST_FILE`], and the ids are counted against [`limits::IMAGES`].
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::path::{Path, PathBuf};
 
 use super::limits::{self, Tally};

@@ -3,13 +3,6 @@
 //! images and bytes ([`limits::WINDOW_BYTES`]); each image is read through
 //! [`limits::IMAGE_FILE`], each mask through the mask limits.
 
-#![deny(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
-
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
