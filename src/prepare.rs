@@ -58,19 +58,27 @@ impl PrepareConfig {
         self.variants.iter().any(Variant::needs_donors)
     }
 
-    /// The class donors are grouped by: the coarse class with `--class-map`, else the label.
-    pub fn donor_class(&self, label: i64) -> Option<i64> {
-        match &self.class_map {
-            Some(m) => m.coarse(label).map(|c| c as i64),
-            None => Some(label),
+    /// The class donors are grouped by: an ImageNet-9 label as it is (already one of the
+    /// nine coarse classes, whatever the models' class count), else the coarse class with
+    /// `--class-map`, else the label.
+    pub fn donor_class(&self, label: i64, space: Option<LabelSpace>) -> Option<i64> {
+        match (space, &self.class_map) {
+            (Some(LabelSpace::In9), _) => Some(label),
+            (None, Some(m)) => m.coarse(label).map(|c| c as i64),
+            (None, None) => Some(label),
         }
     }
 
-    /// How many donor classes there are (for `mixed_next`'s wrap-around).
-    pub fn donor_classes(&self) -> i64 {
-        self.class_map
-            .as_ref()
-            .map_or(self.num_classes, |m| m.len() as i64)
+    /// How many donor classes there are (for `mixed_next`'s wrap-around: ImageNet-9's
+    /// Mixed-Next takes class `(c + 1) mod 9`, and the bank's share per class).
+    pub fn donor_classes(&self, space: Option<LabelSpace>) -> i64 {
+        match space {
+            Some(LabelSpace::In9) => in9::NAMES.len() as i64,
+            None => self
+                .class_map
+                .as_ref()
+                .map_or(self.num_classes, |m| m.len() as i64),
+        }
     }
 }
 
@@ -134,7 +142,10 @@ impl PrepareConfig {
         if !self.needs_donors() {
             return;
         }
-        let classes = self.donor_classes().clamp(1, 1 << 20) as usize;
+        // The shards' label space (their first sample's) decides how many classes share the
+        // bank: nine for ImageNet-9 labels, even with a 1,000-class model.
+        let space = crate::donors::scan::label_space(shards);
+        let classes = self.donor_classes(space).clamp(1, 1 << 20) as usize;
         let per_class = bank_size.div_ceil(classes).max(2);
         let bank = crate::donors::scan::build_bank(shards, self, per_class, readers);
         self.donors = Some(Arc::new(bank));
@@ -371,8 +382,8 @@ fn prepare_inner(
         }
         (Some(bank), None) => {
             let pairing = Pairing {
-                class: cfg.donor_class(ann.label),
-                classes: cfg.donor_classes(),
+                class: cfg.donor_class(ann.label, ann.label_space),
+                classes: cfg.donor_classes(ann.label_space),
                 seed: cfg.seed,
                 variants: &cfg.variants,
             };

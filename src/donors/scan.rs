@@ -55,6 +55,26 @@ fn par_for<S>(
 }
 
 /// Scans `shards` with `threads` readers and builds the bank for `cfg`.
+/// The label space of the first sample of `shards` that has a readable annotation (`None`:
+/// the models' own classes).
+pub fn label_space(shards: &[PathBuf]) -> Option<crate::classes::LabelSpace> {
+    let mut found = None;
+    for shard in shards {
+        let mut seen = false;
+        read_shard(shard, |sample| match sample.annotation() {
+            Ok(a) => {
+                (found, seen) = (a.label_space, true);
+                false
+            }
+            Err(_) => true,
+        });
+        if seen {
+            break;
+        }
+    }
+    found
+}
+
 pub fn build_bank(
     shards: &[PathBuf],
     cfg: &PrepareConfig,
@@ -76,7 +96,7 @@ pub fn build_bank(
                 let Ok(Some(Admitted { ann, .. })) = admit(&sample, cfg, &mut meta) else {
                     return true;
                 };
-                let Some(class) = cfg.donor_class(ann.label) else {
+                let Some(class) = cfg.donor_class(ann.label, ann.label_space) else {
                     return true;
                 };
                 let rank = (
@@ -166,7 +186,9 @@ pub fn donor_from_sample(
 ) -> Option<Donor> {
     let mut meta = ItemMeta::new(sample.shard.clone(), sample.key.clone());
     let ann = admit(sample, cfg, &mut meta).ok()??.ann;
-    let class = cfg.donor_class(ann.label).unwrap_or(ann.label);
+    let class = cfg
+        .donor_class(ann.label, ann.label_space)
+        .unwrap_or(ann.label);
     let c = Candidate {
         rank: (0, sample.shard.clone(), sample.key.clone()),
         class,

@@ -157,6 +157,68 @@ fn in9_accuracy_is_the_table_applied_to_the_predictions() {
     assert!(!per_class.contains("tench"), "{per_class}");
 
     class_map_misuse_is_refused(&results, tmp.path());
+    mixed_next_wraps_over_the_nine(&shards, &fixture, tmp.path());
+}
+
+/// ImageNet-9's Mixed-Next pairs class c with a donor of class `(c + 1) mod 9`, and the
+/// bank is shared by the nine classes, also for a 1,000-class model (whose own class count
+/// would send fish, 8, to ImageNet class 9 and split the bank 1,000 ways).
+fn mixed_next_wraps_over_the_nine(shards: &Path, fixture: &Path, tmp: &Path) {
+    let out = tmp.join("mixed");
+    let (code, stdout, stderr) = common::bgstream(&[
+        "--shards",
+        &format!("{}/*.tar", shards.display()),
+        "--model",
+        path_str(&common::model("tiny")),
+        "--variants",
+        "mixed_next",
+        "--min-fg",
+        "0",
+        "--max-fg",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        path_str(&out),
+        "--no-progress",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // The IN-9 classes the fixture holds images of (its class folders' indices).
+    let present: std::collections::BTreeSet<i64> = std::fs::read_dir(fixture.join("original/val"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap().file_name().to_str().unwrap()[..2]
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let rows = common::reference_sql(
+        &out,
+        "select label, status, background from rows order by key",
+    );
+    let rows = rows.as_array().unwrap();
+    assert!(!rows.is_empty());
+    let mut wrapped = 0;
+    for r in rows {
+        let label = r[0].as_i64().unwrap();
+        let next = (label + 1) % 9;
+        if !present.contains(&next) {
+            assert_eq!(r[1], "no_donor", "{r}");
+            continue;
+        }
+        assert_eq!(r[1], "ok", "class {next} has images: {r}");
+        // The donor's key is `class folder/image`: its folder is the next class.
+        let donor = r[2].as_str().unwrap().strip_prefix("image:").unwrap();
+        assert_eq!(donor[..2].parse::<i64>().unwrap(), next, "{r}");
+        wrapped += usize::from(label == 8);
+    }
+    if present.contains(&8) && present.contains(&0) {
+        assert!(wrapped > 0, "{rows:?}");
+    }
+    eprintln!(
+        "mixed_next: {} rows, IN-9 classes present {present:?}, {wrapped} fish paired with dogs",
+        rows.len()
+    );
 }
 
 /// `aggregate --class-map` on these rows: the published table itself would read the IN-9
