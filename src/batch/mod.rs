@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::classes::Scoring;
 use crate::error::FatalError;
 use crate::infer::model::{Collected, Model, PendingOutput, Prediction};
 use crate::item::{ItemMeta, Prepared, Row, RowError, SinkMsg};
@@ -391,9 +390,19 @@ impl Inference {
         let models = &self.groups[done.group].models;
         let mut rows = Vec::with_capacity(done.slots.len() * names.len());
         for ((got, model), m) in done.predictions.into_iter().zip(names).zip(models) {
-            for (i, ((meta, vi), p)) in done.slots.iter().zip(got.predictions).enumerate() {
-                let p_in9 = got.p_in9.as_ref().and_then(|v| v.get(i).copied());
-                let (scoring, outcome) = scored(meta, m.sidecar.num_classes, p, p_in9);
+            let read = done.slots.iter().take(got.predictions.len()).enumerate();
+            for (i, (meta, vi)) in read {
+                let (scoring, outcome) =
+                    match got.scored(i, meta.label_space, m.sidecar.num_classes) {
+                        Ok((p, s)) => (Some(s), Ok(p)),
+                        Err(message) => (
+                            None,
+                            Err(RowError {
+                                code: "label_space",
+                                message,
+                            }),
+                        ),
+                    };
                 rows.push(Row {
                     meta: meta.clone(),
                     slot: *vi,
@@ -430,30 +439,4 @@ struct ReadBack {
     slots: Vec<(Arc<ItemMeta>, usize)>,
     /// One per model of the group.
     predictions: Vec<Collected>,
-}
-
-/// The scoring rule of a row of `meta` for a model of `num_classes`, and its outcome: with
-/// an ImageNet-9 label a 1,000-class model's `p_true` is the probability of the label's IN-9
-/// class (`p_in9`), and a model of another class count gets an error row.
-fn scored(
-    meta: &ItemMeta,
-    num_classes: i64,
-    mut p: Prediction,
-    p_in9: Option<f32>,
-) -> (Option<Scoring>, Result<Prediction, RowError>) {
-    match Scoring::for_model(meta.label_space, num_classes) {
-        Ok(s) => {
-            if s == Scoring::InToIn9 {
-                p.p_true = p_in9.unwrap_or(f32::NAN);
-            }
-            (Some(s), Ok(p))
-        }
-        Err(message) => (
-            None,
-            Err(RowError {
-                code: "label_space",
-                message,
-            }),
-        ),
-    }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::Precision;
-use crate::classes::in9;
+use crate::classes::{in9, LabelSpace, Scoring};
 use crate::error::{panic_message, FatalError};
 pub use crate::item::Prediction;
 pub use crate::sidecar::Sidecar;
@@ -234,6 +234,26 @@ impl PendingOutput {
             })
             .collect();
         Ok(Collected { predictions, p_in9 })
+    }
+}
+
+impl Collected {
+    /// Row `i` scored for a sample of label space `space` by a model of `num_classes`
+    /// ([`Scoring::for_model`]); with `in_to_in9`, `p_true` is the probability of the
+    /// label's IN-9 class. `Err`: this model cannot be scored against that label space.
+    pub fn scored(
+        &self,
+        i: usize,
+        space: Option<LabelSpace>,
+        num_classes: i64,
+    ) -> Result<(Prediction, Scoring), String> {
+        let mut p = self.predictions[i];
+        let scoring = Scoring::for_model(space, num_classes)?;
+        if scoring == Scoring::InToIn9 {
+            let p_in9 = self.p_in9.as_ref().and_then(|v| v.get(i).copied());
+            p.p_true = p_in9.unwrap_or(f32::NAN);
+        }
+        Ok((p, scoring))
     }
 }
 

@@ -367,14 +367,14 @@ fn predict(m: &Model, gi: usize, rendered: &[Rendered], slots: usize) -> Result<
         let labels: Vec<i64> = chunk.iter().map(|f| f.3).collect();
         let labels = Tensor::from_slice(&labels).to_device(m.device());
         let got = m.launch(&x, &labels)?.collect(m.name())?;
-        for (i, (f, p)) in chunk.iter().zip(got.predictions).enumerate() {
-            let p_in9 = got.p_in9.as_ref().and_then(|v| v.get(i).copied());
-            let mut p = p;
-            let scoring = Scoring::for_model(f.4.label_space, m.sidecar.num_classes).ok();
-            if scoring == Some(Scoring::InToIn9) {
-                p.p_true = p_in9.unwrap_or(f32::NAN); // as the run's rows have it
-            }
-            out[f.0][f.1] = Some((p, scoring));
+        for (i, f) in chunk.iter().take(got.predictions.len()).enumerate() {
+            // Scored as the run's rows are; unscorable: the raw prediction, no verdict.
+            out[f.0][f.1] = Some(
+                match got.scored(i, f.4.label_space, m.sidecar.num_classes) {
+                    Ok((p, s)) => (p, Some(s)),
+                    Err(_) => (got.predictions[i], None),
+                },
+            );
         }
     }
     Ok(out)
