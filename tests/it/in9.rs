@@ -32,6 +32,20 @@ fn shard(fixture: &Path, out: &Path) -> String {
     stdout
 }
 
+/// Runs `models` on the IN-9 shards in `shards` (every foreground size) into `out`.
+fn run(shards: &Path, models: &[&Path], variants: &str, out: &Path, extra: &[&str]) {
+    let glob = format!("{}/*.tar", shards.display());
+    let mut args = vec!["--shards", glob.as_str()];
+    for m in models {
+        args.extend(["--model", path_str(m)]);
+    }
+    args.extend(["--variants", variants, "--min-fg", "0", "--max-fg", "1"]);
+    args.extend(["--device", "cpu", "--out", path_str(out), "--no-progress"]);
+    args.extend(extra);
+    let (code, stdout, stderr) = common::bgstream(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
 #[test]
 fn in9_accuracy_is_the_table_applied_to_the_predictions() {
     let Some(data) = common::shared_data() else {
@@ -57,28 +71,13 @@ fn in9_accuracy_is_the_table_applied_to_the_predictions() {
 
     let (results, dump) = (tmp.path().join("results"), tmp.path().join("dump"));
     let (tiny, lite0) = (common::model("tiny"), common::model("efficientnet-lite0"));
-    let (code, stdout, stderr) = common::bgstream(&[
-        "--shards",
-        &format!("{}/*.tar", shards.display()),
-        "--model",
-        path_str(&tiny),
-        "--model",
-        path_str(&lite0),
-        "--variants",
+    run(
+        &shards,
+        &[&tiny, &lite0],
         "original",
-        "--min-fg",
-        "0",
-        "--max-fg",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        path_str(&results),
-        "--dump-inputs",
-        path_str(&dump),
-        "--no-progress",
-    ]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+        &results,
+        &["--dump-inputs", path_str(&dump)],
+    );
 
     let mut top1 = std::collections::HashMap::new();
     for model in [&tiny, &lite0] {
@@ -165,24 +164,7 @@ fn in9_accuracy_is_the_table_applied_to_the_predictions() {
 /// would send fish, 8, to ImageNet class 9 and split the bank 1,000 ways).
 fn mixed_next_wraps_over_the_nine(shards: &Path, fixture: &Path, tmp: &Path) {
     let out = tmp.join("mixed");
-    let (code, stdout, stderr) = common::bgstream(&[
-        "--shards",
-        &format!("{}/*.tar", shards.display()),
-        "--model",
-        path_str(&common::model("tiny")),
-        "--variants",
-        "mixed_next",
-        "--min-fg",
-        "0",
-        "--max-fg",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        path_str(&out),
-        "--no-progress",
-    ]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    run(shards, &[&common::model("tiny")], "mixed_next", &out, &[]);
     // The IN-9 classes the fixture holds images of (its class folders' indices).
     let present: std::collections::BTreeSet<i64> = std::fs::read_dir(fixture.join("original/val"))
         .unwrap()
