@@ -226,9 +226,16 @@ pub struct ShardArgs {
     /// (path,label,x0,y0,x1,y1[,polygons], one row per box; polygons as COCO JSON), a Pascal
     /// VOC folder, Caltech101's Annotations/ folder (with --images 101_ObjectCategories; the
     /// outlines become polygons), or ImageNet-9's fg_mask/<split>/ folder of .npy masks (with
-    /// --images original/<split>).
+    /// --images original/<split>). Without it, --images is one of ImageNet-9's released
+    /// variant folders (bg_challenge/mixed_rand/val, ...), sharded as it is: a run
+    /// classifies each image once, as variant released:<name>.
     #[arg(long, value_name = "FILE|DIR")]
-    pub annotations: PathBuf,
+    pub annotations: Option<PathBuf>,
+    /// The name recorded for a released variant folder read without --annotations
+    /// (default: the folder above the split when it is one of ImageNet-9's: original,
+    /// only_bg_b, only_bg_t, no_fg, only_fg, mixed_same, mixed_rand, mixed_next).
+    #[arg(long, value_name = "NAME")]
+    pub released_variant: Option<String>,
     /// Format of --annotations. Default: detected (a folder with Annotations/ is voc, a
     /// folder of class folders of annotation_*.mat caltech101, of .npy files imagenet9, any
     /// other folder or a

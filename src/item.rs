@@ -37,6 +37,9 @@ pub struct ItemMeta {
     /// Per output slot, an error that only that slot has (`no_donor`, `no_mask`); empty
     /// when none.
     pub slot_errors: Vec<Option<RowError>>,
+    /// `released:<name>` for a dataset's pre-rendered image, classified as it is: the
+    /// `variant` column of its `original` row ([`crate::source::Annotation::released_variant`]).
+    pub released: Option<Arc<str>>,
 }
 
 impl ItemMeta {
@@ -53,6 +56,15 @@ impl ItemMeta {
             height: None,
             backgrounds: Vec::new(),
             slot_errors: Vec::new(),
+            released: None,
+        }
+    }
+
+    /// The `variant` column of this item's rows in a slot the run names `variant`.
+    pub fn variant_name(&self, variant: &Arc<str>) -> Arc<str> {
+        match &self.released {
+            Some(r) if &**variant == "original" => r.clone(),
+            _ => variant.clone(),
         }
     }
 

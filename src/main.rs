@@ -237,6 +237,7 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
     let mut found = shard_writer::collect(&shard_writer::ShardInputs {
         format: a.format,
         annotations: a.annotations.clone(),
+        released_variant: a.released_variant.clone(),
         images: a.images.clone(),
         synsets: a.synsets.clone(),
         split: a.split.clone(),
@@ -249,7 +250,10 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
     if found.entries.is_empty() {
         anyhow::bail!(
             "no annotated image of {} was found in {} ({} annotated images, {} images)",
-            a.annotations.display(),
+            a.annotations
+                .as_deref()
+                .unwrap_or(found.images.as_path())
+                .display(),
             found.images.display(),
             found.missing.len(),
             found.unannotated.len(),

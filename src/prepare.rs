@@ -16,7 +16,7 @@ use crate::ops::mask::{Foreground, SourceMask};
 use crate::ops::resize::CropResizer;
 use crate::ops::textures::{texture_dir, TextureSet};
 use crate::ops::variants::{render, RenderCtx, Variant};
-use crate::source::{Annotation, Sample};
+use crate::source::{Annotation, Sample, RELEASED_PREFIX};
 
 /// Images with a side below this are recorded as `too_small`: upsampling a few pixels to a
 /// model's input says nothing about backgrounds.
@@ -296,6 +296,11 @@ fn check(
             });
         }
     }
+    if let Some(v) = &ann.released_variant {
+        // Pre-rendered by the dataset: no foreground to filter on or to replace.
+        meta.released = Some(format!("{RELEASED_PREFIX}{v}").into());
+        return Ok(Some(Admitted { ann, mask: None }));
+    }
     let mask = if sample.has_mask(&ann) {
         meta.fg_source = Some(FG_MASK);
         if !ann.boxes.is_empty() {
@@ -368,8 +373,8 @@ fn prepare_inner(
     let bytes = sample.image.as_deref().ok_or(ItemError::MissingImage)?;
     let header = (meta.width.unwrap_or(0), meta.height.unwrap_or(0));
     crop_groups(bytes, header, &adm.ann.boxes, adm.mask.as_ref(), cfg, s)?;
-    if outside {
-        filtered_slots(cfg, meta);
+    if outside || meta.released.is_some() {
+        only_original(cfg, meta);
         return Ok(Some(render_slots(sample, cfg, s, meta, &[])));
     }
     let ann = &adm.ann;
@@ -413,22 +418,31 @@ fn prepare_inner(
     Ok(Some(render_slots(sample, cfg, s, meta, &sources)))
 }
 
-/// `--original-all` for an image the filter drops: every slot but `original` is a
-/// `filtered` row, never sent to a model.
-fn filtered_slots(cfg: &PrepareConfig, meta: &mut ItemMeta) {
+/// An image classified on `original` alone: every other slot is an error row, never sent
+/// to a model — `released` for a dataset's pre-rendered image (classified as it is), else
+/// `filtered` (`--original-all` for an image the filter drops).
+fn only_original(cfg: &PrepareConfig, meta: &mut ItemMeta) {
+    let error = match &meta.released {
+        Some(name) => RowError {
+            code: "released",
+            message: format!(
+                "a pre-rendered image, classified as it is (variant {name}); no variant is \
+                 rendered from it"
+            ),
+        },
+        None => RowError {
+            code: "filtered",
+            message: format!(
+                "foreground fraction {:.4} outside [{}, {}]: only original is classified \
+                 (--original-all)",
+                meta.fg_fraction.unwrap_or(f64::NAN),
+                cfg.min_fg,
+                cfg.max_fg
+            ),
+        },
+    };
     meta.slot_errors = (cfg.slots().iter())
-        .map(|&(vi, _)| {
-            (cfg.variants[vi] != Variant::Original).then(|| RowError {
-                code: "filtered",
-                message: format!(
-                    "foreground fraction {:.4} outside [{}, {}]: only original is classified \
-                     (--original-all)",
-                    meta.fg_fraction.unwrap_or(f64::NAN),
-                    cfg.min_fg,
-                    cfg.max_fg
-                ),
-            })
-        })
+        .map(|&(vi, _)| (cfg.variants[vi] != Variant::Original).then(|| error.clone()))
         .collect();
 }
 

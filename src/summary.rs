@@ -111,6 +111,12 @@ pub fn render(s: &RunSummary) -> String {
             "  {variant}: {n} row(s) of samples without a mask (status no_mask: their foreground is boxes)"
         );
     }
+    for (variant, n) in &s.released {
+        let _ = writeln!(
+            o,
+            "  {variant}: {n} row(s) of released images (status released: a pre-rendered image is classified as it is, as released:<name>)"
+        );
+    }
     for (shard, e) in &s.shard_errors {
         let _ = writeln!(o, "  shard error: {shard}: {e}");
     }
@@ -196,6 +202,7 @@ pub fn to_json(s: &RunSummary) -> serde_json::Value {
         "failures_by_code": s.failures_by_code,
         "no_donor_rows": s.no_donor,
         "no_mask_rows": s.no_mask,
+        "released_rows": s.released,
         "elapsed_s": s.elapsed.as_secs_f64(),
         "interrupted": s.interrupted,
         "shards_completed": s.shards_completed,

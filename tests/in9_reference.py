@@ -5,7 +5,8 @@
       whose ImageNet class the published table (in_to_in9.json) sends to one of the nine
       goes to OUT/original/val/<NN_name>/<image>.JPEG, with its boolean foreground mask
       (the union of its boxes) as OUT/fg_mask/val/<NN_name>/<image>.npy, written by numpy as
-      the released data holds them.
+      the released data holds them; and OUT/only_bg_b/val/<NN_name>/<image>.JPEG, the
+      photo with its foreground black (a released variant folder, as Only-BG-B is made).
   check RESULTS DUMP MODEL TABLE_JSON VARIANT
       For the ok rows of MODEL on VARIANT in RESULTS/*.parquet (DuckDB): the label is taken
       from the key's class folder (not from the rows), bgstream's top-5 classes are mapped
@@ -24,6 +25,7 @@ import shutil
 import sys
 
 import numpy as np
+from PIL import Image
 
 FOLDERS = ["00_dog", "01_bird", "02_wheeled vehicle", "03_reptile", "04_carnivore",
            "05_insect", "06_musical instrument", "07_primate", "08_fish"]
@@ -54,10 +56,15 @@ def cmd_make(out, images, csv_path, table_path):
             for box in row["boxes"].split(";"):
                 x0, y0, x1, y1 = (int(float(v)) for v in box.split())
                 mask[y0:y1 + 1, x0:x1 + 1] = True  # ImageNet's boxes are inclusive
-            for d in ("original", "fg_mask"):
+            for d in ("original", "fg_mask", "only_bg_b"):
                 os.makedirs(os.path.join(out, d, "val", folder), exist_ok=True)
             src = os.path.join(images, name + ".JPEG")
             shutil.copy(src, os.path.join(out, "original", "val", folder, name + ".JPEG"))
+            with Image.open(src) as im:
+                pixels = np.asarray(im.convert("RGB")).copy()
+            pixels[mask] = 0
+            Image.fromarray(pixels).save(
+                os.path.join(out, "only_bg_b", "val", folder, name + ".JPEG"), quality=95)
             np.save(os.path.join(out, "fg_mask", "val", folder, name + ".npy"), mask)
             per_class[folder] = per_class.get(folder, 0) + 1
     print(json.dumps({"images": sum(per_class.values()), "classes": per_class}))

@@ -22,6 +22,7 @@ const INVALID: u8 = 4;
 
 pub use crate::ops::variants::is_multi_row;
 use crate::ops::variants::ORIGINAL_ALL;
+use crate::source::RELEASED_PREFIX;
 
 /// The worst candidate of one image under a `worst_bg:K` variant for one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,7 +277,7 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
     let mut keys_by_id: Vec<String> = Vec::new();
     // Key id -> the shard its first row came from (shard ids interned); keys seen in another.
     let (mut shard_ids, mut shards) = (HashMap::new(), Vec::new());
-    let mut first_shard: HashMap<u32, usize> = HashMap::new();
+    let mut first_shard: HashMap<(Option<String>, u32), usize> = HashMap::new();
     let mut cross: std::collections::HashSet<u32> = std::collections::HashSet::new();
     for path in &files {
         let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
@@ -389,9 +390,18 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
                 // Every row's key is interned once, here (error rows too: they count as
                 // images read, and a key may come from two shards).
                 let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
-                if let Some(sh) = shard.as_ref().filter(|c| !c.is_null(i)) {
+                // A released variant's images share their keys with the other variants' by
+                // design: the check goes by (released variant, key) on their own rows.
+                let released = variant
+                    .value(i)
+                    .strip_prefix(RELEASED_PREFIX)
+                    .map(String::from);
+                let checked = shard
+                    .as_ref()
+                    .filter(|c| !c.is_null(i) && status.value(i) != "released");
+                if let Some(sh) = checked {
                     let s = intern(&mut shard_ids, &mut shards, sh.value(i));
-                    let first = *first_shard.entry(k).or_insert(s);
+                    let first = *first_shard.entry((released, k)).or_insert(s);
                     if first != s && cross.insert(k) && out.cross_shard_example.is_none() {
                         out.cross_shard_example = Some((
                             key.value(i).to_string(),

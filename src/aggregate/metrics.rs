@@ -5,6 +5,7 @@ use super::load::{Loaded, TOP1, TOP5};
 use crate::error::FatalError;
 use crate::ops::variants::is_multi_row;
 pub use crate::ops::variants::keeps_foreground;
+use crate::source::{IN9_RELEASED as RELEASED, RELEASED_PREFIX};
 
 /// 95% Wilson score interval of `k` successes in `n` trials.
 pub fn wilson(k: u64, n: u64) -> (f64, f64) {
@@ -138,14 +139,21 @@ pub fn compute(
     examples: usize,
 ) -> Result<Aggregate, FatalError> {
     let vid = |name: &str| data.variants.iter().position(|v| v == name);
-    let original = vid("original").ok_or_else(|| {
-        FatalError::Data(
-            "the predictions have no 'original' variant: nothing to compare against".into(),
-        )
-    })?;
+    // A run over ImageNet-9's released folders alone has the released original instead.
+    let released_original = vid(&format!("{RELEASED_PREFIX}original"));
+    // None: no image was classified as it is (a run of released variant folders alone);
+    // accuracies and relative accuracies remain, gaps and Table 1 do not.
+    let original = vid("original").or(released_original);
+    // What a variant's gap is measured from: a released variant's from the released
+    // original when there is one.
+    let reference = |v: usize| match released_original {
+        Some(r) if data.variants[v].starts_with(RELEASED_PREFIX) => Some(r),
+        _ => original,
+    };
     let cell = |m: usize, v: usize| data.cells.get(&(m, v)).map(Vec::as_slice).unwrap_or(&[]);
+    let cell_of = |m: usize, v: Option<usize>| v.map_or(&[][..], |v| cell(m, v));
     let acc_original = |m: usize| {
-        let (n, a, _) = counts(cell(m, original), |_| true);
+        let (n, a, _) = counts(cell_of(m, original), |_| true);
         rate(a, n).unwrap_or(0.0)
     };
     let mut order: Vec<usize> = (0..data.models.len()).collect();
@@ -178,26 +186,35 @@ pub fn compute(
             None if name == crate::ops::variants::ORIGINAL_ALL => (0, 1),
             None if name.starts_with("fg_color:") => (8, 0),
             None if is_multi_row(name) => (known.len(), 0),
-            None => (known.len() + 1, 0),
+            None => match name.strip_prefix(RELEASED_PREFIX) {
+                Some(r) => (
+                    known.len() + 1,
+                    1 + (RELEASED.iter())
+                        .position(|k| *k == r)
+                        .unwrap_or(RELEASED.len()),
+                ),
+                None => (known.len() + 2, 0),
+            },
         }
     });
     let controlled: Vec<bool> = {
         let mut c = vec![false; data.keys.len()];
-        for (k, bits) in cell(base, original) {
+        for (k, bits) in cell_of(base, original) {
             c[*k as usize] = bits & TOP1 != 0;
         }
         c
     };
     let mut rows = Vec::new();
     for &m in &order {
-        let (on, o1, o5) = counts(cell(m, original), |_| true);
         for &v in &variants {
+            let (on, o1, o5) = counts(cell_of(m, reference(v)), |_| true);
             let (n, a, b) = counts(cell(m, v), |_| true);
             let (bn, ba, bb) = counts(cell(base, v), |_| true);
             let (cn, ca, cb) = counts(cell(m, v), |k| controlled[k as usize]);
             let (top1, top5) = (rate(a, n), rate(b, n));
             let (b1, b5) = (rate(ba, bn), rate(bb, bn));
-            let switched = keeps_foreground(&data.variants[v]);
+            let name = &data.variants[v];
+            let switched = keeps_foreground(name.strip_prefix(RELEASED_PREFIX).unwrap_or(name));
             let (l1, h1) = wilson(a, n);
             let (l5, h5) = wilson(b, n);
             let finite = |x: f64| x.is_finite().then_some(x);
@@ -231,9 +248,9 @@ pub fn compute(
             });
         }
     }
-    let (levels, nested, common) = match vid("bg_only") {
-        Some(bg) => table1(data, &order, bg, original, examples),
-        None => (Vec::new(), true, 0),
+    let (levels, nested, common) = match (vid("bg_only"), original) {
+        (Some(bg), Some(original)) => table1(data, &order, bg, original, examples),
+        _ => (Vec::new(), true, 0),
     };
     Ok(Aggregate {
         baseline: data.models[base].clone(),
@@ -251,7 +268,18 @@ pub fn compute(
 
 /// BG-Gap and challenge accuracy per model (empty when no such variant was run).
 fn backgrounds(data: &Loaded, order: &[usize]) -> Vec<BgRow> {
-    let vid = |name: &str| data.variants.iter().position(|v| v == name);
+    let position = |name: &str| data.variants.iter().position(|v| v == name);
+    // bgstream's own rendering of an ImageNet-9 variant, else the released folder's.
+    let vid = |name: &str| {
+        position(name).or_else(|| {
+            let released = match name {
+                "bg_only_black" => "only_bg_b",
+                "bg_tiled" => "only_bg_t",
+                other => other,
+            };
+            position(&format!("{RELEASED_PREFIX}{released}"))
+        })
+    };
     let challenge = data.variants.iter().position(|v| is_multi_row(v));
     let names = [
         "bg_only_black",

@@ -268,7 +268,7 @@ impl Inference {
                                 .map(|model| Row {
                                     meta: meta.clone(),
                                     slot: vi,
-                                    variant: self.variants[vi].clone(),
+                                    variant: meta.variant_name(&self.variants[vi]),
                                     model: model.clone(),
                                     background: None,
                                     scoring: None,
@@ -302,7 +302,7 @@ impl Inference {
                     rows.push(Row {
                         meta: meta.clone(),
                         slot,
-                        variant: variant.clone(),
+                        variant: meta.variant_name(variant),
                         model: model.clone(),
                         background: None,
                         scoring: None,
@@ -406,7 +406,7 @@ impl Inference {
                 rows.push(Row {
                     meta: meta.clone(),
                     slot: *vi,
-                    variant: self.variants[*vi].clone(),
+                    variant: meta.variant_name(&self.variants[*vi]),
                     model: model.clone(),
                     background: meta.background(*vi),
                     scoring,

@@ -73,6 +73,9 @@ pub struct RunSummary {
     pub no_donor: Vec<(String, u64)>,
     /// Rows per variant of `only_fg` / `no_fg` for samples without a mask (`no_mask`).
     pub no_mask: Vec<(String, u64)>,
+    /// Rows per variant not rendered from a released image (`released`): it is classified
+    /// as it is, on `original`.
+    pub released: Vec<(String, u64)>,
     pub accuracy: Vec<Accuracy>,
     pub elapsed: Duration,
     pub interrupted: bool,
@@ -226,6 +229,12 @@ impl RunSummary {
         slots: &[Arc<str>],
     ) -> Self {
         let t = &report.tally;
+        let slot_errors = |code: &str| -> Vec<(String, u64)> {
+            (t.slot_errors.iter())
+                .filter(|((c, _), _)| *c == code)
+                .map(|((_, k), v)| (k.to_string(), *v))
+                .collect()
+        };
         let all: Arc<str> = ORIGINAL_ALL.into();
         let mut variants: Vec<&Arc<str>> = Vec::new();
         for v in slots.iter().filter(|v| !is_multi_row(v)) {
@@ -236,6 +245,19 @@ impl RunSummary {
                 variants.push(&all);
             }
         }
+        // Released variants' rows (`released:<name>`), after the run's own, by name.
+        let mut released: Vec<&Arc<str>> = (t.accuracy.keys())
+            .map(|(_, v)| v)
+            .filter(|v| v.starts_with(crate::source::RELEASED_PREFIX))
+            .collect();
+        released.sort();
+        released.dedup();
+        if !released.is_empty() {
+            // Released images are classified on original alone: the run's own variants
+            // keep a column only where other images gave them rows.
+            variants.retain(|v| t.accuracy.keys().any(|(_, x)| x == *v));
+        }
+        variants.extend(released);
         let accuracy = models
             .iter()
             .flat_map(|m| variants.iter().map(move |v| (m, *v)))
@@ -281,14 +303,9 @@ impl RunSummary {
             failures_by_code: (t.failures.iter())
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
-            no_donor: (t.slot_errors.iter())
-                .filter(|((code, _), _)| *code == "no_donor")
-                .map(|((_, k), v)| (k.to_string(), *v))
-                .collect(),
-            no_mask: (t.slot_errors.iter())
-                .filter(|((code, _), _)| *code == "no_mask")
-                .map(|((_, k), v)| (k.to_string(), *v))
-                .collect(),
+            no_donor: slot_errors("no_donor"),
+            no_mask: slot_errors("no_mask"),
+            released: slot_errors("released"),
             accuracy,
             elapsed: Duration::ZERO,
             interrupted: false,

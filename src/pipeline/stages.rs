@@ -56,6 +56,23 @@ impl KeyIndex {
     }
 }
 
+/// The key a duplicate is looked for under: a released variant's images share their keys
+/// with the other variants' by design (their rows differ in `variant`), so the variant's
+/// name goes with the key.
+fn index_key(sample: &Sample) -> std::borrow::Cow<'_, str> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        released_variant: Option<String>,
+    }
+    let released = (sample.json.as_deref())
+        .and_then(|j| serde_json::from_slice::<Peek>(j).ok())
+        .and_then(|p| p.released_variant);
+    match released {
+        Some(v) => format!("{v}\0{}", sample.key).into(),
+        None => sample.key.as_str().into(),
+    }
+}
+
 /// Reads shards from `paths`, sends their samples on, and tells the writer how many
 /// samples each shard held (so it knows when a shard is complete). A shard not read to
 /// its end because the run stopped is not announced: it stays incomplete.
@@ -77,7 +94,7 @@ pub fn read_shards(
             if ctl.stopped() {
                 return false;
             }
-            if let Some(first) = keys.other_shard(&sample.key, &sample.shard) {
+            if let Some(first) = keys.other_shard(&index_key(&sample), &sample.shard) {
                 totals.duplicate_keys += 1;
                 if totals.duplicate_examples.len() < DUPLICATE_WARNINGS {
                     tracing::warn!(

@@ -63,6 +63,36 @@ pub struct Annotation {
     /// model is scored against through the `in_to_in9` table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_space: Option<LabelSpace>,
+    /// The image is one of a dataset's pre-rendered variants, classified as it is: the
+    /// name of ImageNet-9's released folder (`mixed_rand`, …) that `bgstream shard` read
+    /// it from. A run writes its `original` row as variant `released:<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_variant: Option<String>,
+}
+
+/// The variant folders of ImageNet-9's release (`bg_challenge/<variant>/val`), each the
+/// test set pre-rendered one way (Xiao et al., table 1), in that table's order.
+pub const IN9_RELEASED: [&str; 8] = [
+    "original",
+    "only_bg_b",
+    "only_bg_t",
+    "no_fg",
+    "only_fg",
+    "mixed_same",
+    "mixed_rand",
+    "mixed_next",
+];
+
+/// The `variant` column's prefix for a released image's row ([`Annotation::released_variant`]).
+pub const RELEASED_PREFIX: &str = "released:";
+
+/// Whether `name` can be recorded as a released variant: short, lowercase ASCII, digits
+/// and `_`, so that it reads the same in a column, a file name and a page.
+pub fn valid_released_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[derive(Deserialize)]
@@ -77,6 +107,7 @@ struct RawAnnotation {
     polygons: Vec<Vec<f64>>,
     mask_error: Option<String>,
     label_space: Option<LabelSpace>,
+    released_variant: Option<String>,
 }
 
 impl Sample {
@@ -132,6 +163,15 @@ impl Sample {
         } else {
             ItemError::NoBoxes
         })?;
+        if let Some(v) = raw.released_variant.as_deref() {
+            if !valid_released_name(v) {
+                return Err(ItemError::BadAnnotation(format!(
+                    "{}.json: released_variant {:?} is not up to 32 of a-z, 0-9 and _",
+                    self.key,
+                    v.chars().take(40).collect::<String>()
+                )));
+            }
+        }
         Ok(Annotation {
             label,
             boxes: raw.boxes,
@@ -141,6 +181,7 @@ impl Sample {
             polygons: raw.polygons,
             mask_error: raw.mask_error,
             label_space: raw.label_space,
+            released_variant: raw.released_variant,
         })
     }
 }
@@ -190,6 +231,24 @@ mod tests {
             cls: cls.map(|s| s.as_bytes().to_vec()),
             json: json.map(|s| s.as_bytes().to_vec()),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn released_variant_is_a_plain_name() {
+        let ok = sample(
+            Some("1"),
+            Some(r#"{"boxes": [], "released_variant": "only_bg_t"}"#),
+        );
+        let a = ok.annotation().unwrap();
+        assert_eq!(a.released_variant.as_deref(), Some("only_bg_t"));
+        for name in ["", "Only", "a/b", "<script>", &"x".repeat(33)] {
+            let json = serde_json::json!({"boxes": [], "released_variant": name}).to_string();
+            let err = sample(Some("1"), Some(&json)).annotation().unwrap_err();
+            assert!(
+                matches!(err, ItemError::BadAnnotation(_)),
+                "{name:?}: {err:?}"
+            );
         }
     }
 

@@ -157,6 +157,117 @@ fn in9_accuracy_is_the_table_applied_to_the_predictions() {
 
     class_map_misuse_is_refused(&results, tmp.path());
     mixed_next_wraps_over_the_nine(&shards, &fixture, tmp.path());
+    released_folders_are_classified_as_they_are(&fixture, &results, images, tmp.path());
+}
+
+/// Shards one released variant folder as it is (`--images <variant>/val`, no masks).
+fn shard_released(folder: &Path, out: &Path) -> String {
+    let (code, stdout, stderr) = common::bgstream(&[
+        "shard",
+        "--format",
+        "imagenet9",
+        "--images",
+        path_str(folder),
+        "--out",
+        path_str(out),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    stdout
+}
+
+/// ImageNet-9's released variant folders (`bg_challenge/<variant>/val`) scored as
+/// in9_eval.py scores them: each image classified as it is, its row named
+/// `released:<variant>`. The released `original` folder gives exactly the rows of the
+/// masked shards' `original`; a pre-rendered Only-BG-B folder's accuracy is the table
+/// applied to the predictions, which PyTorch finds again from the frames.
+fn released_folders_are_classified_as_they_are(
+    fixture: &Path,
+    masked: &Path,
+    images: u64,
+    tmp: &Path,
+) {
+    let (tiny, lite0) = (common::model("tiny"), common::model("efficientnet-lite0"));
+    let stdout = shard_released(&fixture.join("original/val"), &tmp.join("rel-original"));
+    assert!(
+        stdout.contains("imagenet9 released variant original")
+            && stdout.contains("variant released:original"),
+        "{stdout}"
+    );
+    let same = tmp.join("rel-original-out");
+    run(
+        &tmp.join("rel-original"),
+        &[&tiny, &lite0],
+        "original",
+        &same,
+        &[],
+    );
+    let top5 = |dir: &Path, variant: &str| {
+        common::reference_sql(
+            dir,
+            &format!(
+                "select key, model, top5_classes, scoring from rows \
+                 where variant = '{variant}' and status = 'ok' order by all"
+            ),
+        )
+    };
+    let (released, original) = (top5(&same, "released:original"), top5(masked, "original"));
+    assert_eq!(released.as_array().unwrap().len() as u64, 2 * images);
+    assert_eq!(released, original);
+
+    let bgb = tmp.join("rel-bgb");
+    let stdout = shard_released(&fixture.join("only_bg_b/val"), &bgb);
+    assert!(stdout.contains("released variant only_bg_b"), "{stdout}");
+    let (out, dump) = (tmp.join("rel-bgb-out"), tmp.join("rel-bgb-dump"));
+    run(
+        &bgb,
+        &[&tiny, &lite0],
+        "original,bg_only",
+        &out,
+        &["--dump-inputs", path_str(&dump)],
+    );
+    // No variant is rendered from a pre-rendered image: its other slots say so.
+    let statuses = common::reference_sql(
+        &out,
+        "select variant, status, count(*) from rows group by all order by all",
+    );
+    assert_eq!(
+        statuses,
+        serde_json::json!([
+            ["bg_only", "released", 2 * images],
+            ["released:only_bg_b", "ok", 2 * images]
+        ])
+    );
+    let rep = reference(&[
+        "check",
+        path_str(&out),
+        path_str(&dump),
+        path_str(&lite0),
+        path_str(&table()),
+        "released:only_bg_b",
+    ]);
+    let n = |k: &str| rep[k].as_u64().unwrap();
+    assert_eq!(n("rows"), images, "{rep}");
+    assert_eq!(n("bgstream_top1"), n("mapped_top1"), "{rep}");
+    assert_eq!(
+        (n("top5_differs"), n("torch_top1")),
+        (0, n("mapped_top1")),
+        "{rep}"
+    );
+    eprintln!(
+        "released only_bg_b: efficientnet-lite0 IN-9 top-1 {}/{images}",
+        n("mapped_top1")
+    );
+    let agg = tmp.join("rel-bgb-agg");
+    let (code, stdout, stderr) = common::aggregate(&out, &agg, &["--no-figures"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stderr.contains("more than one shard"), "{stderr}");
+    let summary = std::fs::read_to_string(agg.join("summary.csv")).unwrap();
+    let line = (summary.lines())
+        .find(|l| l.starts_with("efficientnet-lite0,released:only_bg_b,"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    let acc: f64 = line.split(',').nth(3).unwrap().parse().unwrap();
+    let want = 100.0 * n("mapped_top1") as f64 / images as f64;
+    assert!((acc - want).abs() < 1e-9, "{line}");
 }
 
 /// ImageNet-9's Mixed-Next pairs class c with a donor of class `(c + 1) mod 9`, and the

@@ -24,7 +24,7 @@ use super::caltech101::sorted_dir;
 use super::{bad, key_from_path, read_synsets, Entry, ImageRef};
 use crate::classes::{in9, LabelSpace};
 use crate::error::FatalError;
-use crate::source::Annotation;
+use crate::source::{valid_released_name, Annotation, IN9_RELEASED as RELEASED};
 
 /// What [`read_imagenet9`] found.
 #[derive(Debug, Default)]
@@ -142,4 +142,136 @@ pub fn looks_like(dir: &Path) -> bool {
             sorted_dir(d).is_ok_and(|files| files.iter().take(16).any(|f| has_ext(f, &["npy"])))
         })
     })
+}
+
+/// The released variant `images` holds: `given`, else the folder above the split
+/// (`bg_challenge/mixed_rand/val` -> `mixed_rand`) when it is one of [`RELEASED`].
+pub fn released_name(images: &Path, given: Option<&str>) -> Result<String, FatalError> {
+    if let Some(g) = given {
+        if !valid_released_name(g) {
+            return Err(FatalError::Config(format!(
+                "--released-variant {g:?}: up to 32 of a-z, 0-9 and _ (ImageNet-9's are {})",
+                RELEASED.join(", ")
+            )));
+        }
+        return Ok(g.to_string());
+    }
+    let abs = images
+        .canonicalize()
+        .unwrap_or_else(|_| images.to_path_buf());
+    let found = abs
+        .components()
+        .rev()
+        .take(2)
+        .filter_map(|c| c.as_os_str().to_str())
+        .find(|n| RELEASED.contains(n))
+        .map(String::from);
+    found.ok_or_else(|| {
+        bad(
+            images,
+            format!(
+                "without --annotations, --images is one of ImageNet-9's released variant \
+                     folders (<variant>/<split>, variant one of {}); name another with \
+                     --released-variant NAME",
+                RELEASED.join(", ")
+            ),
+        )
+    })
+}
+
+/// A released variant folder read as it is (`images/<class>/<image>`): every image one
+/// sample, labelled by its class folder as [`read_imagenet9`] does, without a foreground;
+/// its JSON records `released_variant`, and a run classifies it as it is (variant
+/// `released:<name>`).
+pub fn read_released(
+    images: &Path,
+    synsets: Option<&Path>,
+    variant: &str,
+) -> Result<In9Read, FatalError> {
+    let folders: Vec<String> = sorted_dir(images)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if folders.is_empty() {
+        return Err(bad(
+            images,
+            "no class folders of images (expected <variant>/<split>/<class>/<image>.JPEG)",
+        ));
+    }
+    let (classes, label_space) = class_list(&folders, synsets)?;
+    let mut out = In9Read {
+        classes,
+        label_space,
+        ..Default::default()
+    };
+    for class in &folders {
+        let Some(label) = out.classes.iter().position(|c| c == class) else {
+            continue;
+        };
+        let files = by_stem(&images.join(class), |p| has_ext(p, &["jpeg", "jpg", "png"]))?;
+        for (stem, image) in files {
+            out.entries.push(Entry {
+                key: format!("{class}/{stem}"),
+                image: ImageRef::File(image),
+                annotation: Annotation {
+                    label: label as i64,
+                    wnid: Some(class.clone()),
+                    label_space: out.label_space,
+                    released_variant: Some(variant.to_string()),
+                    ..Default::default()
+                },
+                mask: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_folder_names_the_variant() {
+        let tmp = tempfile::tempdir().unwrap();
+        let val = tmp.path().join("bg_challenge/mixed_rand/val");
+        std::fs::create_dir_all(val.join("00_dog")).unwrap();
+        std::fs::create_dir_all(val.join("08_fish")).unwrap();
+        std::fs::write(val.join("00_dog/a.JPEG"), b"x").unwrap();
+        std::fs::write(val.join("08_fish/b.jpg"), b"x").unwrap();
+        std::fs::write(val.join("08_fish/notes.txt"), b"x").unwrap();
+        assert_eq!(released_name(&val, None).unwrap(), "mixed_rand");
+        // The folder itself named as a variant (no split folder below it).
+        assert_eq!(
+            released_name(&tmp.path().join("bg_challenge/mixed_rand"), None).unwrap(),
+            "mixed_rand"
+        );
+        assert_eq!(released_name(&val, Some("my_set2")).unwrap(), "my_set2");
+        for bad_name in ["", "Mixed", "a b", "<x>", &"a".repeat(33)] {
+            assert!(released_name(&val, Some(bad_name)).is_err(), "{bad_name:?}");
+        }
+        let err = released_name(tmp.path(), None).unwrap_err().to_string();
+        assert!(err.contains("--released-variant"), "{err}");
+
+        let r = read_released(&val, None, "mixed_rand").unwrap();
+        assert_eq!(r.label_space, Some(LabelSpace::In9));
+        let got: Vec<(&str, i64, Option<&str>)> = (r.entries.iter())
+            .map(|e| {
+                let a = &e.annotation;
+                (e.key.as_str(), a.label, a.released_variant.as_deref())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("00_dog/a", 0, Some("mixed_rand")),
+                ("08_fish/b", 8, Some("mixed_rand"))
+            ]
+        );
+        assert!(r.entries.iter().all(|e| e.mask.is_none()
+            && e.annotation.boxes.is_empty()
+            && e.annotation.label_space == Some(LabelSpace::In9)));
+    }
 }

@@ -226,7 +226,12 @@ fn header_format(first_line: &str) -> Option<AnnotationFormat> {
 pub struct ShardInputs {
     /// `None`: [`detect_format`].
     pub format: Option<AnnotationFormat>,
-    pub annotations: PathBuf,
+    /// `None`: `images` is one of ImageNet-9's released variant folders, read as it is
+    /// ([`imagenet9::read_released`]).
+    pub annotations: Option<PathBuf>,
+    /// The released variant's name when the folder's own is not one of
+    /// [`imagenet9::RELEASED`].
+    pub released_variant: Option<String>,
     /// Required except for `voc`, where it defaults to `DIR/JPEGImages`. For the ImageNet
     /// formats a folder (searched recursively) or an uncompressed tar of images.
     pub images: Option<PathBuf>,
@@ -261,9 +266,17 @@ pub struct Collected {
 
 /// Reads the annotations in their format (given or detected) into entries.
 pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
+    let Some(annotations) = &inputs.annotations else {
+        return collect_released(inputs);
+    };
+    if inputs.released_variant.is_some() {
+        return Err(FatalError::Config(
+            "--released-variant names a released folder read without --annotations".into(),
+        ));
+    }
     let format = match inputs.format {
         Some(f) => f,
-        None => detect_format(&inputs.annotations)?,
+        None => detect_format(annotations)?,
     };
     let only_voc = |what: &str| {
         FatalError::Config(format!(
@@ -300,7 +313,7 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
     }
     let images = match (&inputs.images, format) {
         (Some(dir), _) => dir.clone(),
-        (None, AnnotationFormat::Voc) => inputs.annotations.join("JPEGImages"),
+        (None, AnnotationFormat::Voc) => annotations.join("JPEGImages"),
         (None, _) => {
             return Err(FatalError::Config(format!(
                 "--images is required for --format {}",
@@ -309,9 +322,9 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
         }
     };
     if format.is_imagenet() {
-        return collect_imagenet(inputs, format, images);
+        return collect_imagenet(inputs, annotations, format, images);
     }
-    let (a, synsets) = (&inputs.annotations, inputs.synsets.as_deref());
+    let (a, synsets) = (annotations, inputs.synsets.as_deref());
     if format == AnnotationFormat::Caltech101 {
         let c = caltech101::read_caltech101(a, &images, synsets, inputs.split.as_deref())?;
         check_unique_keys(&c.entries, a)?;
@@ -408,13 +421,58 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
     })
 }
 
+/// ImageNet-9's released variant folder `--images` as it is (no `--annotations`).
+fn collect_released(inputs: &ShardInputs) -> Result<Collected, FatalError> {
+    let needs = |what: String| {
+        FatalError::Config(format!(
+            "{what}: without --annotations only ImageNet-9's released variant folders are read \
+         (--format imagenet9 --images bg_challenge/<variant>/val)"
+        ))
+    };
+    if let Some(f) = inputs.format.filter(|f| *f != AnnotationFormat::Imagenet9) {
+        return Err(needs(format!(
+            "--annotations is required for --format {}",
+            f.name()
+        )));
+    }
+    if inputs.split.is_some() || inputs.skip_difficult {
+        return Err(needs(
+            "--split and --voc-skip-difficult do not apply".into(),
+        ));
+    }
+    let images = inputs
+        .images
+        .clone()
+        .ok_or_else(|| needs("--annotations or --images is required".into()))?;
+    let variant = imagenet9::released_name(&images, inputs.released_variant.as_deref())?;
+    let r = imagenet9::read_released(&images, inputs.synsets.as_deref(), &variant)?;
+    check_unique_keys(&r.entries, &images)?;
+    let labels = match r.label_space {
+        Some(_) => "ImageNet-9 labels (label_space in9)",
+        None => "labels by class position (not ImageNet-9's folders: no label_space)",
+    };
+    Ok(Collected {
+        format: Some(AnnotationFormat::Imagenet9),
+        detected: format!(
+            "imagenet9 released variant {variant} ({}; {} classes; {labels}; no foreground: \
+             a run classifies each image as it is, variant {}{variant})",
+            images.display(),
+            r.classes.len(),
+            crate::source::RELEASED_PREFIX,
+        ),
+        images,
+        entries: r.entries,
+        ..Default::default()
+    })
+}
+
 fn collect_imagenet(
     inputs: &ShardInputs,
+    a: &Path,
     format: AnnotationFormat,
     images: PathBuf,
 ) -> Result<Collected, FatalError> {
     let classes = imagenet::Classes::from_synsets(inputs.synsets.as_deref())?;
-    let a = &inputs.annotations;
     let records = match format {
         AnnotationFormat::ImagenetXml => imagenet::read_xml(a, &classes)?,
         AnnotationFormat::Kaggle => imagenet::read_kaggle(a, &classes)?,
