@@ -38,6 +38,53 @@ pub enum Command {
     /// Contact sheets of what the models see: a row per image, a column per variant (PNG),
     /// plus every tile as an exact PNG; with --model, each model's top-1 and p(true).
     Preview(PreviewArgs),
+    /// ImageNet-9's challenge accuracy as challenge_eval.py defines it: per foreground,
+    /// every background is tried until one flips the model (N x N forwards at most).
+    Challenge(ChallengeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChallengeArgs {
+    /// Foreground shards (paths or globs): ImageNet-9's fg_mask + original sharded by
+    /// `bgstream shard --format imagenet9`, or any shards with masks or boxes.
+    #[arg(long, num_args = 1.., required = true, value_name = "PATH|GLOB")]
+    pub shards: Vec<String>,
+    /// Background shards, each image used as it is: ImageNet-9's released only_bg_t/val
+    /// sharded without --annotations, as challenge_eval.py uses it. Default: bgstream's own
+    /// bg_tiled (Only-BG-T) rendering of every foreground image.
+    #[arg(long, num_args = 1.., value_name = "PATH|GLOB")]
+    pub backgrounds: Vec<String>,
+    /// TorchScript model with its sidecar. Repeatable.
+    #[arg(long = "model", required = true, value_name = "PATH.pt")]
+    pub models: Vec<PathBuf>,
+    /// Where challenge.parquet (one row per foreground and model) and challenge.json go.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: Precision,
+    /// Let fp32 convolutions and matmuls run as TF32 on GPUs that have it.
+    #[arg(long)]
+    pub allow_tf32: bool,
+    /// Backgrounds per forward pass; default 256 on a GPU, 64 on CPU.
+    #[arg(long, value_parser = parse_positive)]
+    pub batch_size: Option<usize>,
+    /// Foregrounds whose foreground fraction is in [--min-fg, --max-fg]; the default takes
+    /// every one, as challenge_eval.py does.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_fg: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub max_fg: f64,
+    #[arg(long, default_value_t = 100_000_000)]
+    pub max_pixels: u64,
+    #[arg(long, default_value_t = 64)]
+    pub max_sample_mib: u64,
+    /// Write every foreground crop, its mask and every background as raw bytes under DIR
+    /// (for checks against challenge_eval.py's arithmetic).
+    #[arg(long, value_name = "DIR")]
+    pub dump_inputs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -28,6 +28,8 @@
 //! - [`config`] / [`cli`]: validated configuration from clap arguments; [`ranks`]: which
 //!   part of a split run (Slurm, torchrun) this process does.
 //! - [`bench`]: `bgstream bench` — forward vs end-to-end throughput per model.
+//! - [`challenge`]: `bgstream challenge` — ImageNet-9's challenge accuracy, every
+//!   background tried per foreground as `challenge_eval.py` does.
 //! - [`error`]: [`error::ItemError`] (recorded per image) vs [`error::FatalError`].
 
 //!
@@ -41,6 +43,8 @@ pub mod atomic;
 pub mod batch;
 #[cfg(feature = "torch")]
 pub mod bench;
+#[cfg(feature = "torch")]
+pub mod challenge;
 #[cfg(feature = "torch")]
 pub mod claim;
 pub mod classes;

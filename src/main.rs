@@ -7,7 +7,8 @@ use clap::Parser;
 
 use bgstream::aggregate::{self, AggregateConfig};
 use bgstream::cli::{
-    AggregateArgs, BenchArgs, Cli, Command, PreviewArgs, RunArgs, ShardArgs, SummaryFormat,
+    AggregateArgs, BenchArgs, ChallengeArgs, Cli, Command, PreviewArgs, RunArgs, ShardArgs,
+    SummaryFormat,
 };
 use bgstream::source::shard_writer;
 #[cfg(feature = "torch")]
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Some(Command::Aggregate(a)) => aggregate_cmd(&a),
         Some(Command::Bench(a)) => bench_cmd(&a),
         Some(Command::Preview(a)) => preview_cmd(&a),
+        Some(Command::Challenge(a)) => challenge_cmd(&a),
         None => run(&cli.run),
     };
     match result {
@@ -436,6 +438,74 @@ fn preview_cmd(a: &PreviewArgs) -> anyhow::Result<u8> {
         println!("wrote {}", s.display());
     }
     Ok(0)
+}
+
+#[cfg(not(feature = "torch"))]
+fn challenge_cmd(_: &ChallengeArgs) -> anyhow::Result<u8> {
+    anyhow::bail!(
+        "this bgstream was built without libtorch (cargo feature `torch`): challenge needs it"
+    )
+}
+
+#[cfg(feature = "torch")]
+fn challenge_cmd(a: &ChallengeArgs) -> anyhow::Result<u8> {
+    use bgstream::source::{budget::ReadLimits, expand_shards};
+    if !(0.0..=1.0).contains(&a.min_fg) || !(a.min_fg..=1.0).contains(&a.max_fg) {
+        anyhow::bail!("--min-fg and --max-fg: 0 <= min <= max <= 1");
+    }
+    if a.precision == bgstream::infer::Precision::Fp32 && !a.allow_tf32 {
+        bgstream::infer::device::forbid_tf32().map_err(anyhow::Error::msg)?;
+    }
+    let device = bgstream::infer::resolve_device(&a.device, None)?;
+    let cfg = bgstream::challenge::ChallengeConfig {
+        shards: expand_shards(&a.shards)?,
+        backgrounds: (!a.backgrounds.is_empty())
+            .then(|| expand_shards(&a.backgrounds))
+            .transpose()?,
+        models: a.models.clone(),
+        device,
+        precision: a.precision,
+        batch: a
+            .batch_size
+            .unwrap_or(if device.is_cuda() { 256 } else { 64 }),
+        min_fg: a.min_fg,
+        max_fg: a.max_fg,
+        limits: bgstream::ops::decode::Limits {
+            max_pixels: a.max_pixels,
+        },
+        read: ReadLimits::for_readers(1, a.max_sample_mib << 20, a.max_sample_mib << 20),
+        out: a.out.clone(),
+        dump: a.dump_inputs.clone(),
+    };
+    let summaries = bgstream::challenge::run(&cfg)?;
+    println!(
+        "{:<24} {:>11} {:>10} {:>11} {:>12} {:>14} {:>9}",
+        "model", "foregrounds", "vulnerable", "challenge%", "backgrounds", "forwards", "seconds"
+    );
+    for s in &summaries {
+        let acc = s
+            .challenge_accuracy
+            .map_or("-".into(), |v| format!("{v:.1}"));
+        println!(
+            "{:<24} {:>11} {:>10} {acc:>11} {:>12} {:>14} {:>9.1}",
+            s.model,
+            s.foregrounds,
+            s.vulnerable,
+            s.backgrounds,
+            format!("{}/{}", s.forwards, s.forwards_worst_case),
+            s.seconds
+        );
+        for (code, n) in &s.errors {
+            println!("  {}: {n} foreground row(s) with status {code}", s.model);
+        }
+    }
+    let failed = summaries.iter().any(|s| !s.errors.is_empty());
+    println!(
+        "wrote {} and {}",
+        cfg.out.join("challenge.parquet").display(),
+        cfg.out.join("challenge.json").display()
+    );
+    Ok(if failed { EXIT_ITEMS_FAILED } else { 0 })
 }
 
 fn sibling(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {

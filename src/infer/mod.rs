@@ -7,4 +7,4 @@ pub mod device;
 pub mod model;
 
 pub use device::{resolve_device, resolve_devices, Precision};
-pub use model::{Model, Sidecar};
+pub use model::{guarded, Model, Sidecar};

@@ -193,7 +193,7 @@ impl Model {
 
 /// Runs a libtorch call for `model`: a `TchError` or a panic inside tch (some of its calls
 /// panic rather than return errors) becomes an inference error that names the model.
-fn guarded<T>(
+pub fn guarded<T>(
     model: &str,
     run: impl FnOnce() -> Result<T, tch::TchError>,
 ) -> Result<T, FatalError> {

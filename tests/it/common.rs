@@ -41,7 +41,7 @@ pub fn skimage_data() -> PathBuf {
 }
 
 /// Runs the venv's python with `args`; its stdout, or a panic with its stderr.
-fn python_stdout(args: &[&str]) -> Vec<u8> {
+pub fn python_stdout(args: &[&str]) -> Vec<u8> {
     let out = Command::new(python())
         .args(args)
         .output()

@@ -346,3 +346,111 @@ fn class_map_misuse_is_refused(results: &Path, tmp: &Path) {
         "{stderr}"
     );
 }
+
+/// `bgstream challenge` against challenge_eval.py's arithmetic (tests/challenge_reference.py
+/// on the very crops, masks and backgrounds bgstream used): the same foregrounds are
+/// vulnerable, with bgstream's own Only-BG-T backgrounds and with a released background
+/// folder's; a released image given as a foreground is an error row, not a missing one.
+#[test]
+fn challenge_accuracy_is_challenge_evals() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = tmp.path().join("bg_challenge");
+    let made = reference(&[
+        "make",
+        path_str(&fixture),
+        path_str(&data.join("imagenet-val/images")),
+        path_str(&data.join("imagenet-val/annotations.csv")),
+        path_str(&table()),
+    ]);
+    let images = made["images"].as_u64().unwrap();
+    let shards = tmp.path().join("shards");
+    shard(&fixture, &shards);
+    // A released folder as the backgrounds (named only_bg_t: the fixture's black ones).
+    let bgs = tmp.path().join("bgs");
+    let (code, stdout, stderr) = common::bgstream(&[
+        "shard",
+        "--images",
+        path_str(&fixture.join("only_bg_b/val")),
+        "--released-variant",
+        "only_bg_t",
+        "--out",
+        path_str(&bgs),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lite0 = common::model("efficientnet-lite0");
+    let fg_glob = format!("{}/*.tar", shards.display());
+    let bg_glob = format!("{}/*.tar", bgs.display());
+    for (name, extra) in [
+        ("own", vec![]),
+        ("released", vec!["--backgrounds", &bg_glob]),
+    ] {
+        let (out, dump) = (
+            tmp.path().join(name),
+            tmp.path().join(format!("{name}-dump")),
+        );
+        let mut args = vec![
+            "challenge",
+            "--shards",
+            &fg_glob,
+            "--model",
+            path_str(&lite0),
+        ];
+        args.extend(["--device", "cpu", "--batch-size", "8"]);
+        args.extend(["--out", path_str(&out), "--dump-inputs", path_str(&dump)]);
+        args.extend(extra);
+        let (code, stdout, stderr) = common::bgstream(&args);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let rep = common::python_report(
+            "tests/challenge_reference.py",
+            &[
+                "check",
+                path_str(&out),
+                path_str(&dump),
+                path_str(&lite0),
+                path_str(&table()),
+            ],
+        );
+        assert_eq!(rep["foregrounds"], images, "{rep}");
+        assert_eq!(rep["rows"], images, "{rep}");
+        assert_eq!(rep["differ"], serde_json::json!([]), "{rep}");
+        let vulnerable = rep["vulnerable_bgstream"].as_u64().unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("challenge.json")).unwrap()).unwrap();
+        let m = &json["models"][0];
+        assert_eq!(m["backgrounds"], images, "{m}");
+        assert_eq!(m["vulnerable"], vulnerable, "{m}");
+        let acc = m["challenge_accuracy"].as_f64().unwrap();
+        let want = 100.0 * (images - vulnerable) as f64 / images as f64;
+        assert!((acc - want).abs() < 1e-9, "{m}");
+        // Early exit: a vulnerable foreground stops at the background that flipped it.
+        let forwards = m["forwards"].as_u64().unwrap();
+        assert!(forwards <= images * images, "{m}");
+        eprintln!("challenge ({name} backgrounds): {vulnerable}/{images} vulnerable, {acc:.1}%, {forwards} forwards");
+    }
+    let (code, stdout, stderr) = common::bgstream(&[
+        "challenge",
+        "--shards",
+        &bg_glob,
+        "--model",
+        path_str(&common::model("tiny")),
+        "--device",
+        "cpu",
+        "--out",
+        path_str(&tmp.path().join("wrong")),
+    ]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    let rows = common::python_stdout(&[
+        "-c",
+        &format!(
+            "import duckdb; print(duckdb.sql(\"select status, count(*) from '{}' group by all\").fetchall())",
+            tmp.path().join("wrong/challenge.parquet").display()
+        ),
+    ]);
+    assert_eq!(
+        String::from_utf8(rows).unwrap().trim(),
+        format!("[('released', {images})]")
+    );
+}
