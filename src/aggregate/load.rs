@@ -45,6 +45,9 @@ pub struct LoadOptions<'a> {
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub files: Vec<PathBuf>,
+    /// `bgstream challenge` output found in the input (`challenge.parquet`): per model,
+    /// (foregrounds judged, foregrounds no background flipped).
+    pub exhaustive: std::collections::BTreeMap<String, (u64, u64)>,
     pub rows: u64,
     /// Rows whose status is not `ok` (failed items), by code.
     pub error_rows: HashMap<String, u64>,
@@ -174,6 +177,56 @@ fn coarse_bits(
 /// `--class-map` reads `label` and `top5_classes` as fine classes of one label space; rows
 /// whose label is ImageNet-9's (scored in9 / in_to_in9) are already at the IN-9 level, and
 /// a map would read their labels 0..=8 as fine classes (tench, goldfish, …).
+/// The file `bgstream challenge` writes; `aggregate` reads it beside the predictions.
+const CHALLENGE_FILE: &str = "challenge.parquet";
+
+/// Adds a `challenge.parquet`'s verdicts (rows with status `ok`) to `into`.
+fn load_challenge(
+    path: &Path,
+    into: &mut std::collections::BTreeMap<String, (u64, u64)>,
+) -> Result<(), FatalError> {
+    let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| bad(path, format!("not a readable Parquet file: {e}")))?;
+    let mut here = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(path, format!("unreadable: {e}")))?;
+        let column = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| {
+                bad(
+                    path,
+                    format!("no column {name:?}: not bgstream challenge output"),
+                )
+            })
+        };
+        let (model, vulnerable) = (column("model")?, column("vulnerable")?);
+        let (Some(model), Some(vulnerable)) =
+            (model.as_string_opt::<i32>(), vulnerable.as_boolean_opt())
+        else {
+            return Err(bad(path, "columns model / vulnerable of another type"));
+        };
+        for i in (0..batch.num_rows()).filter(|&i| !vulnerable.is_null(i)) {
+            let e = here.entry(model.value(i).to_string()).or_default();
+            e.0 += 1;
+            e.1 += u64::from(!vulnerable.value(i));
+        }
+    }
+    for (model, counts) in here {
+        if into.contains_key(&model) {
+            return Err(bad(
+                path,
+                format!(
+                    "model {model:?} has challenge results in another challenge.parquet of the \
+                     input too: keep one run's output per model"
+                ),
+            ));
+        }
+        into.insert(model, counts);
+    }
+    Ok(())
+}
+
 fn refuse_in9_class_map(
     scoring: Option<&arrow::array::StringArray>,
     path: &Path,
@@ -280,6 +333,10 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
     let mut first_shard: HashMap<(Option<String>, u32), usize> = HashMap::new();
     let mut cross: std::collections::HashSet<u32> = std::collections::HashSet::new();
     for path in &files {
+        if path.file_name().is_some_and(|n| n == CHALLENGE_FILE) {
+            load_challenge(path, &mut out.exhaustive)?;
+            continue;
+        }
         let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| bad(path, format!("not a readable Parquet file: {e}")))?;

@@ -86,6 +86,10 @@ pub struct BgRow {
     pub challenge_variant: Option<String>,
     pub challenge_top1: Option<f64>,
     pub challenge_images: u64,
+    /// `bgstream challenge` (every background, as challenge_eval.py): percent of the
+    /// foregrounds no background flips, and how many were judged.
+    pub exhaustive_top1: Option<f64>,
+    pub exhaustive_images: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -290,7 +294,7 @@ fn backgrounds(data: &Loaded, order: &[usize]) -> Vec<BgRow> {
         "mixed_rand",
         "mixed_next",
     ];
-    if names.iter().all(|n| vid(n).is_none()) && challenge.is_none() {
+    if names.iter().all(|n| vid(n).is_none()) && challenge.is_none() && data.exhaustive.is_empty() {
         return Vec::new();
     }
     let cell = |m: usize, v: Option<usize>| {
@@ -330,6 +334,9 @@ fn backgrounds(data: &Loaded, order: &[usize]) -> Vec<BgRow> {
                 challenge_variant: challenge.map(|v| data.variants[v].clone()),
                 challenge_top1: top1(m, challenge),
                 challenge_images: cn,
+                exhaustive_top1: (data.exhaustive.get(&data.models[m]))
+                    .and_then(|&(n, robust)| rate(robust, n)),
+                exhaustive_images: data.exhaustive.get(&data.models[m]).map_or(0, |e| e.0),
             }
         })
         .collect()

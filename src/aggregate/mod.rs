@@ -549,6 +549,8 @@ fn write_backgrounds_csv(dir: &Path, rows: &[metrics::BgRow]) -> Result<PathBuf,
             r.challenge_variant.clone().unwrap_or_default(),
             opt(r.challenge_top1),
             r.challenge_images.to_string(),
+            opt(r.exhaustive_top1),
+            r.exhaustive_images.to_string(),
         ]
     });
     write_csv(
@@ -567,6 +569,8 @@ fn write_backgrounds_csv(dir: &Path, rows: &[metrics::BgRow]) -> Result<PathBuf,
             "challenge_variant",
             "challenge_top1",
             "challenge_images",
+            "challenge_all_top1",
+            "challenge_all_images",
         ],
         rows,
     )
@@ -707,11 +711,11 @@ pub fn render_table(a: &Aggregate) -> String {
     if !a.backgrounds.is_empty() {
         let _ = writeln!(
             o,
-            "\nBackgrounds (ImageNet-9 style; top-1 %; BG-Gap = mixed_same - mixed_rand on the same images; challenge = no candidate background flips it):"
+            "\nBackgrounds (ImageNet-9 style; top-1 %; BG-Gap = mixed_same - mixed_rand on the same images; challenge = no worst_bg:K candidate flips it; all_bgs = no background flips it, bgstream challenge):"
         );
         let _ = writeln!(
             o,
-            "{:<mw$} {:>9} {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>7} {:>16}",
+            "{:<mw$} {:>9} {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>7} {:>16} {:>7}",
             "model",
             "only_bg_b",
             "only_bg_t",
@@ -721,7 +725,8 @@ pub fn render_table(a: &Aggregate) -> String {
             "mixed_rand",
             "mixed_next",
             "bg_gap",
-            "challenge"
+            "challenge",
+            "all_bgs"
         );
         for r in &a.backgrounds {
             let challenge = match &r.challenge_variant {
@@ -730,7 +735,7 @@ pub fn render_table(a: &Aggregate) -> String {
             };
             let _ = writeln!(
                 o,
-                "{:<mw$} {:>9} {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>7} {:>16}",
+                "{:<mw$} {:>9} {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>7} {:>16} {:>7}",
                 r.model,
                 pct(r.only_bg_black),
                 pct(r.only_bg_tiled),
@@ -740,7 +745,8 @@ pub fn render_table(a: &Aggregate) -> String {
                 pct(r.mixed_rand),
                 pct(r.mixed_next),
                 pct(r.bg_gap),
-                challenge
+                challenge,
+                pct(r.exhaustive_top1)
             );
         }
     }

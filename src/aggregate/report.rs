@@ -738,6 +738,8 @@ fn backgrounds(a: &Aggregate) -> Markup {
         "BG-Gap images",
         "challenge",
         "challenge images",
+        "challenge, all backgrounds",
+        "foregrounds",
     ];
     let body = html! {
         @for r in &a.backgrounds {
@@ -746,6 +748,7 @@ fn backgrounds(a: &Aggregate) -> Markup {
                 (pct_cell(r.only_fg)) (pct_cell(r.no_fg)) (pct_cell(r.mixed_same))
                 (pct_cell(r.mixed_rand)) (pct_cell(r.mixed_next)) (signed_cell(r.bg_gap))
                 td { (r.bg_gap_images) } (pct_cell(r.challenge_top1)) td { (r.challenge_images) }
+                (pct_cell(r.exhaustive_top1)) td { (r.exhaustive_images) }
             }
         }
     };
@@ -759,7 +762,9 @@ fn backgrounds(a: &Aggregate) -> Markup {
                  random / the next class (" code { "mixed_*" } "). BG-Gap = mixed_same − \
                  mixed_rand on the images that have both. Challenge accuracy: share of images \
                  that no candidate background of " code { "worst_bg:K" } " flips (Xiao et \
-                 al., 2020)."
+                 al., 2020); with all backgrounds: share of foregrounds that no background \
+                 of the set flips, as challenge_eval.py computes it (" code { "bgstream challenge" }
+                 ", when its output is in the input folder)."
             }
             (table("backgrounds", &cols, body))
         }

@@ -235,6 +235,8 @@ fn aggregate(s: &mut Source<'_>, models: &[String], shape: Shape) -> Aggregate {
             challenge_variant: Some(variants[1].clone()),
             challenge_top1: Some(0.5),
             challenge_images: 4,
+            exhaustive_top1: Some(0.25),
+            exhaustive_images: 4,
         })
         .collect();
     Aggregate {

@@ -254,7 +254,7 @@ fn bg_gap_and_challenge_accuracy_on_a_model_that_reads_the_background() {
     let line = table.lines().nth(1).unwrap();
     let cols: Vec<&str> = line.split(',').collect();
     // model, only_bg_b, only_bg_t, only_fg, no_fg (not run: empty), same, rand, next, bg_gap,
-    // gap images, variant, challenge, n
+    // gap images, variant, challenge, n, challenge over all backgrounds (none here), n
     assert_eq!(
         cols,
         [
@@ -270,7 +270,9 @@ fn bg_gap_and_challenge_accuracy_on_a_model_that_reads_the_background() {
             "12",
             "worst_bg:3",
             "0",
-            "12"
+            "12",
+            "",
+            "0"
         ],
         "{table}"
     );

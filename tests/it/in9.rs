@@ -383,14 +383,15 @@ fn challenge_accuracy_is_challenge_evals() {
     let lite0 = common::model("efficientnet-lite0");
     let fg_glob = format!("{}/*.tar", shards.display());
     let bg_glob = format!("{}/*.tar", bgs.display());
+    // The run's predictions, with the challenge's output inside their folder: aggregate
+    // reads it beside them.
+    let results = tmp.path().join("results");
+    run(&shards, &[&lite0], "original", &results, &[]);
     for (name, extra) in [
         ("own", vec![]),
         ("released", vec!["--backgrounds", &bg_glob]),
     ] {
-        let (out, dump) = (
-            tmp.path().join(name),
-            tmp.path().join(format!("{name}-dump")),
-        );
+        let (out, dump) = (results.join(name), tmp.path().join(format!("{name}-dump")));
         let mut args = vec![
             "challenge",
             "--shards",
@@ -429,6 +430,17 @@ fn challenge_accuracy_is_challenge_evals() {
         let forwards = m["forwards"].as_u64().unwrap();
         assert!(forwards <= images * images, "{m}");
         eprintln!("challenge ({name} backgrounds): {vulnerable}/{images} vulnerable, {acc:.1}%, {forwards} forwards");
+        if name == "own" {
+            let agg = tmp.path().join("agg");
+            let (code, stdout, stderr) = common::aggregate(&results, &agg, &["--no-figures"]);
+            assert_eq!(code, 0, "{stdout}{stderr}");
+            let csv = std::fs::read_to_string(agg.join("backgrounds.csv")).unwrap();
+            let line = csv.lines().nth(1).unwrap();
+            let cells: Vec<&str> = line.split(',').collect();
+            let (all, n) = (cells[cells.len() - 2], cells[cells.len() - 1]);
+            assert!((all.parse::<f64>().unwrap() - acc).abs() < 1e-9, "{csv}");
+            assert_eq!(n.parse::<u64>().unwrap(), images, "{csv}");
+        }
     }
     let (code, stdout, stderr) = common::bgstream(&[
         "challenge",
