@@ -146,3 +146,25 @@ impl From<&ItemError> for RowError {
         }
     }
 }
+
+/// Longest key kept as it is in a file name (a name must stay under 255 bytes).
+const STEM_CHARS: usize = 120;
+
+/// A file-name-safe form of a key (keys may hold `/`, any character, any length), one
+/// per key: a key of only `[A-Za-z0-9._-]` (not `.` or `..`, at most [`STEM_CHARS`]) is
+/// its own name; any other is its safe characters, cut to [`STEM_CHARS`], then `~` (which
+/// no kept name holds) and a 64-bit hash of the whole key. Callers that write many still
+/// check that no two keys met the same name (`preview`'s `StemSet`).
+pub fn file_stem(key: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let kept = key.chars().all(safe) && !matches!(key, "" | "." | "..") && key.len() <= STEM_CHARS;
+    if kept {
+        return key.to_string();
+    }
+    let stem: String = key
+        .chars()
+        .map(|c| if safe(c) { c } else { '_' })
+        .take(STEM_CHARS)
+        .collect();
+    format!("{stem}~{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
+}

@@ -72,7 +72,7 @@ def cmd_make(out, images, csv_path, table_path):
 
 
 def frame(dump, key, size):
-    """The frame bgstream fed its model for `key`'s slot 0 (see preview::file_stem)."""
+    """The frame bgstream fed its model for `key`'s slot 0 (see item::file_stem)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
     found = glob.glob(os.path.join(glob.escape(dump), glob.escape(safe[:120]) + "~*"))
     path = found[0] if len(found) == 1 else os.path.join(dump, key)

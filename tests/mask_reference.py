@@ -231,7 +231,7 @@ def cmd_check(out, dump, parquet_dir, model_json, variants):
 
     def key_dir(key):
         # bgstream's file stem: the key itself when it is a safe name, else its safe
-        # characters, "~" and a hash of the key (preview::file_stem).
+        # characters, "~" and a hash of the key (item::file_stem).
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)
         if safe == key and key not in ("", ".", ".."):
             return os.path.join(dump, key)

@@ -15,12 +15,12 @@ use base64::Engine as _;
 use super::load::{rows_for_keys, Loaded, ShownRow, TOP1};
 use super::metrics::Aggregate;
 use crate::classes::{imagenet, in9, ClassNames, Scoring};
-use crate::donors::scan::donor_from_sample;
 use crate::donors::DonorBank;
 use crate::error::FatalError;
 use crate::identity::RunIdentity;
 use crate::ops::decode::Limits;
 use crate::ops::variants::{is_multi_row, Variant};
+use crate::prepare::donor_scan::donor_from_sample;
 use crate::prepare::{preprocess_groups, PrepareConfig, PrepareSpec, Scratch};
 use crate::preview::{find_keys, render, thumb, Rendered};
 

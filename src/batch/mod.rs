@@ -133,7 +133,7 @@ fn dump_frames(dir: &std::path::Path, buf: &HostBuffer) -> Result<(), FatalError
     let pixels =
         unsafe { std::slice::from_raw_parts(buf.pixels.data_ptr() as *const u8, n * buf.frame) };
     for ((meta, slot), frame) in buf.slots.iter().zip(pixels.chunks_exact(buf.frame)) {
-        let d = dir.join(crate::preview::file_stem(&meta.key));
+        let d = dir.join(crate::item::file_stem(&meta.key));
         std::fs::create_dir_all(&d).map_err(|e| FatalError::output(&d, e))?;
         let path = d.join(format!("{slot:02}-{size}px.rgb"));
         std::fs::write(&path, frame).map_err(|e| FatalError::output(&path, e))?;

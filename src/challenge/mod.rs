@@ -376,7 +376,7 @@ fn dump(
     fgs: &[Fg],
     bgs: &Backgrounds,
 ) -> Result<(), FatalError> {
-    let dir = dir.join(crate::preview::file_stem(model));
+    let dir = dir.join(crate::item::file_stem(model));
     std::fs::create_dir_all(&dir).map_err(|e| FatalError::output(&dir, e.to_string()))?;
     let write = |name: String, bytes: &[u8]| {
         let p = dir.join(name);

@@ -23,7 +23,8 @@
 //!
 //! A slot without a candidate (no other image of that class in the bank, an unmapped label)
 //! becomes a row with status `no_donor`. The scan that fills the bank is part of planning
-//! ([`scan`]): it reads every shard once more before the run (no decoding except
+//! ([`crate::prepare::donor_scan`]: the bank is filled by prepare's own admission rule,
+//! so this module depends on nothing of it): it reads every shard once more before the run (no decoding except
 //! the chosen donors); its cost is in the log.
 
 use std::collections::BTreeMap;
@@ -33,7 +34,6 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::item::RowError;
 
-pub mod scan;
 use crate::ops::variants::Variant;
 
 /// Seeds the bank's per-class sample ([`crate::plan`] scans the shards with it).

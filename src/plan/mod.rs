@@ -6,8 +6,8 @@
 //! model path can never cost an earlier run its files), and [`crate::pipeline::run`]
 //! executes the plan.
 
-pub use crate::donors::scan as donor_scan;
 pub use crate::identity::{DonorIdentity, RunIdentity, TextureIdentity};
+pub use crate::prepare::donor_scan;
 
 use std::sync::Arc;
 

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{FatalError, ItemError};
-use crate::item::{ItemMeta, Prepared};
+use crate::item::{file_stem, ItemMeta, Prepared};
 use crate::ops::geometry::Rect;
 use crate::prepare::{admit, prepare, prepare_recorded, PrepareConfig, Scratch, FG_MASK};
 use crate::source::tar_reader::read_shard;
@@ -165,28 +165,6 @@ pub fn render(
         Prepared::Filtered(meta) => Rendered::Filtered(meta),
         Prepared::Failed(meta, e) => Rendered::Failed(meta, e),
     }
-}
-
-/// Longest key kept as it is in a file name (a name must stay under 255 bytes).
-const STEM_CHARS: usize = 120;
-
-/// A file-name-safe form of a key (keys may hold `/`, any character, any length), one
-/// per key: a key of only `[A-Za-z0-9._-]` (not `.` or `..`, at most [`STEM_CHARS`]) is
-/// its own name; any other is its safe characters, cut to [`STEM_CHARS`], then `~` (which
-/// no kept name holds) and a 64-bit hash of the whole key. Callers that write many still
-/// check that no two keys met the same name ([`StemSet`]).
-pub fn file_stem(key: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    let kept = key.chars().all(safe) && !matches!(key, "" | "." | "..") && key.len() <= STEM_CHARS;
-    if kept {
-        return key.to_string();
-    }
-    let stem: String = key
-        .chars()
-        .map(|c| if safe(c) { c } else { '_' })
-        .take(STEM_CHARS)
-        .collect();
-    format!("{stem}~{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
 }
 
 /// The stems handed out so far, so that two keys can never share a file silently.

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use bgstream::donors::scan::donor_from_sample;
 use bgstream::donors::DonorBank;
 use bgstream::item::Prepared;
 use bgstream::ops::decode::Limits;
 use bgstream::ops::geometry::{Interpolation, Preprocess};
 use bgstream::ops::variants::Variant;
+use bgstream::prepare::donor_scan::donor_from_sample;
 use bgstream::prepare::{prepare, prepare_recorded, PrepareConfig, PrepareSpec, Scratch};
 use bgstream::source::shard_writer::{read_imagenet_csv, write_shards};
 use bgstream::source::tar_reader::read_shard;

@@ -18,6 +18,7 @@ mod bombs;
 mod caltech;
 mod gallery_pixels;
 mod imagenet_formats;
+mod layering;
 mod report_injection;
 mod report_size;
 mod shard_formats;

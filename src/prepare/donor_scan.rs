@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use super::{admit, crop_groups, source_mask, Admitted, PrepareConfig, Scratch};
 use crate::donors::{Donor, DonorBank, BANK_SALT};
 use crate::item::ItemMeta;
 use crate::ops::background::tile_background;
-use crate::prepare::{admit, crop_groups, source_mask, Admitted, PrepareConfig, Scratch};
 use crate::source::tar_reader::read_shard;
 use crate::source::Annotation;
 

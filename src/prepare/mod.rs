@@ -1,6 +1,8 @@
 //! The CPU stage for one sample: filter -> decode -> resize per preprocessing -> variants.
 //! Synchronous and pure apart from its reused scratch buffers.
 
+pub mod donor_scan;
+
 use std::sync::Arc;
 
 use crate::classes::{in9, ClassMap, LabelSpace};
@@ -144,10 +146,10 @@ impl PrepareConfig {
         }
         // The shards' label space (their first sample's) decides how many classes share the
         // bank: nine for ImageNet-9 labels, even with a 1,000-class model.
-        let space = crate::donors::scan::label_space(shards);
+        let space = donor_scan::label_space(shards);
         let classes = self.donor_classes(space).clamp(1, 1 << 20) as usize;
         let per_class = bank_size.div_ceil(classes).max(2);
-        let bank = crate::donors::scan::build_bank(shards, self, per_class, readers);
+        let bank = donor_scan::build_bank(shards, self, per_class, readers);
         self.donors = Some(Arc::new(bank));
     }
 }
