@@ -135,6 +135,38 @@ fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? - b?)
 }
 
+/// The variants' display order (indices into `names`): the paper's, then ImageNet-9's,
+/// then `worst_bg:K`, then released folders in the release's order; anything else as it
+/// appeared.
+fn variant_order(names: &[String]) -> Vec<usize> {
+    let mut variants: Vec<usize> = (0..names.len()).collect();
+    // The paper's order, then ImageNet-9's, then worst_bg:K; anything else as it appeared.
+    let known: Vec<&str> = crate::ops::variants::DEFAULT_VARIANTS
+        .split(',')
+        .chain(crate::ops::variants::EXTRA_VARIANTS.split(','))
+        .collect();
+    variants.sort_by_key(|&v| {
+        let name = names[v].as_str();
+        match known.iter().position(|k| *k == name) {
+            Some(i) => (i, 0),
+            // Right after original (position 0), before bg_only.
+            None if name == crate::ops::variants::ORIGINAL_ALL => (0, 1),
+            None if name.starts_with("fg_color:") => (8, 0),
+            None if is_multi_row(name) => (known.len(), 0),
+            None => match name.strip_prefix(RELEASED_PREFIX) {
+                Some(r) => (
+                    known.len() + 1,
+                    1 + (RELEASED.iter())
+                        .position(|k| *k == r)
+                        .unwrap_or(RELEASED.len()),
+                ),
+                None => (known.len() + 2, 0),
+            },
+        }
+    });
+    variants
+}
+
 /// Computes everything from loaded predictions. `baseline` `None` picks the least accurate
 /// model on `original` (the paper's choice of ResNet-18 was its least accurate model).
 pub fn compute(
@@ -175,32 +207,7 @@ pub fn compute(
         })?,
         None => order[0],
     };
-    // Variants: original, bg_only, then the rest in order of appearance.
-    let mut variants: Vec<usize> = (0..data.variants.len()).collect();
-    // The paper's order, then ImageNet-9's, then worst_bg:K; anything else as it appeared.
-    let known: Vec<&str> = crate::ops::variants::DEFAULT_VARIANTS
-        .split(',')
-        .chain(crate::ops::variants::EXTRA_VARIANTS.split(','))
-        .collect();
-    variants.sort_by_key(|&v| {
-        let name = data.variants[v].as_str();
-        match known.iter().position(|k| *k == name) {
-            Some(i) => (i, 0),
-            // Right after original (position 0), before bg_only.
-            None if name == crate::ops::variants::ORIGINAL_ALL => (0, 1),
-            None if name.starts_with("fg_color:") => (8, 0),
-            None if is_multi_row(name) => (known.len(), 0),
-            None => match name.strip_prefix(RELEASED_PREFIX) {
-                Some(r) => (
-                    known.len() + 1,
-                    1 + (RELEASED.iter())
-                        .position(|k| *k == r)
-                        .unwrap_or(RELEASED.len()),
-                ),
-                None => (known.len() + 2, 0),
-            },
-        }
-    });
+    let variants = variant_order(&data.variants);
     let controlled: Vec<bool> = {
         let mut c = vec![false; data.keys.len()];
         for (k, bits) in cell_of(base, original) {
@@ -211,45 +218,13 @@ pub fn compute(
     let mut rows = Vec::new();
     for &m in &order {
         for &v in &variants {
-            let (on, o1, o5) = counts(cell_of(m, reference(v)), |_| true);
-            let (n, a, b) = counts(cell(m, v), |_| true);
-            let (bn, ba, bb) = counts(cell(base, v), |_| true);
-            let (cn, ca, cb) = counts(cell(m, v), |k| controlled[k as usize]);
-            let (top1, top5) = (rate(a, n), rate(b, n));
-            let (b1, b5) = (rate(ba, bn), rate(bb, bn));
-            let name = &data.variants[v];
-            let switched = keeps_foreground(name.strip_prefix(RELEASED_PREFIX).unwrap_or(name));
-            let (l1, h1) = wilson(a, n);
-            let (l5, h5) = wilson(b, n);
-            let finite = |x: f64| x.is_finite().then_some(x);
-            rows.push(SummaryRow {
-                model: data.models[m].clone(),
-                variant: data.variants[v].clone(),
-                images: n,
-                top1,
-                top1_lo: finite(l1),
-                top1_hi: finite(h1),
-                top5,
-                top5_lo: finite(l5),
-                top5_hi: finite(h5),
-                rel_top1_ratio: ratio(top1, b1),
-                rel_top1_diff: diff(top1, b1),
-                rel_top5_ratio: ratio(top5, b5),
-                rel_top5_diff: diff(top5, b5),
-                controlled_images: cn,
-                controlled_top1: rate(ca, cn),
-                controlled_top5: rate(cb, cn),
-                gap_top1: if switched {
-                    diff(rate(o1, on), top1)
-                } else {
-                    None
-                },
-                gap_top5: if switched {
-                    diff(rate(o5, on), top5)
-                } else {
-                    None
-                },
-            });
+            rows.push(summary_row(
+                (&data.models[m], &data.variants[v]),
+                counts(cell(m, v), |_| true),
+                counts(cell(base, v), |_| true),
+                counts(cell(m, v), |k| controlled[k as usize]),
+                counts(cell_of(m, reference(v)), |_| true),
+            ));
         }
     }
     let (levels, nested, common) = match (vid("bg_only"), original) {
@@ -268,6 +243,46 @@ pub fn compute(
         class_map: data.class_map.clone(),
         scoring: data.scoring_note(),
     })
+}
+
+/// Images, top-1 and top-5 hits of one cell.
+type Counts = (u64, u64, u64);
+
+/// One (model, variant) row from its counts, the baseline's on the same variant, those
+/// over the baseline's correct images (`controlled`) and the reference's (`original`).
+fn summary_row(
+    (model, variant): (&str, &str),
+    (n, a, b): Counts,
+    (bn, ba, bb): Counts,
+    (cn, ca, cb): Counts,
+    (on, o1, o5): Counts,
+) -> SummaryRow {
+    let (top1, top5) = (rate(a, n), rate(b, n));
+    let (b1, b5) = (rate(ba, bn), rate(bb, bn));
+    let switched = keeps_foreground(variant.strip_prefix(RELEASED_PREFIX).unwrap_or(variant));
+    let (l1, h1) = wilson(a, n);
+    let (l5, h5) = wilson(b, n);
+    let finite = |x: f64| x.is_finite().then_some(x);
+    SummaryRow {
+        model: model.to_string(),
+        variant: variant.to_string(),
+        images: n,
+        top1,
+        top1_lo: finite(l1),
+        top1_hi: finite(h1),
+        top5,
+        top5_lo: finite(l5),
+        top5_hi: finite(h5),
+        rel_top1_ratio: ratio(top1, b1),
+        rel_top1_diff: diff(top1, b1),
+        rel_top5_ratio: ratio(top5, b5),
+        rel_top5_diff: diff(top5, b5),
+        controlled_images: cn,
+        controlled_top1: rate(ca, cn),
+        controlled_top5: rate(cb, cn),
+        gap_top1: switched.then(|| diff(rate(o1, on), top1)).flatten(),
+        gap_top5: switched.then(|| diff(rate(o5, on), top5)).flatten(),
+    }
 }
 
 /// BG-Gap and challenge accuracy per model (empty when no such variant was run).

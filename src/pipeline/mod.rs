@@ -215,6 +215,39 @@ async fn until_read(
     }
 }
 
+/// The accuracy table's columns: the run's variants (`worst_bg:K` is aggregate's), with
+/// `all` after `original` when `--original-all` classified images outside the filter, then
+/// released variants.
+fn table_columns<'a>(
+    t: &'a crate::sink::Tally,
+    slots: &'a [Arc<str>],
+    all: &'a Arc<str>,
+) -> Vec<&'a Arc<str>> {
+    let mut variants: Vec<&Arc<str>> = Vec::new();
+    for v in slots.iter().filter(|v| !is_multi_row(v)) {
+        if !variants.contains(&v) {
+            variants.push(v);
+        }
+        if &**v == "original" && t.outside_classified > 0 && !variants.contains(&all) {
+            variants.push(all);
+        }
+    }
+    // Released variants' rows (`released:<name>`), after the run's own, by name.
+    let mut released: Vec<&Arc<str>> = (t.accuracy.keys())
+        .map(|(_, v)| v)
+        .filter(|v| v.starts_with(crate::source::RELEASED_PREFIX))
+        .collect();
+    released.sort();
+    released.dedup();
+    if !released.is_empty() {
+        // Released images are classified on original alone: the run's own variants
+        // keep a column only where other images gave them rows.
+        variants.retain(|v| t.accuracy.keys().any(|(_, x)| x == *v));
+    }
+    variants.extend(released);
+    variants
+}
+
 fn join_error(e: tokio::task::JoinError) -> FatalError {
     FatalError::Panic(e.to_string())
 }
@@ -236,28 +269,7 @@ impl RunSummary {
                 .collect()
         };
         let all: Arc<str> = ORIGINAL_ALL.into();
-        let mut variants: Vec<&Arc<str>> = Vec::new();
-        for v in slots.iter().filter(|v| !is_multi_row(v)) {
-            if !variants.contains(&v) {
-                variants.push(v);
-            }
-            if &**v == "original" && t.outside_classified > 0 && !variants.contains(&&all) {
-                variants.push(&all);
-            }
-        }
-        // Released variants' rows (`released:<name>`), after the run's own, by name.
-        let mut released: Vec<&Arc<str>> = (t.accuracy.keys())
-            .map(|(_, v)| v)
-            .filter(|v| v.starts_with(crate::source::RELEASED_PREFIX))
-            .collect();
-        released.sort();
-        released.dedup();
-        if !released.is_empty() {
-            // Released images are classified on original alone: the run's own variants
-            // keep a column only where other images gave them rows.
-            variants.retain(|v| t.accuracy.keys().any(|(_, x)| x == *v));
-        }
-        variants.extend(released);
+        let variants = table_columns(t, slots, &all);
         let accuracy = models
             .iter()
             .flat_map(|m| variants.iter().map(move |v| (m, *v)))

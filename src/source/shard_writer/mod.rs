@@ -278,6 +278,28 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
         Some(f) => f,
         None => detect_format(annotations)?,
     };
+    check_options(inputs, format)?;
+    let images = match (&inputs.images, format) {
+        (Some(dir), _) => dir.clone(),
+        (None, AnnotationFormat::Voc) => annotations.join("JPEGImages"),
+        (None, _) => {
+            return Err(FatalError::Config(format!(
+                "--images is required for --format {}",
+                format.name()
+            )))
+        }
+    };
+    let (a, synsets) = (annotations, inputs.synsets.as_deref());
+    match format {
+        f if f.is_imagenet() => collect_imagenet(inputs, annotations, format, images),
+        AnnotationFormat::Caltech101 => collect_caltech101(inputs, a, images),
+        AnnotationFormat::Imagenet9 => collect_imagenet9(a, images, synsets),
+        _ => collect_listed(inputs, format, a, images),
+    }
+}
+
+/// The options that apply to `format` only, refused for the others.
+fn check_options(inputs: &ShardInputs, format: AnnotationFormat) -> Result<(), FatalError> {
     let only_voc = |what: &str| {
         FatalError::Config(format!(
             "{what} applies to --format voc only, not {}",
@@ -311,91 +333,100 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
             "--synsets does not apply to --format voc (its 20 classes are fixed)".into(),
         ));
     }
-    let images = match (&inputs.images, format) {
-        (Some(dir), _) => dir.clone(),
-        (None, AnnotationFormat::Voc) => annotations.join("JPEGImages"),
-        (None, _) => {
-            return Err(FatalError::Config(format!(
-                "--images is required for --format {}",
-                format.name()
-            )))
+    Ok(())
+}
+
+fn collect_caltech101(
+    inputs: &ShardInputs,
+    a: &Path,
+    images: PathBuf,
+) -> Result<Collected, FatalError> {
+    let (format, synsets) = (AnnotationFormat::Caltech101, inputs.synsets.as_deref());
+    let c = caltech101::read_caltech101(a, &images, synsets, inputs.split.as_deref())?;
+    check_unique_keys(&c.entries, a)?;
+    let mut notes = vec![format!("{} classes", c.classes.len())];
+    if !c.mapped.is_empty() {
+        notes.push(format!(
+            "annotation folders mapped: {}",
+            c.mapped.join(", ")
+        ));
+    }
+    if images.join(caltech101::BACKGROUND).is_dir() {
+        notes.push(format!("{} skipped (not a class)", caltech101::BACKGROUND));
+    }
+    if c.clamped > 0 {
+        notes.push(format!("{} box(es) clamped to the image", c.clamped));
+    }
+    if !c.folders_without_images.is_empty() {
+        notes.push(format!(
+            "annotation folders without an image folder (not sharded): {}",
+            c.folders_without_images.join(", ")
+        ));
+    }
+    Ok(Collected {
+        format: Some(format),
+        detected: format!(
+            "annotations: caltech101 ({}; {}; 1-based inclusive boxes -> exclusive; \
+             outlines -> polygons, {} of {} samples); images: {}",
+            a.display(),
+            notes.join("; "),
+            c.entries
+                .iter()
+                .filter(|e| !e.annotation.polygons.is_empty())
+                .count(),
+            c.entries.len(),
+            images.display()
+        ),
+        images,
+        entries: c.entries,
+        missing: c.missing,
+        unannotated: c.unannotated,
+        without_objects: c.unreadable,
+        ..Default::default()
+    })
+}
+
+fn collect_imagenet9(
+    a: &Path,
+    images: PathBuf,
+    synsets: Option<&Path>,
+) -> Result<Collected, FatalError> {
+    let format = AnnotationFormat::Imagenet9;
+    let r = imagenet9::read_imagenet9(a, &images, synsets)?;
+    check_unique_keys(&r.entries, a)?;
+    let labels = match r.label_space {
+        Some(_) => {
+            "ImageNet-9 labels (label_space in9: a 1,000-class model is scored \
+                    through in_to_in9)"
         }
+        None => "labels by class position (not ImageNet-9's folders: no label_space)",
     };
-    if format.is_imagenet() {
-        return collect_imagenet(inputs, annotations, format, images);
-    }
-    let (a, synsets) = (annotations, inputs.synsets.as_deref());
-    if format == AnnotationFormat::Caltech101 {
-        let c = caltech101::read_caltech101(a, &images, synsets, inputs.split.as_deref())?;
-        check_unique_keys(&c.entries, a)?;
-        let mut notes = vec![format!("{} classes", c.classes.len())];
-        if !c.mapped.is_empty() {
-            notes.push(format!(
-                "annotation folders mapped: {}",
-                c.mapped.join(", ")
-            ));
-        }
-        if images.join(caltech101::BACKGROUND).is_dir() {
-            notes.push(format!("{} skipped (not a class)", caltech101::BACKGROUND));
-        }
-        if c.clamped > 0 {
-            notes.push(format!("{} box(es) clamped to the image", c.clamped));
-        }
-        if !c.folders_without_images.is_empty() {
-            notes.push(format!(
-                "annotation folders without an image folder (not sharded): {}",
-                c.folders_without_images.join(", ")
-            ));
-        }
-        return Ok(Collected {
-            format: Some(format),
-            detected: format!(
-                "annotations: caltech101 ({}; {}; 1-based inclusive boxes -> exclusive; \
-                 outlines -> polygons, {} of {} samples); images: {}",
-                a.display(),
-                notes.join("; "),
-                c.entries
-                    .iter()
-                    .filter(|e| !e.annotation.polygons.is_empty())
-                    .count(),
-                c.entries.len(),
-                images.display()
-            ),
-            images,
-            entries: c.entries,
-            missing: c.missing,
-            unannotated: c.unannotated,
-            without_objects: c.unreadable,
-            ..Default::default()
-        });
-    }
-    if format == AnnotationFormat::Imagenet9 {
-        let r = imagenet9::read_imagenet9(a, &images, synsets)?;
-        check_unique_keys(&r.entries, a)?;
-        let labels = match r.label_space {
-            Some(_) => {
-                "ImageNet-9 labels (label_space in9: a 1,000-class model is scored \
-                        through in_to_in9)"
-            }
-            None => "labels by class position (not ImageNet-9's folders: no label_space)",
-        };
-        return Ok(Collected {
-            format: Some(format),
-            detected: format!(
-                "annotations: imagenet9 ({}; {} classes: {}; {labels}; .npy masks -> \
-                 <key>.mask.png, boxes from the masks); images: {}",
-                a.display(),
-                r.classes.len(),
-                r.classes.join(", "),
-                images.display()
-            ),
-            images,
-            entries: r.entries,
-            missing: r.missing,
-            unannotated: r.unannotated,
-            ..Default::default()
-        });
-    }
+    Ok(Collected {
+        format: Some(format),
+        detected: format!(
+            "annotations: imagenet9 ({}; {} classes: {}; {labels}; .npy masks -> \
+             <key>.mask.png, boxes from the masks); images: {}",
+            a.display(),
+            r.classes.len(),
+            r.classes.join(", "),
+            images.display()
+        ),
+        images,
+        entries: r.entries,
+        missing: r.missing,
+        unannotated: r.unannotated,
+        ..Default::default()
+    })
+}
+
+/// The formats whose readers list entries directly: manifest, box CSV, VOC.
+fn collect_listed(
+    inputs: &ShardInputs,
+    format: AnnotationFormat,
+    a: &Path,
+    images: PathBuf,
+) -> Result<Collected, FatalError> {
+    let synsets = inputs.synsets.as_deref();
     let ((entries, missing), without_objects) = match format {
         AnnotationFormat::Manifest => (read_manifest(a, &images)?, Vec::new()),
         AnnotationFormat::Csv => (read_box_csv(a, &images, synsets)?, Vec::new()),
@@ -403,7 +434,7 @@ pub fn collect(inputs: &ShardInputs) -> Result<Collected, FatalError> {
             let voc = read_voc(a, &images, inputs.split.as_deref(), inputs.skip_difficult)?;
             ((voc.entries, voc.missing), voc.without_objects)
         }
-        _ => unreachable!("ImageNet formats returned above"),
+        _ => unreachable!("the other formats have their own collect_*"),
     };
     Ok(Collected {
         format: Some(format),
