@@ -287,6 +287,33 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
             written.masks
         );
     }
+    print_shard_notes(&found, &written);
+    let summary = a.out.join(format!("{}.summary.json", a.prefix));
+    let json = serde_json::json!({
+        "detected": found.detected,
+        "annotations": a.annotations,
+        "images": found.images,
+        "samples": written.samples,
+        "shards": written.shards,
+        "seconds_reading_annotations": read_secs,
+        "seconds_writing": write_secs,
+        "annotations_without_image": found.missing,
+        "images_without_annotation": found.unannotated,
+        "without_objects": found.without_objects,
+        "several_classes": found.several_classes,
+        "folder_mismatch": found.folder_mismatch,
+        "size_mismatch": written.size_mismatch,
+        "unreadable_header": written.unreadable,
+        "masks": written.masks,
+        "bad_masks": written.bad_masks,
+    });
+    bgstream::atomic::write_file(&summary, &serde_json::to_vec_pretty(&json)?)?;
+    println!("  every list in full: {}", summary.display());
+    Ok(0)
+}
+
+/// What `shard` left out or noted, five keys a kind (the summary JSON lists them all).
+fn print_shard_notes(found: &shard_writer::Collected, written: &shard_writer::ShardReport) {
     let notes: [(&str, &[String]); 8] = [
         ("annotations without an image", &found.missing),
         ("images without objects skipped", &found.without_objects),
@@ -317,28 +344,6 @@ fn shard(a: &ShardArgs) -> anyhow::Result<u8> {
         let more = if keys.len() > 5 { ", ..." } else { "" };
         println!("  {} {what}: {shown}{more}", keys.len());
     }
-    let summary = a.out.join(format!("{}.summary.json", a.prefix));
-    let json = serde_json::json!({
-        "detected": found.detected,
-        "annotations": a.annotations,
-        "images": found.images,
-        "samples": written.samples,
-        "shards": written.shards,
-        "seconds_reading_annotations": read_secs,
-        "seconds_writing": write_secs,
-        "annotations_without_image": found.missing,
-        "images_without_annotation": found.unannotated,
-        "without_objects": found.without_objects,
-        "several_classes": found.several_classes,
-        "folder_mismatch": found.folder_mismatch,
-        "size_mismatch": written.size_mismatch,
-        "unreadable_header": written.unreadable,
-        "masks": written.masks,
-        "bad_masks": written.bad_masks,
-    });
-    bgstream::atomic::write_file(&summary, &serde_json::to_vec_pretty(&json)?)?;
-    println!("  every list in full: {}", summary.display());
-    Ok(0)
 }
 
 fn aggregate_cmd(a: &AggregateArgs) -> anyhow::Result<u8> {

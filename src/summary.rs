@@ -96,6 +96,14 @@ pub fn render(s: &RunSummary) -> String {
                 .unwrap_or_default()
         );
     }
+    problems(s, &mut o);
+    o.push_str(&accuracy_table(s));
+    o
+}
+
+/// The lines on what failed or was left out: failures by code, rows of slots without an
+/// image (`no_donor`, `no_mask`, `released`) by variant, shard errors.
+fn problems(s: &RunSummary, o: &mut String) {
     for (code, n) in &s.failures_by_code {
         let _ = writeln!(o, "  failed: {n} x {code}");
     }
@@ -120,8 +128,6 @@ pub fn render(s: &RunSummary) -> String {
     for (shard, e) in &s.shard_errors {
         let _ = writeln!(o, "  shard error: {shard}: {e}");
     }
-    o.push_str(&accuracy_table(s));
-    o
 }
 
 /// Top-1 accuracy (%) per model (rows) and variant (columns), with top-5 below.
