@@ -17,6 +17,21 @@ fn table() -> std::path::PathBuf {
     common::root().join("assets/in9/in_to_in9.json")
 }
 
+/// The IN-9 layout of the reference images under `tmp/bg_challenge`, and its image count.
+fn make_fixture(data: &Path, tmp: &Path) -> (std::path::PathBuf, u64) {
+    let fixture = tmp.join("bg_challenge");
+    let made = reference(&[
+        "make",
+        path_str(&fixture),
+        path_str(&data.join("imagenet-val/images")),
+        path_str(&data.join("imagenet-val/annotations.csv")),
+        path_str(&table()),
+    ]);
+    let images = made["images"].as_u64().unwrap();
+    assert!(images >= 20, "{made}");
+    (fixture, images)
+}
+
 /// Shards the fixture `--format imagenet9` (detected) into `out`; returns the stdout.
 fn shard(fixture: &Path, out: &Path) -> String {
     let (code, stdout, stderr) = common::bgstream(&[
@@ -52,16 +67,7 @@ fn in9_accuracy_is_the_table_applied_to_the_predictions() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let fixture = tmp.path().join("bg_challenge");
-    let made = reference(&[
-        "make",
-        path_str(&fixture),
-        path_str(&data.join("imagenet-val/images")),
-        path_str(&data.join("imagenet-val/annotations.csv")),
-        path_str(&table()),
-    ]);
-    let images = made["images"].as_u64().unwrap();
-    assert!(images >= 20, "{made}");
+    let (fixture, images) = make_fixture(&data, tmp.path());
     let shards = tmp.path().join("shards");
     let stdout = shard(&fixture, &shards);
     assert!(
@@ -357,15 +363,7 @@ fn challenge_accuracy_is_challenge_evals() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let fixture = tmp.path().join("bg_challenge");
-    let made = reference(&[
-        "make",
-        path_str(&fixture),
-        path_str(&data.join("imagenet-val/images")),
-        path_str(&data.join("imagenet-val/annotations.csv")),
-        path_str(&table()),
-    ]);
-    let images = made["images"].as_u64().unwrap();
+    let (fixture, images) = make_fixture(&data, tmp.path());
     let shards = tmp.path().join("shards");
     shard(&fixture, &shards);
     // A released folder as the backgrounds (named only_bg_t: the fixture's black ones).

@@ -67,30 +67,16 @@ pub fn read_imagenet9(
     images: &Path,
     synsets: Option<&Path>,
 ) -> Result<In9Read, FatalError> {
-    let folders: Vec<String> = sorted_dir(masks)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    if folders.is_empty() {
-        return Err(bad(
-            masks,
-            "no class folders of masks (expected fg_mask/<split>/<class>/<image>.npy)",
-        ));
-    }
-    let (classes, label_space) = class_list(&folders, synsets)?;
-    let mut out = In9Read {
-        classes,
-        label_space,
-        ..Default::default()
-    };
-    for class in &folders {
-        let Some(label) = out.classes.iter().position(|c| c == class) else {
-            continue; // a folder --synsets leaves out
-        };
-        let mask_files = by_stem(&masks.join(class), is_mask)?;
-        let mut image_files =
-            by_stem(&images.join(class), |p| has_ext(p, &["jpeg", "jpg", "png"]))?;
+    let (folders, mut out) = class_folders(
+        masks,
+        synsets,
+        "no class folders of masks (expected fg_mask/<split>/<class>/<image>.npy)",
+    )?;
+    for (class, label) in labelled(&folders, &out.classes) {
+        let mask_files = by_stem(&masks.join(&class), is_mask)?;
+        let mut image_files = by_stem(&images.join(&class), |p| {
+            has_ext(p, &["jpeg", "jpg", "png"])
+        })?;
         for (stem, mask) in mask_files {
             let key = format!("{class}/{stem}");
             let Some(image) = image_files.remove(&stem) else {
@@ -113,6 +99,39 @@ pub fn read_imagenet9(
             .extend(image_files.into_keys().map(|s| format!("{class}/{s}")));
     }
     Ok(out)
+}
+
+/// The class folders of `dir` in sorted order, and a read with their class list and label
+/// space; `none` is the error when there is no folder.
+fn class_folders(
+    dir: &Path,
+    synsets: Option<&Path>,
+    none: &str,
+) -> Result<(Vec<String>, In9Read), FatalError> {
+    let folders: Vec<String> = sorted_dir(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if folders.is_empty() {
+        return Err(bad(dir, none));
+    }
+    let (classes, label_space) = class_list(&folders, synsets)?;
+    let read = In9Read {
+        classes,
+        label_space,
+        ..Default::default()
+    };
+    Ok((folders, read))
+}
+
+/// The folders that are classes, with their labels (a folder `--synsets` leaves out is
+/// skipped).
+fn labelled(folders: &[String], classes: &[String]) -> Vec<(String, usize)> {
+    folders
+        .iter()
+        .filter_map(|f| Some((f.clone(), classes.iter().position(|c| c == f)?)))
+        .collect()
 }
 
 /// The class list (label = position) and the label space, by the rules of the module docs.
@@ -188,28 +207,15 @@ pub fn read_released(
     synsets: Option<&Path>,
     variant: &str,
 ) -> Result<In9Read, FatalError> {
-    let folders: Vec<String> = sorted_dir(images)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    if folders.is_empty() {
-        return Err(bad(
-            images,
-            "no class folders of images (expected <variant>/<split>/<class>/<image>.JPEG)",
-        ));
-    }
-    let (classes, label_space) = class_list(&folders, synsets)?;
-    let mut out = In9Read {
-        classes,
-        label_space,
-        ..Default::default()
-    };
-    for class in &folders {
-        let Some(label) = out.classes.iter().position(|c| c == class) else {
-            continue;
-        };
-        let files = by_stem(&images.join(class), |p| has_ext(p, &["jpeg", "jpg", "png"]))?;
+    let (folders, mut out) = class_folders(
+        images,
+        synsets,
+        "no class folders of images (expected <variant>/<split>/<class>/<image>.JPEG)",
+    )?;
+    for (class, label) in labelled(&folders, &out.classes) {
+        let files = by_stem(&images.join(&class), |p| {
+            has_ext(p, &["jpeg", "jpg", "png"])
+        })?;
         for (stem, image) in files {
             out.entries.push(Entry {
                 key: format!("{class}/{stem}"),
