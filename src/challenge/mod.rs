@@ -77,6 +77,7 @@ struct Fg {
 }
 
 /// Backgrounds of one model's crop size, in order, with their keys.
+#[derive(Default)]
 struct Backgrounds {
     keys: Vec<String>,
     pixels: Vec<u8>,
@@ -176,11 +177,7 @@ fn read_foregrounds(
 ) -> Result<(Vec<Fg>, Backgrounds), FatalError> {
     let mut scratch = Scratch::default();
     let mut fgs = Vec::new();
-    let mut own = Backgrounds {
-        keys: Vec::new(),
-        pixels: Vec::new(),
-        failed: Vec::new(),
-    };
+    let mut own = Backgrounds::default();
     for_each_sample(shards, read, |sample| {
         let fg = foreground(&sample, cfg, &mut scratch, &mut own);
         fgs.push(fg);
@@ -243,11 +240,7 @@ fn read_backgrounds(
     read: &ReadLimits,
 ) -> Result<Backgrounds, FatalError> {
     let mut scratch = Scratch::default();
-    let mut out = Backgrounds {
-        keys: Vec::new(),
-        pixels: Vec::new(),
-        failed: Vec::new(),
-    };
+    let mut out = Backgrounds::default();
     for_each_sample(shards, read, |sample| {
         match prepare(&sample, cfg, &mut scratch) {
             Prepared::Ready(_, frames) => {

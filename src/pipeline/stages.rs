@@ -64,7 +64,10 @@ fn index_key(sample: &Sample) -> std::borrow::Cow<'_, str> {
     struct Peek {
         released_variant: Option<String>,
     }
+    // Only a JSON that names the field is parsed: this runs for every sample read.
+    const FIELD: &[u8] = b"released_variant";
     let released = (sample.json.as_deref())
+        .filter(|j| j.windows(FIELD.len()).any(|w| w == FIELD))
         .and_then(|j| serde_json::from_slice::<Peek>(j).ok())
         .and_then(|p| p.released_variant);
     match released {
