@@ -16,7 +16,7 @@ use bgstream::ops::decode::{decode_into, Limits};
 use bgstream::ops::geometry::{Geometry, Interpolation, Preprocess};
 use bgstream::ops::resize::CropResizer;
 use bgstream::ops::variants::Variant;
-use bgstream::prepare::{prepare, Scratch};
+use bgstream::stage::prepare::{prepare, Scratch};
 
 const VARIANTS: &str =
     "original,bg_only,fg_white,fg_texture,fg_gauss,fg_uniform,fg_color:green,fg_color:grey";

@@ -14,8 +14,8 @@ use bgstream::ops::mask::{Foreground, SourceMask};
 use bgstream::ops::resize::CropResizer;
 use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::{render, RenderCtx, Variant, DEFAULT_VARIANTS};
-use bgstream::prepare::{prepare, Scratch};
-use bgstream::source::shard_writer::masks::encode_png;
+use bgstream::shard::masks::encode_png;
+use bgstream::stage::prepare::{prepare, Scratch};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const P: Preprocess = Preprocess {

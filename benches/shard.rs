@@ -9,8 +9,8 @@
 #[allow(dead_code)] // shared by the benches; this one needs only the entries
 mod common;
 
-use bgstream::source::shard_writer::imagenet::{read_kaggle, read_xml, Classes};
-use bgstream::source::shard_writer::{write_shards, Entry, ImageIndex, ImageRef};
+use bgstream::shard::imagenet::{read_kaggle, read_xml, Classes};
+use bgstream::shard::{write_shards, Entry, ImageIndex, ImageRef};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const COPIES: usize = 30;

@@ -10,9 +10,9 @@ use tch::{Kind, Tensor};
 use crate::error::FatalError;
 use crate::infer::Model;
 use crate::pipeline::{self, Counters};
-use crate::plan::RunPlan;
-use crate::prepare::{prepare, PrepareConfig, Scratch};
+use crate::run::plan::RunPlan;
 use crate::source::tar_reader::read_shard;
+use crate::stage::prepare::{prepare, PrepareConfig, Scratch};
 
 /// Pure forward throughput (images/s) of `model` at `batch`: random uint8 batches already
 /// on the device, normalisation and top-5 included, one batch in flight as in the pipeline.
@@ -63,7 +63,7 @@ pub async fn end_to_end(
     plan: RunPlan,
     limit: Option<std::time::Duration>,
 ) -> Result<(f64, f64), FatalError> {
-    let claim = crate::claim::claim(&plan)?;
+    let claim = crate::run::claim::claim(&plan)?;
     let counters = Arc::new(Counters::default());
     let stop = async move {
         match limit {

@@ -8,9 +8,9 @@ use bgstream::ops::decode::Limits;
 use bgstream::ops::geometry::Preprocess;
 use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::Variant;
-use bgstream::prepare::PrepareConfig;
-use bgstream::source::shard_writer::{read_imagenet_csv, read_manifest, Entry};
+use bgstream::shard::{read_imagenet_csv, read_manifest, Entry};
 use bgstream::source::Sample;
+use bgstream::stage::prepare::PrepareConfig;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

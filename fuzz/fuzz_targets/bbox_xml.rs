@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use bgstream::source::shard_writer::imagenet::{parse_xml, Classes};
-use bgstream::source::shard_writer::parse_voc;
+use bgstream::shard::imagenet::{parse_xml, Classes};
+use bgstream::shard::parse_voc;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_xml("ILSVRC2012_val_00000001", text, classes);
     for skip_difficult in [false, true] {
         if let Ok(voc) = parse_voc(text, skip_difficult) {
-            let _ = bgstream::source::shard_writer::voc_label(&voc.objects);
+            let _ = bgstream::shard::voc_label(&voc.objects);
         }
     }
 });

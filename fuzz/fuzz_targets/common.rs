@@ -2,7 +2,7 @@ use bgstream::ops::decode::Limits;
 use bgstream::ops::geometry::{Interpolation, Preprocess};
 use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::Variant;
-use bgstream::prepare::PrepareConfig;
+use bgstream::stage::prepare::PrepareConfig;
 
 /// Every variant, two preprocessings, small limits so that inputs stay cheap.
 pub fn config() -> PrepareConfig {

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bgstream::prepare::{prepare, PrepareConfig, Scratch};
+use bgstream::stage::prepare::{prepare, PrepareConfig, Scratch};
 use bgstream::source::Sample;
 use libfuzzer_sys::fuzz_target;
 

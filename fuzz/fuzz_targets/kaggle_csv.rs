@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use bgstream::source::shard_writer::imagenet::{parse_imagenet_csv, parse_kaggle, Classes};
+use bgstream::shard::imagenet::{parse_imagenet_csv, parse_kaggle, Classes};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

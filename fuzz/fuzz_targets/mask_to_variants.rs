@@ -5,8 +5,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bgstream::prepare::{prepare, PrepareConfig, Scratch};
-use bgstream::source::shard_writer::masks::encode_png;
+use bgstream::stage::prepare::{prepare, PrepareConfig, Scratch};
+use bgstream::shard::masks::encode_png;
 use bgstream::source::Sample;
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! Caltech101's, plain and zlib-compressed, several dtypes).
 #![no_main]
 
-use bgstream::source::shard_writer::caltech101::parse_annotation;
+use bgstream::shard::caltech101::parse_annotation;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

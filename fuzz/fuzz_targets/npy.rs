@@ -3,7 +3,7 @@
 #![no_main]
 
 use bgstream::ops::mask::decode_mask_png;
-use bgstream::source::shard_writer::masks::{mask_from_npy, mask_from_png};
+use bgstream::shard::masks::{mask_from_npy, mask_from_png};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 
 use bgstream::ops::geometry::{Geometry, Interpolation, Preprocess};
 use bgstream::ops::mask::SourceMask;
-use bgstream::source::shard_writer::manifest::parse_manifest;
-use bgstream::source::shard_writer::masks::polygons_bbox;
-use bgstream::source::shard_writer::parse_box_csv;
+use bgstream::shard::manifest::parse_manifest;
+use bgstream::shard::masks::polygons_bbox;
+use bgstream::shard::parse_box_csv;
 use libfuzzer_sys::fuzz_target;
 
 fn rasterise(polygons: &[Vec<f64>]) {

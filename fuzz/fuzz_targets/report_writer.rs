@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use bgstream::aggregate::report;
+use bgstream::report::html;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/html/check.rs"]

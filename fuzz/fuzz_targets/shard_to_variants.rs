@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bgstream::prepare::{prepare, PrepareConfig, Scratch};
+use bgstream::stage::prepare::{prepare, PrepareConfig, Scratch};
 use bgstream::source::tar_reader::read_archive;
 use libfuzzer_sys::fuzz_target;
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::ranks::{parse_tag, Plan};
+use crate::run::ranks::{parse_tag, Plan};
 use crate::sink::manifest::{self, MANIFEST};
 use crate::source::tar_reader::ShardContent;
 
@@ -187,11 +187,18 @@ fn check_one(dir: &Path) -> Vec<String> {
 pub struct RunFacts {
     /// Each distinct identity, with the first folder it was found in; an unreadable one
     /// (another bgstream version) is an error message.
-    pub identities: Vec<(PathBuf, Result<crate::identity::RunIdentity, String>)>,
+    pub identities: Vec<(PathBuf, Result<crate::run::identity::RunIdentity, String>)>,
     pub shards: u64,
     pub samples: u64,
     pub filtered: u64,
     pub failed: u64,
+}
+
+impl RunFacts {
+    /// The first readable run identity.
+    pub fn identity(&self) -> Option<&crate::run::identity::RunIdentity> {
+        self.identities.iter().find_map(|(_, id)| id.as_ref().ok())
+    }
 }
 
 /// Reads [`RunFacts`] under `dir` (recursively).
@@ -206,7 +213,7 @@ pub fn facts(dir: &Path) -> RunFacts {
             let id = std::fs::read(&run)
                 .map_err(|e| e.to_string())
                 .and_then(|b| {
-                    serde_json::from_slice::<crate::identity::RunIdentity>(&b).map_err(|e| {
+                    serde_json::from_slice::<crate::run::identity::RunIdentity>(&b).map_err(|e| {
                         format!(
                             "{}: {e} (written by another bgstream version?)",
                             run.display()

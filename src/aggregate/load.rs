@@ -20,9 +20,9 @@ pub const TOP5: u8 = 2;
 /// A `worst_bg:K` candidate row that is not ok: the image drops out of that cell.
 const INVALID: u8 = 4;
 
-pub use crate::ops::variants::is_multi_row;
-use crate::ops::variants::ORIGINAL_ALL;
 use crate::source::RELEASED_PREFIX;
+pub use crate::variant::is_multi_row;
+use crate::variant::ORIGINAL_ALL;
 
 /// The worst candidate of one image under a `worst_bg:K` variant for one model.
 #[derive(Debug, Clone, PartialEq)]

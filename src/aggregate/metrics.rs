@@ -3,9 +3,9 @@
 
 use super::load::{Loaded, TOP1, TOP5};
 use crate::error::FatalError;
-use crate::ops::variants::is_multi_row;
-pub use crate::ops::variants::keeps_foreground;
 use crate::source::{IN9_RELEASED as RELEASED, RELEASED_PREFIX};
+use crate::variant::is_multi_row;
+pub use crate::variant::keeps_foreground;
 
 /// 95% Wilson score interval of `k` successes in `n` trials.
 pub fn wilson(k: u64, n: u64) -> (f64, f64) {
@@ -141,16 +141,16 @@ fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 fn variant_order(names: &[String]) -> Vec<usize> {
     let mut variants: Vec<usize> = (0..names.len()).collect();
     // The paper's order, then ImageNet-9's, then worst_bg:K; anything else as it appeared.
-    let known: Vec<&str> = crate::ops::variants::DEFAULT_VARIANTS
+    let known: Vec<&str> = crate::variant::DEFAULT_VARIANTS
         .split(',')
-        .chain(crate::ops::variants::EXTRA_VARIANTS.split(','))
+        .chain(crate::variant::EXTRA_VARIANTS.split(','))
         .collect();
     variants.sort_by_key(|&v| {
         let name = names[v].as_str();
         match known.iter().position(|k| *k == name) {
             Some(i) => (i, 0),
             // Right after original (position 0), before bg_only.
-            None if name == crate::ops::variants::ORIGINAL_ALL => (0, 1),
+            None if name == crate::variant::ORIGINAL_ALL => (0, 1),
             None if name.starts_with("fg_color:") => (8, 0),
             None if is_multi_row(name) => (known.len(), 0),
             None => match name.strip_prefix(RELEASED_PREFIX) {

@@ -7,12 +7,9 @@
 //! ([`report`]).
 
 pub mod completeness;
-pub mod gallery;
 pub mod load;
 pub mod metrics;
 pub mod per_class;
-pub mod plots;
-pub mod report;
 pub mod seeds;
 
 use std::fmt::Write as _;
@@ -24,6 +21,7 @@ use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 
+use crate::classes::ClassNames;
 use crate::error::FatalError;
 pub use load::{load, Loaded};
 pub use metrics::{compute, Aggregate, SummaryRow};
@@ -68,6 +66,11 @@ pub struct AggregateOutput {
     pub report_bytes: Option<usize>,
     /// `--group-seeds`: mean and spread per group of seeds.
     pub seed_groups: Vec<seeds::SeedRow>,
+    /// What the input's `_run.json` files say (the report re-renders from them).
+    pub facts: completeness::RunFacts,
+    pub per_class: Vec<per_class::ClassRow>,
+    /// Class names for tables and report, when the classes are named.
+    pub names: Option<ClassNames>,
 }
 
 /// The summary table's schema (`schemas/aggregate-summary.schema.json`).
@@ -150,7 +153,8 @@ fn atomic_write(
     crate::atomic::write_with(path, write)
 }
 
-/// Loads, computes and writes everything the config asks for.
+/// Loads, computes and writes the numbers the config asks for (Parquet and CSV tables);
+/// figures and the HTML report are [`crate::report::publish`]'s.
 pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
     let class_map = cfg
         .class_map
@@ -167,8 +171,7 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             class_map: class_map.as_ref(),
         },
     )?;
-    let identity = facts.identities.iter().find_map(|(_, id)| id.as_ref().ok());
-    let num_classes: Vec<i64> = identity
+    let num_classes: Vec<i64> = (facts.identity())
         .map(|id| id.models.iter().map(|m| m.num_classes).collect())
         .unwrap_or_else(|| vec![0]);
     // ImageNet-9 labels name IN-9 classes, whatever the models' class count.
@@ -177,29 +180,62 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
         spec => crate::classes::ClassNames::for_models(spec, &num_classes)?,
     };
     let mut aggregate = compute(&data, cfg.baseline.as_deref(), cfg.examples)?;
-    let per_class = per_class::per_class(&data);
-    let class_of = |label: i64| -> String {
-        let name = names.as_ref().and_then(|n| n.name(label));
-        name.map_or(String::new(), str::to_string)
-    };
-    // Table 1's example keys read "key (class)" when classes are named.
     if names.is_some() {
-        let key_ids: std::collections::HashMap<&str, usize> = data
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.as_str(), i))
-            .collect();
-        for level in &mut aggregate.levels {
-            for ex in &mut level.examples {
-                let label = key_ids.get(ex.as_str()).map_or(-1, |&k| data.labels[k]);
-                let class = class_of(label);
-                if !class.is_empty() {
-                    *ex = format!("{ex} ({class})");
-                }
+        name_examples(&mut aggregate, &data, names.as_ref());
+    }
+    let warnings = input_warnings(cfg, &data);
+    let seed_groups = if cfg.group_seeds {
+        seeds::group(&aggregate.rows)
+    } else {
+        Vec::new()
+    };
+    let mut out = AggregateOutput {
+        warnings,
+        per_class: per_class::per_class(&data),
+        data,
+        aggregate,
+        written: Vec::new(),
+        report_bytes: None,
+        seed_groups,
+        facts,
+        names,
+    };
+    std::fs::create_dir_all(&cfg.out).map_err(|e| FatalError::output(&cfg.out, e))?;
+    if cfg.parquet {
+        out.written
+            .push(write_summary_parquet(&cfg.out, &out.aggregate)?);
+    }
+    if cfg.csv {
+        let written = std::mem::take(&mut out.written);
+        out.written = write_tables_csv(&cfg.out, &out, written)?;
+    }
+    Ok(out)
+}
+
+/// Table 1's example keys read "key (class)" when classes are named.
+fn name_examples(aggregate: &mut Aggregate, data: &Loaded, names: Option<&ClassNames>) {
+    let key_ids: std::collections::HashMap<&str, usize> = (data.keys.iter().enumerate())
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    for level in &mut aggregate.levels {
+        for ex in &mut level.examples {
+            let label = key_ids.get(ex.as_str()).map_or(-1, |&k| data.labels[k]);
+            let class = class_name(names, label);
+            if !class.is_empty() {
+                *ex = format!("{ex} ({class})");
             }
         }
     }
+}
+
+/// A label's class name, or nothing when classes are not named.
+pub fn class_name(names: Option<&ClassNames>, label: i64) -> String {
+    let name = names.and_then(|n| n.name(label));
+    name.map_or(String::new(), str::to_string)
+}
+
+/// Missing ranks, unfinished shards, and rows the input should not hold together.
+fn input_warnings(cfg: &AggregateConfig, data: &Loaded) -> Vec<String> {
     let mut warnings = completeness::check(&cfg.input);
     if data.mixes_label_spaces() {
         warnings.push(
@@ -217,183 +253,137 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             data.cross_shard_keys
         ));
     }
-    std::fs::create_dir_all(&cfg.out).map_err(|e| FatalError::output(&cfg.out, e))?;
+    warnings
+}
+
+fn write_summary_parquet(dir: &Path, aggregate: &Aggregate) -> Result<PathBuf, FatalError> {
     let batch = summary_batch(&aggregate.rows);
-    let mut written = Vec::new();
-    if cfg.parquet {
-        let path = cfg.out.join("summary.parquet");
-        atomic_write(&path, |f| {
-            let mut w = ArrowWriter::try_new(f, batch.schema(), None).map_err(|e| e.to_string())?;
-            w.write(&batch).map_err(|e| e.to_string())?;
-            w.close().map(|_| ()).map_err(|e| e.to_string())
-        })?;
-        written.push(path);
+    let path = dir.join("summary.parquet");
+    atomic_write(&path, |f| {
+        let mut w = ArrowWriter::try_new(f, batch.schema(), None).map_err(|e| e.to_string())?;
+        w.write(&batch).map_err(|e| e.to_string())?;
+        w.close().map(|_| ()).map_err(|e| e.to_string())
+    })?;
+    Ok(path)
+}
+
+/// Every CSV table, appended to `written` in the order they are written.
+fn write_tables_csv(
+    dir: &Path,
+    out: &AggregateOutput,
+    mut written: Vec<PathBuf>,
+) -> Result<Vec<PathBuf>, FatalError> {
+    let (aggregate, data) = (&out.aggregate, &out.data);
+    let class_of = |label: i64| class_name(out.names.as_ref(), label);
+    let path = dir.join("summary.csv");
+    let batch = summary_batch(&aggregate.rows);
+    atomic_write(&path, |f| {
+        let mut w = arrow::csv::Writer::new(f);
+        w.write(&batch).map_err(|e| e.to_string())
+    })?;
+    written.push(path);
+    written.push(write_table1_csv(dir, aggregate)?);
+    let sidecars: Vec<&crate::sidecar::Sidecar> = (out.facts.identities.iter())
+        .filter_map(|(_, id)| id.as_ref().ok())
+        .flat_map(|id| &id.models)
+        .collect();
+    written.push(write_results_csv(dir, aggregate, &sidecars)?);
+    if !aggregate.backgrounds.is_empty() {
+        written.push(write_backgrounds_csv(dir, &aggregate.backgrounds)?);
     }
-    if cfg.csv {
-        let path = cfg.out.join("summary.csv");
-        atomic_write(&path, |f| {
-            let mut w = arrow::csv::Writer::new(f);
-            w.write(&batch).map_err(|e| e.to_string())
-        })?;
-        written.push(path);
-        let table1 = aggregate.levels.iter().map(|l| {
-            vec![
-                l.model.clone(),
-                percent(l.original_top1).to_string(),
-                percent(l.bg_only_top1).to_string(),
-                l.correct.to_string(),
-                l.new.to_string(),
-                l.lost_from_previous.to_string(),
-                l.examples.join(" "),
-            ]
-        });
-        written.push(write_csv(
-            &cfg.out.join("table1.csv"),
-            &[
-                "model",
-                "original_top1",
-                "bg_only_top1",
-                "correct",
-                "new",
-                "lost_from_previous",
-                "examples",
-            ],
-            table1,
-        )?);
+    if !data.worst.is_empty() {
+        written.push(write_worst_csv(dir, data, &class_of)?);
     }
-    if cfg.csv {
-        let sidecars: Vec<&crate::sidecar::Sidecar> = (facts.identities.iter())
-            .filter_map(|(_, id)| id.as_ref().ok())
-            .flat_map(|id| &id.models)
-            .collect();
-        written.push(write_results_csv(&cfg.out, &aggregate, &sidecars)?);
+    if !out.per_class.is_empty() {
+        written.push(write_per_class_csv(dir, &out.per_class, &class_of)?);
     }
-    if cfg.csv && !aggregate.backgrounds.is_empty() {
-        written.push(write_backgrounds_csv(&cfg.out, &aggregate.backgrounds)?);
+    if !out.seed_groups.is_empty() {
+        written.push(write_seed_groups_csv(dir, &out.seed_groups)?);
     }
-    if cfg.csv && !data.worst.is_empty() {
-        written.push(write_worst_csv(&cfg.out, &data, &class_of)?);
-    }
-    if cfg.csv && !per_class.is_empty() {
-        let rows = per_class.iter().map(|r| {
-            vec![
-                r.model.clone(),
-                r.variant.clone(),
-                r.label.to_string(),
-                class_of(r.label),
-                r.images.to_string(),
-                percent(r.top1).to_string(),
-                percent(r.top5).to_string(),
-            ]
-        });
-        written.push(write_csv(
-            &cfg.out.join("per_class.csv"),
-            &[
-                "model", "variant", "label", "class", "images", "top1", "top5",
-            ],
-            rows,
-        )?);
-    }
-    let seed_groups = if cfg.group_seeds {
-        seeds::group(&aggregate.rows)
-    } else {
-        Vec::new()
-    };
-    if cfg.csv && !seed_groups.is_empty() {
-        let rows = seed_groups.iter().map(|r| {
-            vec![
-                r.group.clone(),
-                r.variant.clone(),
-                r.seeds.to_string(),
-                percent(r.top1_mean).to_string(),
-                percent(r.top1_sd).to_string(),
-                percent(r.top1_min).to_string(),
-                percent(r.top1_max).to_string(),
-                percent(r.top5_mean).to_string(),
-                percent(r.top5_sd).to_string(),
-            ]
-        });
-        written.push(write_csv(
-            &cfg.out.join("seed_groups.csv"),
-            &[
-                "group",
-                "variant",
-                "seeds",
-                "top1_mean",
-                "top1_sd",
-                "top1_min",
-                "top1_max",
-                "top5_mean",
-                "top5_sd",
-            ],
-            rows,
-        )?);
-    }
-    let svgs = if cfg.figures || cfg.report.is_some() {
-        let figs = plots::figures(&aggregate);
-        let svgs = plots::write_figures(&figs, &cfg.out)?;
-        written.extend(svgs.iter().cloned());
-        written.extend(svgs.iter().map(|p| p.with_extension("png")));
-        svgs
-    } else {
-        Vec::new()
-    };
-    let mut report_bytes = None;
-    if let Some(path) = &cfg.report {
-        let best = per_class::best_classes(&per_class, "bg_only", &aggregate.models, 10);
-        let best: Vec<_> = best.into_iter().map(|c| (class_of(c.label), c)).collect();
-        let pictures = match (identity, cfg.shards.is_empty()) {
-            (_, true) => None,
-            (None, false) => {
-                warnings.push(
-                    "no readable _run.json under --in: the report cannot re-render the images"
-                        .into(),
-                );
-                None
-            }
-            (Some(id), false) => {
-                check_shards(cfg, &mut warnings)?;
-                let opts = gallery::PictureOptions {
-                    shards: &cfg.shards,
-                    textures: cfg.textures.as_deref(),
-                    gallery: cfg.gallery,
-                    per_model: gallery::PER_MODEL,
-                    worst: gallery::WORST,
-                    thumb: gallery::THUMB,
-                };
-                Some(gallery::build(
-                    &data,
-                    &aggregate,
-                    id,
-                    names.as_ref(),
-                    &opts,
-                )?)
-            }
-        };
-        let html = report::render(&report::ReportInput {
-            aggregate: &aggregate,
-            data: &data,
-            svgs: &svgs,
-            warnings: &warnings,
-            best_classes: &best,
-            facts: &facts,
-            pictures: pictures.as_ref(),
-            input: &cfg.input,
-            seed_groups: &seed_groups,
-        });
-        report::write(path, &html)?;
-        tracing::info!(bytes = html.len(), path = %path.display(), "report written");
-        report_bytes = Some(html.len());
-        written.push(path.clone());
-    }
-    Ok(AggregateOutput {
-        warnings,
-        data,
-        aggregate,
-        written,
-        report_bytes,
-        seed_groups,
-    })
+    Ok(written)
+}
+
+fn write_table1_csv(dir: &Path, aggregate: &Aggregate) -> Result<PathBuf, FatalError> {
+    let table1 = aggregate.levels.iter().map(|l| {
+        vec![
+            l.model.clone(),
+            percent(l.original_top1).to_string(),
+            percent(l.bg_only_top1).to_string(),
+            l.correct.to_string(),
+            l.new.to_string(),
+            l.lost_from_previous.to_string(),
+            l.examples.join(" "),
+        ]
+    });
+    write_csv(
+        &dir.join("table1.csv"),
+        &[
+            "model",
+            "original_top1",
+            "bg_only_top1",
+            "correct",
+            "new",
+            "lost_from_previous",
+            "examples",
+        ],
+        table1,
+    )
+}
+
+fn write_per_class_csv(
+    dir: &Path,
+    per_class: &[per_class::ClassRow],
+    class_of: &dyn Fn(i64) -> String,
+) -> Result<PathBuf, FatalError> {
+    let rows = per_class.iter().map(|r| {
+        vec![
+            r.model.clone(),
+            r.variant.clone(),
+            r.label.to_string(),
+            class_of(r.label),
+            r.images.to_string(),
+            percent(r.top1).to_string(),
+            percent(r.top5).to_string(),
+        ]
+    });
+    write_csv(
+        &dir.join("per_class.csv"),
+        &[
+            "model", "variant", "label", "class", "images", "top1", "top5",
+        ],
+        rows,
+    )
+}
+
+fn write_seed_groups_csv(dir: &Path, groups: &[seeds::SeedRow]) -> Result<PathBuf, FatalError> {
+    let rows = groups.iter().map(|r| {
+        vec![
+            r.group.clone(),
+            r.variant.clone(),
+            r.seeds.to_string(),
+            percent(r.top1_mean).to_string(),
+            percent(r.top1_sd).to_string(),
+            percent(r.top1_min).to_string(),
+            percent(r.top1_max).to_string(),
+            percent(r.top5_mean).to_string(),
+            percent(r.top5_sd).to_string(),
+        ]
+    });
+    write_csv(
+        &dir.join("seed_groups.csv"),
+        &[
+            "group",
+            "variant",
+            "seeds",
+            "top1_mean",
+            "top1_sd",
+            "top1_min",
+            "top1_max",
+            "top5_mean",
+            "top5_sd",
+        ],
+        rows,
+    )
 }
 
 /// A class map groups the models' own (fine) classes: one that names a label no model of the
@@ -427,7 +417,9 @@ fn check_class_map(
 
 /// Refuses (or, when allowed, warns about) `--shards` files that are not, byte for byte,
 /// the shards the run read: the report would show images that were not classified.
-fn check_shards(cfg: &AggregateConfig, warnings: &mut Vec<String>) -> Result<(), FatalError> {
+/// `--shards` against the files the run read: a difference is an error, or a warning with
+/// `--allow-changed-shards`.
+pub fn check_shards(cfg: &AggregateConfig, warnings: &mut Vec<String>) -> Result<(), FatalError> {
     let recorded = completeness::recorded_shards(&cfg.input);
     let changed = completeness::changed_shards(&cfg.shards, &recorded);
     let Some(first) = changed.first() else {

@@ -38,10 +38,10 @@ use crate::infer::{guarded, Model, Precision};
 use crate::item::{Prepared, RowError};
 use crate::ops::decode::Limits;
 use crate::ops::variants::Variant;
-use crate::prepare::{prepare, PrepareConfig, PrepareSpec, Scratch};
 use crate::source::budget::ReadLimits;
 use crate::source::tar_reader::read_shard_with;
 use crate::source::Sample;
+use crate::stage::prepare::{prepare, PrepareConfig, PrepareSpec, Scratch};
 
 pub use output::{write_outputs, ChallengeRow, ModelSummary};
 

@@ -149,6 +149,66 @@ pub fn resolve_devices(spec: &str, local_rank: Option<usize>) -> Result<Vec<Devi
 
 pub use crate::precision::Precision;
 
+/// What a command asks of its device: where, in what precision, and how fp32 and cuDNN may
+/// behave. Building one changes nothing in the process; [`open`] does.
+#[derive(Debug, Clone)]
+pub struct DeviceRequest {
+    /// `--device`: auto, cpu, cuda, cuda:N, a list, or cuda:all.
+    pub spec: String,
+    /// The launcher's local rank (torchrun, Slurm), which picks the GPU for auto and cuda.
+    pub local_rank: Option<usize>,
+    pub precision: Precision,
+    /// `--allow-tf32`: fp32 may run as TF32.
+    pub allow_tf32: bool,
+    /// `--cudnn-benchmark`.
+    pub autotune: crate::precision::Autotune,
+}
+
+/// The devices a command runs on, with the process settings [`open`] applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenDevices {
+    /// One inference worker per device; never empty.
+    pub devices: Vec<Device>,
+    /// cuDNN autotuning is on (CUDA only).
+    pub cudnn_benchmark: bool,
+    /// fp32 may run as TF32 (CUDA only).
+    pub tf32: bool,
+}
+
+impl OpenDevices {
+    /// The first device (where a single-device command runs).
+    pub fn first(&self) -> Device {
+        self.devices[0]
+    }
+}
+
+/// Opens the requested devices: the one place that changes process state for a device
+/// (run, bench, preview and challenge all come through here). The order is the point:
+/// `NVIDIA_TF32_OVERRIDE=0` goes into the environment before anything loads CUDA, which
+/// resolving `auto` or `cuda` does; cuDNN's autotuning is set once the device is known.
+pub fn open(req: &DeviceRequest) -> Result<OpenDevices, FatalError> {
+    if req.allow_tf32 && req.precision != Precision::Fp32 {
+        return Err(FatalError::Usage(
+            "--allow-tf32 applies to --precision fp32 only".into(),
+        ));
+    }
+    if req.precision == Precision::Fp32 && !req.allow_tf32 {
+        forbid_tf32().map_err(FatalError::Config)?;
+    }
+    let devices = resolve_devices(&req.spec, req.local_rank)?;
+    let cuda = devices[0].is_cuda();
+    req.precision.check(devices[0])?;
+    let cudnn_benchmark = cuda && req.autotune.enabled(req.precision);
+    if cuda {
+        tch::Cuda::cudnn_set_benchmark(cudnn_benchmark);
+    }
+    Ok(OpenDevices {
+        devices,
+        cudnn_benchmark,
+        tf32: cuda && req.allow_tf32,
+    })
+}
+
 // The enum lives outside the torch-gated code (the CLI and run identity need it without
 // libtorch); what needs tch is implemented here.
 impl Precision {
@@ -174,6 +234,47 @@ impl Precision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(spec: &str, precision: Precision, allow_tf32: bool) -> DeviceRequest {
+        DeviceRequest {
+            spec: spec.into(),
+            local_rank: None,
+            precision,
+            allow_tf32,
+            autotune: crate::precision::Autotune::Auto,
+        }
+    }
+
+    /// `auto` loads CUDA's library while resolving: `open` must have set TF32's override
+    /// before, or `forbid_tf32` (which refuses once CUDA is loaded) would fail here, as
+    /// `preview --device cuda` did when it resolved first.
+    #[test]
+    fn open_sets_the_tf32_override_before_cuda_loads() {
+        let opened = open(&request("auto", Precision::Fp32, false)).unwrap();
+        assert_eq!(
+            std::env::var("NVIDIA_TF32_OVERRIDE").as_deref(),
+            Ok("0"),
+            "fp32 without --allow-tf32 must forbid TF32"
+        );
+        assert!(CUDA_LIB.get().is_some(), "auto tried to load CUDA");
+        // Opening again (CUDA now loaded) still works: the override is already in place.
+        assert_eq!(
+            open(&request("auto", Precision::Fp32, false)).unwrap(),
+            opened
+        );
+        assert!(!opened.tf32 && !opened.cudnn_benchmark || opened.first().is_cuda());
+    }
+
+    #[test]
+    fn open_refuses_tf32_outside_fp32_and_fp16_on_cpu() {
+        let err = open(&request("cpu", Precision::Bf16, true)).unwrap_err();
+        assert!(matches!(err, FatalError::Usage(_)), "{err}");
+        let err = open(&request("cpu", Precision::Fp16, false)).unwrap_err();
+        assert!(err.to_string().contains("fp16 needs a GPU"), "{err}");
+        let cpu = open(&request("cpu", Precision::Bf16, false)).unwrap();
+        assert_eq!(cpu.devices, [Device::Cpu]);
+        assert!(!cpu.cudnn_benchmark && !cpu.tf32);
+    }
 
     #[test]
     fn cpu_always_resolves_and_bad_specs_are_clear() {

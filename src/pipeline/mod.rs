@@ -16,7 +16,6 @@
 pub mod control;
 pub mod stages;
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,62 +24,17 @@ use async_channel::{bounded, Receiver, Sender};
 use tokio::task::JoinHandle;
 
 use crate::batch::{Group, Inference};
-use crate::claim::Claim;
 use crate::error::FatalError;
 use crate::item::{Prepared, SinkMsg};
 use crate::ops::variants::{is_multi_row, ORIGINAL_ALL};
-use crate::plan::RunPlan;
 pub use crate::progress::Counters;
+use crate::run::claim::Claim;
+use crate::run::plan::RunPlan;
 use crate::sink::{ParquetSink, SinkConfig, SinkReport};
 pub use control::Control;
 use stages::ReadTotals;
 
-/// Accuracy of one (model, variant) over the rows with a prediction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Accuracy {
-    pub model: String,
-    pub variant: String,
-    pub images: u64,
-    pub top1: u64,
-    pub top5: u64,
-}
-
-/// What a run did.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    pub shards: usize,
-    /// Shards an earlier run had completed (`--resume`).
-    pub shards_skipped: usize,
-    pub shards_completed: usize,
-    /// Shards not finished (interrupted): nothing of theirs was written.
-    pub shards_incomplete: Vec<String>,
-    pub samples_read: u64,
-    pub filtered: u64,
-    /// Of `filtered`, the images classified on `original` too (`--original-all`).
-    pub outside_classified: u64,
-    pub failed: u64,
-    pub predicted_images: u64,
-    pub rows_written: u64,
-    pub files: Vec<PathBuf>,
-    pub shard_errors: Vec<(String, String)>,
-    pub skipped_members: u64,
-    /// Samples whose key another shard of this run also holds, and up to a few examples
-    /// (key, one shard, the other).
-    pub duplicate_keys: u64,
-    pub duplicate_examples: Vec<(String, String, String)>,
-    pub failures_by_code: Vec<(String, u64)>,
-    /// Rows per variant whose slot found no donor background (status `no_donor`).
-    pub no_donor: Vec<(String, u64)>,
-    /// Rows per variant of `only_fg` / `no_fg` for samples without a mask (`no_mask`).
-    pub no_mask: Vec<(String, u64)>,
-    /// Rows per variant not rendered from a released image (`released`): it is classified
-    /// as it is, on `original`.
-    pub released: Vec<(String, u64)>,
-    pub accuracy: Vec<Accuracy>,
-    pub elapsed: Duration,
-    pub interrupted: bool,
-    pub in_flight_max: u64,
-}
+pub use crate::run::summary::{Accuracy, RunSummary};
 
 /// Executes a claimed plan to the end, or until `shutdown` resolves (then drains and
 /// closes).

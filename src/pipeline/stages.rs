@@ -13,12 +13,12 @@ use super::control::Control;
 use crate::batch::Inference;
 use crate::error::FatalError;
 use crate::item::{Prepared, SinkMsg};
-use crate::prepare::{prepare, PrepareConfig, Scratch};
 use crate::progress::Counters;
 use crate::sink::{ParquetSink, SinkReport};
 use crate::source::budget::ReadLimits;
 use crate::source::tar_reader::read_shard_with;
 use crate::source::Sample;
+use crate::stage::prepare::{prepare, PrepareConfig, Scratch};
 
 /// What one reader saw beyond the samples it sent.
 #[derive(Debug, Default)]

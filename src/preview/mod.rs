@@ -1,6 +1,6 @@
 //! What the models see: `bgstream preview` contact sheets and the report's gallery.
 //!
-//! Both render through [`crate::prepare`], the CPU stage of a run, so a tile is exactly the
+//! Both render through [`crate::stage::prepare`], the CPU stage of a run, so a tile is exactly the
 //! pixels a run feeds its models for that key and variant (a test compares them byte for
 //! byte). Only the images shown are decoded: [`find_samples`] reads the other samples'
 //! headers and moves on.
@@ -17,9 +17,9 @@ use std::sync::Arc;
 use crate::error::{FatalError, ItemError};
 use crate::item::{file_stem, ItemMeta, Prepared};
 use crate::ops::geometry::Rect;
-use crate::prepare::{admit, prepare, prepare_recorded, PrepareConfig, Scratch, FG_MASK};
 use crate::source::tar_reader::read_shard;
 use crate::source::Sample;
+use crate::stage::prepare::{admit, prepare, prepare_recorded, PrepareConfig, Scratch, FG_MASK};
 
 /// Which samples to show.
 #[derive(Debug, Clone)]

@@ -9,8 +9,6 @@
 //! foreground mask ([`crate::ops::mask`]). Other members are ignored.
 
 pub mod budget;
-pub mod shard_out;
-pub mod shard_writer;
 pub mod tar_reader;
 
 use std::path::PathBuf;

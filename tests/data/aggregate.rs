@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bgstream::aggregate::metrics::wilson;
-use bgstream::aggregate::{self, AggregateConfig, SummaryRow};
+use bgstream::aggregate::{AggregateConfig, SummaryRow};
 use bgstream::item::Prediction;
 use bgstream::item::{ItemMeta, Row, RowError};
 use bgstream::sink::rows_to_batch;
@@ -136,7 +136,8 @@ fn known_counts_give_exact_numbers() {
     // Split over two files in two folders, as two workers would write them.
     write_parquet(&input.join("part-00000.parquet"), &rows[..50]);
     write_parquet(&input.join("rank1/part-00000.parquet"), &rows[50..]);
-    let out = aggregate::run(&config(&input, &tmp.path().join("agg"), Some("A"))).unwrap();
+    let out =
+        bgstream::report::aggregate(&config(&input, &tmp.path().join("agg"), Some("A"))).unwrap();
     let (d, a) = (&out.data, &out.aggregate);
     assert_eq!(d.rows, 11 * 9);
     assert_eq!(d.error_rows.get("decode_error"), Some(&9));
@@ -230,7 +231,8 @@ fn known_counts_give_exact_numbers() {
 fn table1_notices_sets_that_do_not_nest() {
     let tmp = tempfile::tempdir().unwrap();
     write_parquet(&tmp.path().join("p.parquet"), &known_rows(&[1]));
-    let out = aggregate::run(&config(tmp.path(), &tmp.path().join("agg"), None)).unwrap();
+    let out =
+        bgstream::report::aggregate(&config(tmp.path(), &tmp.path().join("agg"), None)).unwrap();
     let a = out.aggregate;
     assert_eq!(
         a.baseline, "A",
@@ -431,7 +433,7 @@ fn classes_are_named_and_scored_per_class() {
         report: Some(report.clone()),
         ..config(&input, &out, Some("A"))
     };
-    let result = aggregate::run(&cfg).unwrap();
+    let result = bgstream::report::aggregate(&cfg).unwrap();
 
     // per_class.csv against DuckDB over the same Parquet.
     let csv = std::fs::read_to_string(out.join("per_class.csv")).unwrap();
@@ -539,7 +541,7 @@ fn string_and_list_columns_of_other_writers_are_read() {
             class_map: Some(map.clone()),
             ..config(input, &out, Some("A"))
         };
-        aggregate::run(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        bgstream::report::aggregate(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
         ["summary.csv", "table1.csv", "per_class.csv"]
             .map(|f| std::fs::read_to_string(out.join(f)).unwrap())
             .to_vec()

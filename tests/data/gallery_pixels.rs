@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
-use bgstream::donors::DonorBank;
 use bgstream::item::Prepared;
 use bgstream::ops::decode::Limits;
 use bgstream::ops::geometry::{Interpolation, Preprocess};
 use bgstream::ops::variants::Variant;
-use bgstream::prepare::donor_scan::donor_from_sample;
-use bgstream::prepare::{prepare, prepare_recorded, PrepareConfig, PrepareSpec, Scratch};
-use bgstream::source::shard_writer::{read_imagenet_csv, write_shards};
+use bgstream::shard::{read_imagenet_csv, write_shards};
 use bgstream::source::tar_reader::read_shard;
 use bgstream::source::Sample;
+use bgstream::stage::donors::DonorBank;
+use bgstream::stage::prepare::donor_scan::donor_from_sample;
+use bgstream::stage::prepare::{prepare, prepare_recorded, PrepareConfig, PrepareSpec, Scratch};
 
 use crate::common;
 

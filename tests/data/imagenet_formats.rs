@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bgstream::classes::imagenet;
 use bgstream::ops::geometry::foreground_fraction;
-use bgstream::source::shard_writer::imagenet::{read_imagenet_csv, Classes};
+use bgstream::shard::imagenet::{read_imagenet_csv, Classes};
 use bgstream::source::tar_reader::read_shard;
 use bgstream::source::Annotation;
 

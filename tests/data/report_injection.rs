@@ -3,7 +3,7 @@
 //! stylesheet and one script admitted by the CSP's hashes, `data:` images only, and every
 //! hostile string back as text, intact.
 
-use bgstream::aggregate::report;
+use bgstream::report::html as report;
 
 use crate::fixture::{self, Shape};
 use crate::html_check as check;

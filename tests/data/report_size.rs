@@ -5,16 +5,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bgstream::aggregate::gallery::{self, Caption, Pic, Pictures, Shown};
-use bgstream::aggregate::{self, report, AggregateConfig};
+use bgstream::aggregate::AggregateConfig;
 use bgstream::item::{ItemMeta, Prediction, Row};
 use bgstream::ops::decode::Limits;
 use bgstream::ops::geometry::{Interpolation, Preprocess};
 use bgstream::ops::variants::Variant;
-use bgstream::prepare::{PrepareConfig, PrepareSpec, Scratch};
 use bgstream::preview::{render, Rendered};
-use bgstream::source::shard_writer::{read_imagenet_csv, ImageRef};
+use bgstream::report::gallery::{self, Caption, Pic, Pictures, Shown};
+use bgstream::report::html as report;
+use bgstream::shard::{read_imagenet_csv, ImageRef};
 use bgstream::source::Sample;
+use bgstream::stage::prepare::{PrepareConfig, PrepareSpec, Scratch};
 
 use crate::common;
 
@@ -194,7 +195,7 @@ fn a_32_model_15_variant_report_with_every_picture_stays_under_5_mb() {
     std::fs::create_dir_all(&input).unwrap();
     write_predictions(&input, 200);
     let out = tmp.path().join("agg");
-    let result = aggregate::run(&AggregateConfig {
+    let result = bgstream::report::aggregate(&AggregateConfig {
         input: input.clone(),
         baseline: None,
         out: out.clone(),
@@ -218,7 +219,7 @@ fn a_32_model_15_variant_report_with_every_picture_stays_under_5_mb() {
         .iter()
         .map(|f| out.join(format!("{f}.svg")))
         .collect();
-    let facts = aggregate::completeness::facts(&input);
+    let facts = bgstream::aggregate::completeness::facts(&input);
     let best = Vec::new();
     let html = report::render(&report::ReportInput {
         aggregate: &result.aggregate,

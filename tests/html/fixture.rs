@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bgstream::aggregate::completeness::RunFacts;
-use bgstream::aggregate::gallery::{Caption, DataUri, Pic, Pictures, Shown};
 use bgstream::aggregate::load::Loaded;
 use bgstream::aggregate::metrics::{Aggregate, BgRow, Level, SummaryRow};
 use bgstream::aggregate::per_class::BestClass;
-use bgstream::aggregate::report::ReportInput;
 use bgstream::aggregate::seeds::SeedRow;
-use bgstream::identity::{DonorIdentity, RunIdentity, TextureIdentity};
 use bgstream::ops::geometry::Interpolation;
 use bgstream::precision::Precision;
+use bgstream::report::gallery::{Caption, DataUri, Pic, Pictures, Shown};
+use bgstream::report::html::ReportInput;
+use bgstream::run::identity::{DonorIdentity, RunIdentity, TextureIdentity};
 use bgstream::sidecar::Sidecar;
 
 /// Which optional parts the input has.

@@ -307,7 +307,7 @@ fn real_imagenet_shards_end_to_end_with_duckdb_and_polars() {
         "{stdout}"
     );
 
-    let (entries, _) = bgstream::source::shard_writer::read_imagenet_csv(
+    let (entries, _) = bgstream::shard::read_imagenet_csv(
         &data.join("imagenet-val/annotations.csv"),
         &data.join("imagenet-val/images"),
         None,

@@ -193,7 +193,7 @@ fn preview_by_key_decodes_only_those_and_names_what_is_missing() {
     let shard_dir = tmp.path().join("shards");
     shards(&data, &shard_dir, 10);
     let glob = format!("{}/val-*.tar", shard_dir.display());
-    let keys = bgstream::source::shard_writer::read_imagenet_csv(
+    let keys = bgstream::shard::read_imagenet_csv(
         &data.join("imagenet-val/annotations.csv"),
         &data.join("imagenet-val/images"),
         None,

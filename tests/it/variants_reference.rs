@@ -13,7 +13,7 @@ use bgstream::ops::mask::Foreground;
 use bgstream::ops::resize::CropResizer;
 use bgstream::ops::textures::TextureSet;
 use bgstream::ops::variants::{render, texture_index, RenderCtx, Variant};
-use bgstream::source::shard_writer::{read_imagenet_csv, read_manifest, Entry};
+use bgstream::shard::{read_imagenet_csv, read_manifest, Entry};
 
 use crate::common::{self, path_str};
 

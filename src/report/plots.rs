@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use super::metrics::Aggregate;
+use crate::aggregate::metrics::Aggregate;
 use crate::error::FatalError;
 use crate::preview::sheet::register_font;
 
@@ -71,7 +71,7 @@ pub fn figures(a: &Aggregate) -> Vec<Figure> {
     let switched: Vec<&String> = a
         .variants
         .iter()
-        .filter(|v| super::metrics::keeps_foreground(v))
+        .filter(|v| crate::aggregate::metrics::keeps_foreground(v))
         .collect();
     let mut out = Vec::new();
     if a.variants.iter().any(|v| v == "bg_only") {
@@ -538,8 +538,8 @@ pub fn write_figures(figs: &[Figure], dir: &Path) -> Result<Vec<PathBuf>, FatalE
 
 #[cfg(test)]
 mod tests {
-    use super::super::metrics::{Aggregate, SummaryRow};
     use super::*;
+    use crate::aggregate::metrics::{Aggregate, SummaryRow};
 
     const AREA: Rect = Rect {
         x0: 67.0,
@@ -688,7 +688,7 @@ mod tests {
 
     fn row(model: &str, variant: &str, top1: f64, top5: f64, n: u64, ci: bool) -> SummaryRow {
         let w = |p: f64| {
-            let (lo, hi) = super::super::metrics::wilson((p * n as f64).round() as u64, n);
+            let (lo, hi) = crate::aggregate::metrics::wilson((p * n as f64).round() as u64, n);
             if ci {
                 (Some(lo), Some(hi))
             } else {
@@ -822,7 +822,7 @@ mod tests {
     }
 
     /// Renders the twelve-model figure into /tmp/plots-check for a look by eye:
-    /// `cargo test --lib aggregate::plots -- --ignored`.
+    /// `cargo test --lib report::plots -- --ignored`.
     #[test]
     #[ignore]
     fn render_for_eyeballing() {

@@ -6,10 +6,10 @@ pub mod donor_scan;
 use std::sync::Arc;
 
 use crate::classes::{in9, ClassMap, LabelSpace};
-use crate::donors::{DonorBank, Pairing, SlotSource};
 use crate::error::{FatalError, ItemError};
 use crate::item::{ItemMeta, Prepared, RowError};
 use crate::sidecar::Sidecar;
+use crate::stage::donors::{DonorBank, Pairing, SlotSource};
 
 use crate::ops::background::paste_foreground;
 use crate::ops::decode::{decode_into, dimensions, Limits};

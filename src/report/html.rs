@@ -15,13 +15,13 @@ use base64::Engine as _;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use sha2::{Digest, Sha256};
 
-use super::completeness::RunFacts;
 use super::gallery::{Caption, DataUri, Pic, Pictures, Shown};
-use super::load::Loaded;
-use super::metrics::{Aggregate, SummaryRow};
-use super::per_class::BestClass;
-use super::seeds::SeedRow;
-use crate::identity::RunIdentity;
+use crate::aggregate::completeness::RunFacts;
+use crate::aggregate::load::Loaded;
+use crate::aggregate::metrics::{Aggregate, SummaryRow};
+use crate::aggregate::per_class::BestClass;
+use crate::aggregate::seeds::SeedRow;
+use crate::run::identity::RunIdentity;
 use crate::sidecar::Sidecar;
 
 /// Everything the report shows.

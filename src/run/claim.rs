@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::FatalError;
-use crate::plan::{RunIdentity, RunPlan};
-use crate::ranks::{Plan, Rank};
+use crate::run::plan::{RunIdentity, RunPlan};
+use crate::run::ranks::{Plan, Rank};
 use crate::sink::manifest::{self, ShardEntry};
 use crate::sink::writer::shard_file_stem;
 

@@ -1,12 +1,12 @@
-//! Command-line interface (clap derive). `bgstream --shards ... --model ... --out ...` runs
-//! the main job; `bgstream shard` builds shards.
+//! The command line (clap derive types only; [`crate::commands`] turns them into library
+//! calls). `bgstream --shards ... --model ... --out ...` runs the main job.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::ops::variants::DEFAULT_VARIANTS;
-use crate::precision::{Autotune, Precision};
+use bgstream::ops::variants::DEFAULT_VARIANTS;
+use bgstream::precision::{Autotune, Precision};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -124,39 +124,14 @@ pub struct RunArgs {
     /// Images per forward pass (per preprocessing group); default 256 on a GPU, 64 on CPU.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Comma-separated variants; see README "Variants".
-    #[arg(long, default_value = DEFAULT_VARIANTS)]
-    pub variants: String,
-    /// Folder of texture images for fg_texture and worst_bg:K (default: $BGSTREAM_TEXTURES,
-    /// else the built-in brick, grass and gravel photos).
-    #[arg(long, value_name = "DIR")]
-    pub textures: Option<PathBuf>,
-    /// Coarse class map (JSON, schemas/class-map.schema.json): donors for mixed_* are
-    /// grouped by its classes (ImageNet-9 style) instead of the fine labels.
-    #[arg(long, value_name = "FILE.json")]
-    pub class_map: Option<PathBuf>,
-    /// Shards the donor bank for mixed_* and worst_bg:K is drawn from (default: all shards
-    /// of the run). Paths or globs, repeatable.
-    #[arg(long, num_args = 1.., value_name = "PATH|GLOB")]
-    pub donor_shards: Vec<String>,
-    /// Donor bank size: backgrounds kept for mixed_* and worst_bg:K, split evenly over the
-    /// classes (at least 2 per class). Memory: one crop per donor and input size.
-    #[arg(long, default_value_t = 2000)]
-    pub donors: usize,
-    /// Seed of every random choice (noise, texture pick, donor pairing).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Keep images whose union-of-boxes fraction is at least this.
-    #[arg(long, default_value_t = 0.05)]
-    pub min_fg: f64,
+    /// Variants, textures, donors, seed and the foreground filter (shared with preview).
+    #[command(flatten)]
+    pub image: VariantArgs,
     /// Also classify the images the foreground filter drops, on `original` only (their
     /// other variants get `filtered` rows), so that aggregate reports top-1 on original over
     /// all images (comparable with timm's tables) beside the filtered subset (the paper's).
     #[arg(long)]
     pub original_all: bool,
-    /// Keep images whose union-of-boxes fraction is at most this.
-    #[arg(long, default_value_t = 0.70)]
-    pub max_fg: f64,
     /// CPU decode/variant workers (default: number of cores).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
@@ -174,9 +149,6 @@ pub struct RunArgs {
     /// Start a new Parquet file after this many rows.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows_per_file: usize,
-    /// Largest image (width x height) decoded; larger ones are recorded as too_large.
-    #[arg(long, default_value_t = 100_000_000)]
-    pub max_pixels: u64,
     /// Stop at the first item error instead of recording it.
     #[arg(long)]
     pub fail_fast: bool,
@@ -214,9 +186,6 @@ pub struct PreviewArgs {
     /// top-1 class and p(true) caption each tile. Without one: --input-size and --crop-pct.
     #[arg(long = "model", value_name = "PATH.pt")]
     pub models: Vec<PathBuf>,
-    /// Comma-separated variants, as for a run.
-    #[arg(long, default_value = DEFAULT_VARIANTS)]
-    pub variants: String,
     /// Show the first N images that pass the checks and the foreground filter.
     #[arg(long, default_value_t = 8)]
     pub n: usize,
@@ -240,21 +209,43 @@ pub struct PreviewArgs {
     /// auto, cpu, cuda or cuda:N: where --model runs.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// As for a run: textures, class map, donor shards and bank, seed, filter, size limit.
+    /// As for a run: variants, textures, class map, donors, seed, filter, size limit.
+    #[command(flatten)]
+    pub image: VariantArgs,
+}
+
+/// What each image becomes, the same for a run and a preview.
+#[derive(Debug, Clone, Args)]
+pub struct VariantArgs {
+    /// Comma-separated variants; see README "Variants".
+    #[arg(long, default_value = DEFAULT_VARIANTS)]
+    pub variants: String,
+    /// Folder of texture images for fg_texture and worst_bg:K (default: $BGSTREAM_TEXTURES,
+    /// else the built-in brick, grass and gravel photos).
     #[arg(long, value_name = "DIR")]
     pub textures: Option<PathBuf>,
+    /// Coarse class map (JSON, schemas/class-map.schema.json): donors for mixed_* are
+    /// grouped by its classes (ImageNet-9 style) instead of the fine labels.
     #[arg(long, value_name = "FILE.json")]
     pub class_map: Option<PathBuf>,
+    /// Shards the donor bank for mixed_* and worst_bg:K is drawn from (default: all shards
+    /// of the run). Paths or globs, repeatable.
     #[arg(long, num_args = 1.., value_name = "PATH|GLOB")]
     pub donor_shards: Vec<String>,
+    /// Donor bank size: backgrounds kept for mixed_* and worst_bg:K, split evenly over the
+    /// classes (at least 2 per class). Memory: one crop per donor and input size.
     #[arg(long, default_value_t = 2000)]
     pub donors: usize,
+    /// Seed of every random choice (noise, texture pick, donor pairing).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Keep images whose union-of-boxes fraction is at least this.
     #[arg(long, default_value_t = 0.05)]
     pub min_fg: f64,
+    /// Keep images whose union-of-boxes fraction is at most this.
     #[arg(long, default_value_t = 0.70)]
     pub max_fg: f64,
+    /// Largest image (width x height) decoded; larger ones are recorded as too_large.
     #[arg(long, default_value_t = 100_000_000)]
     pub max_pixels: u64,
 }
@@ -288,7 +279,7 @@ pub struct ShardArgs {
     /// other folder or a
     /// .tgz/.tar imagenet-xml, .json manifest, a CSV by its header).
     #[arg(long, value_enum)]
-    pub format: Option<crate::source::shard_writer::AnnotationFormat>,
+    pub format: Option<bgstream::shard::AnnotationFormat>,
     /// One class per line, first token = wnid or name (synsets.txt, LOC_synset_mapping.txt).
     /// ImageNet formats: replaces the built-in ImageNet-1k order (not needed for ImageNet);
     /// box CSV: lets labels be class names.

@@ -2,23 +2,23 @@
 //!
 //! A run is plan -> claim -> execute. [`RunPlan::build`] loads and self-checks the models,
 //! the textures and the donor bank, builds the CPU stage's config and the run's typed
-//! [`RunIdentity`]; only then does [`crate::claim`] touch the output folder (so a typo in a
+//! [`RunIdentity`]; only then does [`crate::run::claim`] touch the output folder (so a typo in a
 //! model path can never cost an earlier run its files), and [`crate::pipeline::run`]
 //! executes the plan.
 
-pub use crate::identity::{DonorIdentity, RunIdentity, TextureIdentity};
-pub use crate::prepare::donor_scan;
+pub use crate::run::identity::{DonorIdentity, RunIdentity, TextureIdentity};
+pub use crate::stage::prepare::donor_scan;
 
 use std::sync::Arc;
 
 use tch::Device;
 
-use crate::config::RunConfig;
 use crate::error::FatalError;
 use crate::infer::Model;
 use crate::ops::textures::TextureSet;
 use crate::ops::variants::Variant;
-use crate::prepare::{PrepareConfig, PrepareSpec};
+use crate::run::settings::RunConfig;
+use crate::stage::prepare::{PrepareConfig, PrepareSpec};
 
 /// A run, ready to claim its output folder and execute.
 pub struct RunPlan {

@@ -73,6 +73,7 @@ pub mod limits;
 pub mod manifest;
 pub mod masks;
 mod mat;
+pub mod out_dir;
 mod voc;
 mod writer;
 mod xml;
@@ -88,8 +89,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::Annotation;
 use crate::error::FatalError;
+use crate::source::Annotation;
 
 /// One sample to write.
 #[derive(Debug, Clone)]

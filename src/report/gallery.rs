@@ -12,17 +12,17 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use super::load::{rows_for_keys, Loaded, ShownRow, TOP1};
-use super::metrics::Aggregate;
+use crate::aggregate::load::{rows_for_keys, Loaded, ShownRow, TOP1};
+use crate::aggregate::metrics::Aggregate;
 use crate::classes::{imagenet, in9, ClassNames, Scoring};
-use crate::donors::DonorBank;
 use crate::error::FatalError;
-use crate::identity::RunIdentity;
 use crate::ops::decode::Limits;
 use crate::ops::variants::{is_multi_row, Variant};
-use crate::prepare::donor_scan::donor_from_sample;
-use crate::prepare::{preprocess_groups, PrepareConfig, PrepareSpec, Scratch};
 use crate::preview::{find_keys, render, thumb, Rendered};
+use crate::run::identity::RunIdentity;
+use crate::stage::donors::DonorBank;
+use crate::stage::prepare::donor_scan::donor_from_sample;
+use crate::stage::prepare::{preprocess_groups, PrepareConfig, PrepareSpec, Scratch};
 
 /// The report's defaults: `bg_only` pictures per model, worst cases per `worst_bg:K`
 /// variant, thumbnail side and JPEG quality (a 32-model x 15-variant report with every

@@ -64,11 +64,12 @@ pub fn claim(out: &Path, files: &[String], overwrite: bool) -> Result<(), FatalE
             ),
         });
     }
+    let path = out.join(MANIFEST);
     let json = serde_json::to_vec_pretty(&Listed {
         files: files.to_vec(),
     })
-    .expect("a list of names serialises");
-    crate::atomic::write_file(&out.join(MANIFEST), &json)
+    .map_err(|e| FatalError::output(&path, e))?;
+    crate::atomic::write_file(&path, &json)
 }
 
 fn entries(out: &Path) -> Result<Vec<String>, FatalError> {
@@ -117,6 +118,7 @@ fn remove_if_there(p: &PathBuf) -> Result<(), FatalError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

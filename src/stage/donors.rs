@@ -23,7 +23,7 @@
 //!
 //! A slot without a candidate (no other image of that class in the bank, an unmapped label)
 //! becomes a row with status `no_donor`. The scan that fills the bank is part of planning
-//! ([`crate::prepare::donor_scan`]: the bank is filled by prepare's own admission rule,
+//! ([`crate::stage::prepare::donor_scan`]: the bank is filled by prepare's own admission rule,
 //! so this module depends on nothing of it): it reads every shard once more before the run (no decoding except
 //! the chosen donors); its cost is in the log.
 
@@ -36,7 +36,7 @@ use crate::item::RowError;
 
 use crate::ops::variants::Variant;
 
-/// Seeds the bank's per-class sample ([`crate::plan`] scans the shards with it).
+/// Seeds the bank's per-class sample ([`crate::run::plan`] scans the shards with it).
 pub const BANK_SALT: u64 = 0x646f_6e6f_725f_6261;
 const SAME_SALT: u64 = 0x6d69_7865_645f_7361;
 const RAND_SALT: u64 = 0x6d69_7865_645f_7261;

@@ -1,6 +1,6 @@
 //! Planning's scan of the donor shards: per donor class, the images that pass the run's
 //! checks and filter with the smallest `xxh3(key, seed ^ BANK_SALT)`, decoded and tiled
-//! into the [`DonorBank`] (the pairing rules are in [`crate::donors`]).
+//! into the [`DonorBank`] (the pairing rules are in [`crate::stage::donors`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,11 +11,11 @@ use std::time::Instant;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::{admit, crop_groups, source_mask, Admitted, PrepareConfig, Scratch};
-use crate::donors::{Donor, DonorBank, BANK_SALT};
 use crate::item::ItemMeta;
 use crate::ops::background::tile_background;
 use crate::source::tar_reader::read_shard;
 use crate::source::Annotation;
+use crate::stage::donors::{Donor, DonorBank, BANK_SALT};
 
 /// A scanned candidate: (bank hash, shard, key) orders it; the rest builds it.
 struct Candidate {

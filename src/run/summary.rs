@@ -1,11 +1,60 @@
-//! The one-screen run summary and the model x variant accuracy table.
+//! What a run did ([`RunSummary`], filled in by the pipeline from what the sink
+//! committed): the one-screen summary, the model x variant accuracy table, the JSON.
 
 use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::ops::variants::ORIGINAL_ALL;
-use crate::pipeline::RunSummary;
+
+/// Accuracy of one (model, variant) over the rows with a prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accuracy {
+    pub model: String,
+    pub variant: String,
+    pub images: u64,
+    pub top1: u64,
+    pub top5: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub shards: usize,
+    /// Shards an earlier run had completed (`--resume`).
+    pub shards_skipped: usize,
+    pub shards_completed: usize,
+    /// Shards not finished (interrupted): nothing of theirs was written.
+    pub shards_incomplete: Vec<String>,
+    pub samples_read: u64,
+    pub filtered: u64,
+    /// Of `filtered`, the images classified on `original` too (`--original-all`).
+    pub outside_classified: u64,
+    pub failed: u64,
+    pub predicted_images: u64,
+    pub rows_written: u64,
+    pub files: Vec<PathBuf>,
+    pub shard_errors: Vec<(String, String)>,
+    pub skipped_members: u64,
+    /// Samples whose key another shard of this run also holds, and up to a few examples
+    /// (key, one shard, the other).
+    pub duplicate_keys: u64,
+    pub duplicate_examples: Vec<(String, String, String)>,
+    pub failures_by_code: Vec<(String, u64)>,
+    /// Rows per variant whose slot found no donor background (status `no_donor`).
+    pub no_donor: Vec<(String, u64)>,
+    /// Rows per variant of `only_fg` / `no_fg` for samples without a mask (`no_mask`).
+    pub no_mask: Vec<(String, u64)>,
+    /// Rows per variant not rendered from a released image (`released`): it is classified
+    /// as it is, on `original`.
+    pub released: Vec<(String, u64)>,
+    pub accuracy: Vec<Accuracy>,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub in_flight_max: u64,
+}
 
 #[derive(Serialize)]
 struct JsonAccuracy<'a> {
