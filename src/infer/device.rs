@@ -6,16 +6,26 @@
 //! through the binary's rpath (the venv's `torch/lib`, set by `build.rs`) or
 //! `LD_LIBRARY_PATH` (another torch 2.11 install).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use tch::{Cuda, Device, Kind};
 
 use crate::error::FatalError;
 
-static CUDA_LIB: OnceLock<Result<(), String>> = OnceLock::new();
+static CUDA_LIB: OnceLock<Result<(), NoCuda>> = OnceLock::new();
+
+/// Why CUDA cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NoCuda {
+    /// The library did not load (shared, so that every caller keeps the loader's error).
+    #[error("libtorch_cuda.so not loadable")]
+    NotLoadable(#[source] Arc<libloading::Error>),
+    #[error("libtorch sees no CUDA device")]
+    NoDevice,
+}
 
 /// Loads `libtorch_cuda.so` once; `Err` says why CUDA cannot be used.
-pub fn load_cuda() -> Result<(), String> {
+pub fn load_cuda() -> Result<(), NoCuda> {
     CUDA_LIB
         .get_or_init(|| {
             use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
@@ -27,7 +37,7 @@ pub fn load_cuda() -> Result<(), String> {
                     std::mem::forget(lib);
                     Ok(())
                 }
-                Err(e) => Err(format!("libtorch_cuda.so not loadable: {e}")),
+                Err(e) => Err(NoCuda::NotLoadable(Arc::new(e))),
             }
         })
         .clone()
@@ -52,14 +62,22 @@ pub fn forbid_tf32() -> Result<(), String> {
 }
 
 /// How many GPUs libtorch sees; `Err` says why there are none.
-fn cuda_count() -> Result<i64, String> {
+fn cuda_count() -> Result<i64, NoCuda> {
     load_cuda().and_then(|()| {
         if Cuda::is_available() {
             Ok(Cuda::device_count())
         } else {
-            Err("libtorch sees no CUDA device".to_string())
+            Err(NoCuda::NoDevice)
         }
     })
+}
+
+/// `spec` needs CUDA, which `why` says cannot be used.
+fn unavailable(spec: &str, why: NoCuda) -> FatalError {
+    FatalError::DeviceUnavailable {
+        spec: spec.into(),
+        source: why.into(),
+    }
 }
 
 /// `auto | cpu | cuda | cuda:N` to a tch device. `auto` falls back to CPU with one message.
@@ -75,15 +93,13 @@ pub fn resolve_device(spec: &str, local_rank: Option<usize>) -> Result<Device, F
         "auto" => Ok(match cuda {
             Ok(count) => Device::Cuda(local_rank.unwrap_or(0) % count.max(1) as usize),
             Err(why) => {
+                let why = crate::error::chain(&why);
                 tracing::warn!("no usable GPU ({why}); running on CPU");
                 Device::Cpu
             }
         }),
         _ => {
-            let count = || {
-                cuda.clone()
-                    .map_err(|why| FatalError::Device(spec.into(), why))
-            };
+            let count = || cuda.clone().map_err(|why| unavailable(spec, why));
             let index: usize = match spec.strip_prefix("cuda") {
                 Some("") => local_rank.unwrap_or(0) % count()?.max(1) as usize,
                 Some(rest) => rest
@@ -116,7 +132,7 @@ pub fn resolve_device(spec: &str, local_rank: Option<usize>) -> Result<Device, F
 pub fn resolve_devices(spec: &str, local_rank: Option<usize>) -> Result<Vec<Device>, FatalError> {
     let spec = spec.trim();
     if spec == "cuda:all" {
-        let count = cuda_count().map_err(|why| FatalError::Device(spec.into(), why))?;
+        let count = cuda_count().map_err(|why| unavailable(spec, why))?;
         // Under torchrun or Slurm there is one process per GPU: this one takes its own.
         if let Some(rank) = local_rank {
             let gpu = rank % count.max(1) as usize;
@@ -247,9 +263,25 @@ mod tests {
 
     /// `auto` loads CUDA's library while resolving: `open` must have set TF32's override
     /// before, or `forbid_tf32` (which refuses once CUDA is loaded) would fail here, as
-    /// `preview --device cuda` did when it resolved first.
+    /// `preview --device cuda` did when it resolved first. Run in a child process of its
+    /// own: other tests of this binary load CUDA too, in any order.
     #[test]
     fn open_sets_the_tf32_override_before_cuda_loads() {
+        const CHILD: &str = "BGSTREAM_TEST_OPEN_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            let name = "infer::device::tests::open_sets_the_tf32_override_before_cuda_loads";
+            let exe = std::env::current_exe().unwrap();
+            let out = std::process::Command::new(exe)
+                .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+                .env(CHILD, "1")
+                .env_remove("NVIDIA_TF32_OVERRIDE")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && text.contains("1 passed"), "{text}");
+            return;
+        }
+        assert!(CUDA_LIB.get().is_none(), "nothing loaded CUDA before open");
         let opened = open(&request("auto", Precision::Fp32, false)).unwrap();
         assert_eq!(
             std::env::var("NVIDIA_TF32_OVERRIDE").as_deref(),
@@ -262,7 +294,7 @@ mod tests {
             open(&request("auto", Precision::Fp32, false)).unwrap(),
             opened
         );
-        assert!(!opened.tf32 && !opened.cudnn_benchmark || opened.first().is_cuda());
+        assert!(!opened.tf32, "fp32 without --allow-tf32 runs true fp32");
     }
 
     #[test]
