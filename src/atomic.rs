@@ -2,12 +2,11 @@
 //! `NAME.tmp` beside it, fsynced, renamed over `NAME`, then the folder fsynced so the rename
 //! survives a crash. A failed write removes its temporary.
 
-use std::fmt::Display;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::FatalError;
+use crate::error::{BoxError, FatalError};
 
 /// `NAME.tmp` beside `path`.
 pub fn tmp_path(path: &Path) -> PathBuf {
@@ -28,22 +27,22 @@ pub fn write_via(path: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), FatalError
 }
 
 /// Writes `path` atomically with `fill`, which gets the temporary file (for writers such
-/// as Arrow's and csv's).
-pub fn write_with<E: Display>(
+/// as Arrow's and csv's). The error of `fill` is kept as the source of the output error.
+pub fn write_with<E: Into<BoxError>>(
     path: &Path,
     fill: impl FnOnce(&mut File) -> Result<(), E>,
 ) -> Result<(), FatalError> {
     fill_and_commit(path, &tmp_path(path), fill)
 }
 
-fn fill_and_commit<E: Display>(
+fn fill_and_commit<E: Into<BoxError>>(
     path: &Path,
     tmp: &Path,
     fill: impl FnOnce(&mut File) -> Result<(), E>,
 ) -> Result<(), FatalError> {
     let result = (|| {
         let mut file = File::create(tmp).map_err(|e| FatalError::output(tmp, e))?;
-        fill(&mut file).map_err(|e| FatalError::output(tmp, e.to_string()))?;
+        fill(&mut file).map_err(FatalError::writing(tmp))?;
         file.sync_all().map_err(|e| FatalError::output(tmp, e))
     })();
     if result.is_err() {
@@ -85,6 +84,12 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("a.json.tmp"), "{e}");
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(
+            source.as_deref(),
+            Some("disk full"),
+            "the fill's error is the source"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"one");
         assert!(!tmp_path(&path).exists());
         let tmp = dir.path().join("a.rank-1.tmp");

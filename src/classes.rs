@@ -53,12 +53,27 @@ enum LabelSpec {
     Range(String),
 }
 
+/// Why a class map is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassMapError {
+    /// Not JSON of either form (the error of the nested form).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// JSON of the right shape that does not make a class map: the reason.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl ClassMap {
-    pub fn from_json(text: &str, origin: &str) -> Result<Self, String> {
+    pub fn from_json(text: &str, origin: &str) -> Result<Self, ClassMapError> {
         if let Ok(flat) = serde_json::from_str::<HashMap<String, i64>>(text) {
-            return Self::from_flat(&flat, origin);
+            return Self::from_flat(&flat, origin).map_err(ClassMapError::Invalid);
         }
-        let raw: RawMap = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let raw: RawMap = serde_json::from_str(text)?;
+        Self::from_raw(raw, origin).map_err(ClassMapError::Invalid)
+    }
+
+    fn from_raw(raw: RawMap, origin: &str) -> Result<Self, String> {
         if raw.classes.is_empty() {
             return Err("no classes".into());
         }
@@ -126,9 +141,12 @@ impl ClassMap {
 
     pub fn read(path: &Path) -> Result<Self, FatalError> {
         let text = std::fs::read_to_string(path).map_err(|e| FatalError::io(path, e))?;
-        Self::from_json(&text, &path.display().to_string()).map_err(|reason| FatalError::Input {
-            path: path.to_path_buf(),
-            reason: format!("class map: {reason}"),
+        Self::from_json(&text, &path.display().to_string()).map_err(|e| match e {
+            ClassMapError::Json(e) => FatalError::input_from(path, "class map", e),
+            ClassMapError::Invalid(reason) => FatalError::Input {
+                path: path.to_path_buf(),
+                reason: format!("class map: {reason}"),
+            },
         })
     }
 

@@ -4,7 +4,11 @@
 //! and the run goes on. [`FatalError`] stops the run: the first one wins, the stages drain,
 //! and the Parquet writer still closes the files it finished.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// An underlying error kept as a source whatever its type (libtorch's, a reader's, ...).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A per-image failure. Its [`code`](ItemError::code) is stable: it lands in the `status`
 /// column of the output and downstream queries may match on it.
@@ -105,24 +109,49 @@ pub enum FatalError {
     ModelLoad {
         path: PathBuf,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BoxError,
+    },
+    /// The model cannot be used because of an underlying error (its sidecar unreadable).
+    #[error("model {path}: {what}")]
+    ModelFrom {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: BoxError,
     },
     #[error("inference failed for model {model}")]
     Inference {
         model: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BoxError,
     },
     #[error("device {0:?} is not available: {1}")]
     Device(String, String),
+    /// A device that needs CUDA, where CUDA cannot be used (the source says why).
+    #[error("device {spec:?} is not available")]
+    DeviceUnavailable {
+        spec: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("cannot write output {path}")]
     Output {
         path: PathBuf,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BoxError,
     },
     #[error("input {path}: {reason}")]
     Input { path: PathBuf, reason: String },
+    /// An input that cannot be read because of an underlying error (csv's, an XML parser's,
+    /// a limit's). `what` says where or what was read, when the source does not; it is left
+    /// out of the message when `None`.
+    #[error("input {path}{}", Then(.what))]
+    InputFrom {
+        path: PathBuf,
+        what: Option<String>,
+        #[source]
+        source: BoxError,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The command line itself is wrong (a required flag missing, flags that contradict,
@@ -137,6 +166,13 @@ pub enum FatalError {
     OutputInUse { path: PathBuf, reason: String },
     #[error("textures in {path}: {reason}")]
     Textures { path: PathBuf, reason: String },
+    /// A texture that cannot be decoded or cropped.
+    #[error("textures in {path}")]
+    TexturesFrom {
+        path: PathBuf,
+        #[source]
+        source: ItemError,
+    },
     #[error("a pipeline stage panicked: {0}")]
     Panic(String),
     #[error("item failed and --fail-fast is set: {shard}/{key}")]
@@ -158,15 +194,65 @@ impl FatalError {
         }
     }
 
-    pub fn output(
-        path: impl Into<PathBuf>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
+    pub fn output(path: impl Into<PathBuf>, source: impl Into<BoxError>) -> Self {
         FatalError::Output {
             path: path.into(),
             source: source.into(),
         }
     }
+
+    /// [`FatalError::output`] for `map_err`: `.map_err(FatalError::writing(&path))`.
+    pub fn writing<E: Into<BoxError>>(path: &Path) -> impl FnOnce(E) -> Self + '_ {
+        move |e| FatalError::output(path, e)
+    }
+
+    /// The input at `path` cannot be read; `source` says why.
+    pub fn input(path: impl Into<PathBuf>, source: impl Into<BoxError>) -> Self {
+        FatalError::InputFrom {
+            path: path.into(),
+            what: None,
+            source: source.into(),
+        }
+    }
+
+    /// The input at `path` cannot be read: `what` (where in it, or what of it), because of
+    /// `source`.
+    pub fn input_from(
+        path: impl Into<PathBuf>,
+        what: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        FatalError::InputFrom {
+            path: path.into(),
+            what: Some(what.into()),
+            source: source.into(),
+        }
+    }
+}
+
+/// `: what` when there is a `what` (for [`FatalError::InputFrom`]'s message).
+struct Then<'a>(&'a Option<String>);
+
+impl fmt::Display for Then<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(what) => write!(f, ": {what}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An error and its sources joined by `: ` (what anyhow's `{:#}` prints), for the places
+/// where an error becomes text: a log line, a recorded message.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// The message of a caught panic (`panic!` with a literal or a formatted string).
@@ -176,4 +262,22 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_errors_keep_their_source_out_of_their_message() {
+        let io = || std::io::Error::other("disk on fire");
+        let e = FatalError::input_from("a.csv", "line 3", io());
+        assert_eq!(e.to_string(), "input a.csv: line 3");
+        assert_eq!(chain(&e), "input a.csv: line 3: disk on fire");
+        let e = FatalError::input("a.csv", io());
+        assert_eq!(e.to_string(), "input a.csv");
+        assert_eq!(chain(&e), "input a.csv: disk on fire");
+        let e = FatalError::writing(Path::new("out.json"))(io());
+        assert_eq!(chain(&e), "cannot write output out.json: disk on fire");
+    }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::FatalError;
+use crate::error::{BoxError, FatalError};
 use crate::ops::geometry::{Interpolation, Preprocess};
 use crate::precision::Precision;
 
@@ -40,15 +40,19 @@ impl Sidecar {
 
     pub fn read(model: &Path) -> Result<Self, FatalError> {
         let path = Self::path_for(model);
-        let bad = |reason: String| FatalError::Model {
+        let bad = |what: String, source: BoxError| FatalError::ModelFrom {
             path: model.to_path_buf(),
-            reason,
+            what,
+            source,
         };
         let text = std::fs::read(&path)
-            .map_err(|e| bad(format!("sidecar {} not readable: {e}", path.display())))?;
+            .map_err(|e| bad(format!("sidecar {} not readable", path.display()), e.into()))?;
         let s: Sidecar = serde_json::from_slice(&text)
-            .map_err(|e| bad(format!("sidecar {}: {e}", path.display())))?;
-        s.validate().map_err(bad)?;
+            .map_err(|e| bad(format!("sidecar {}", path.display()), e.into()))?;
+        s.validate().map_err(|reason| FatalError::Model {
+            path: model.to_path_buf(),
+            reason,
+        })?;
         Ok(s)
     }
 

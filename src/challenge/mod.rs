@@ -88,7 +88,7 @@ struct Backgrounds {
 /// Runs the challenge for every model; writes `challenge.parquet` and `challenge.json`
 /// under `cfg.out` and returns the per-model summaries.
 pub fn run(cfg: &ChallengeConfig) -> Result<Vec<ModelSummary>, FatalError> {
-    std::fs::create_dir_all(&cfg.out).map_err(|e| FatalError::output(&cfg.out, e.to_string()))?;
+    std::fs::create_dir_all(&cfg.out).map_err(FatalError::writing(&cfg.out))?;
     let (mut rows, mut summaries) = (Vec::new(), Vec::new());
     for path in &cfg.models {
         let model = Model::load(path, cfg.device, cfg.precision)?;
@@ -370,10 +370,10 @@ fn dump(
     bgs: &Backgrounds,
 ) -> Result<(), FatalError> {
     let dir = dir.join(crate::item::file_stem(model));
-    std::fs::create_dir_all(&dir).map_err(|e| FatalError::output(&dir, e.to_string()))?;
+    std::fs::create_dir_all(&dir).map_err(FatalError::writing(&dir))?;
     let write = |name: String, bytes: &[u8]| {
         let p = dir.join(name);
-        std::fs::write(&p, bytes).map_err(|e| FatalError::output(&p, e.to_string()))
+        std::fs::write(&p, bytes).map_err(FatalError::writing(&p))
     };
     let mut index = Vec::new();
     for (i, f) in fgs.iter().enumerate().filter(|(_, f)| f.status.is_ok()) {

@@ -186,14 +186,14 @@ pub fn write_outputs(
 ) -> Result<(), FatalError> {
     let path = dir.join("challenge.parquet");
     let tmp = crate::atomic::tmp_path(&path);
-    let fail = |e: &dyn std::fmt::Display| FatalError::output(&tmp, e.to_string());
-    let batch = to_batch(rows).map_err(|e| fail(&e))?;
-    let file = std::fs::File::create(&tmp).map_err(|e| fail(&e))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| fail(&e))?;
-    w.write(&batch).map_err(|e| fail(&e))?;
-    w.close().map_err(|e| fail(&e))?;
+    let batch = to_batch(rows).map_err(FatalError::writing(&tmp))?;
+    let file = std::fs::File::create(&tmp).map_err(FatalError::writing(&tmp))?;
+    let mut w =
+        ArrowWriter::try_new(file, batch.schema(), None).map_err(FatalError::writing(&tmp))?;
+    w.write(&batch).map_err(FatalError::writing(&tmp))?;
+    w.close().map_err(FatalError::writing(&tmp))?;
     crate::atomic::commit(&tmp, &path)?;
     let json = serde_json::to_vec_pretty(&serde_json::json!({ "models": summaries }))
-        .map_err(|e| FatalError::output(dir, e.to_string()))?;
+        .map_err(FatalError::writing(dir))?;
     crate::atomic::write_file(&dir.join("challenge.json"), &json)
 }

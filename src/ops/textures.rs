@@ -85,11 +85,12 @@ impl TextureSet {
             hasher.update(&[0]);
             hasher.update(&(bytes.len() as u64).to_le_bytes());
             hasher.update(bytes);
-            let (width, height) =
-                decode_into(bytes, &mut buf, &limits).map_err(|e| FatalError::Textures {
+            let (width, height) = decode_into(bytes, &mut buf, &limits).map_err(|source| {
+                FatalError::TexturesFrom {
                     path: PathBuf::from(&name),
-                    reason: e.to_string(),
-                })?;
+                    source,
+                }
+            })?;
             set.names.push(name);
             set.originals.push(Rgb8 {
                 width,
@@ -139,9 +140,9 @@ impl TextureSet {
         let mut resizer = CropResizer::new();
         let mut all = Vec::with_capacity(self.originals.len());
         for (img, name) in self.originals.iter().zip(&self.names) {
-            let fail = |e: crate::error::ItemError| FatalError::Textures {
+            let fail = |source| FatalError::TexturesFrom {
                 path: PathBuf::from(name),
-                reason: e.to_string(),
+                source,
             };
             let g = Geometry::new(img.width, img.height, &fill).map_err(fail)?;
             let mut out = vec![0; size * size * 3];

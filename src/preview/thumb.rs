@@ -7,18 +7,30 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 
 use crate::error::FatalError;
 
+/// Why a thumbnail could not be made: the library's error, as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ThumbError {
+    /// The frame is not an image of its size.
+    #[error(transparent)]
+    Frame(#[from] fast_image_resize::ImageBufferError),
+    #[error(transparent)]
+    Resize(#[from] fast_image_resize::ResizeError),
+    #[error(transparent)]
+    Jpeg(#[from] jpeg_encoder::EncodingError),
+}
+
 /// `rgb` (`w * h * 3` bytes) as a PNG file, byte-exact (deflate-compressed: zune-png's
 /// encoder stores: the demo sheet is 3.5 MB this way, 20 MB stored).
-pub fn png(rgb: &[u8], w: usize, h: usize) -> Result<Vec<u8>, String> {
+pub fn png(rgb: &[u8], w: usize, h: usize) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         enc.set_compression(png::Compression::Default);
-        let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-        writer.write_image_data(rgb).map_err(|e| e.to_string())?;
-        writer.finish().map_err(|e| e.to_string())?;
+        let mut writer = enc.write_header()?;
+        writer.write_image_data(rgb)?;
+        writer.finish()?;
     }
     Ok(out)
 }
@@ -31,31 +43,31 @@ pub fn write_png(path: &Path, rgb: &[u8], w: usize, h: usize) -> Result<(), Fata
 
 /// A JPEG of the square frame `rgb` (`size * size * 3`), scaled down to `side` pixels
 /// when larger: report thumbnails, a few kB each.
-pub fn jpeg_thumb(rgb: &[u8], size: usize, side: usize, quality: u8) -> Result<Vec<u8>, String> {
+pub fn jpeg_thumb(
+    rgb: &[u8],
+    size: usize,
+    side: usize,
+    quality: u8,
+) -> Result<Vec<u8>, ThumbError> {
     let side = side.clamp(1, size.max(1));
     let small;
     let pixels = if side < size {
-        let src = Image::from_vec_u8(size as u32, size as u32, rgb.to_vec(), PixelType::U8x3)
-            .map_err(|e| e.to_string())?;
+        let src = Image::from_vec_u8(size as u32, size as u32, rgb.to_vec(), PixelType::U8x3)?;
         let mut dst = Image::new(side as u32, side as u32, PixelType::U8x3);
         let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-        Resizer::new()
-            .resize(&src, &mut dst, &opts)
-            .map_err(|e| e.to_string())?;
+        Resizer::new().resize(&src, &mut dst, &opts)?;
         small = dst.into_vec();
         &small[..]
     } else {
         rgb
     };
     let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, quality)
-        .encode(
-            pixels,
-            side as u16,
-            side as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .map_err(|e| e.to_string())?;
+    jpeg_encoder::Encoder::new(&mut out, quality).encode(
+        pixels,
+        side as u16,
+        side as u16,
+        jpeg_encoder::ColorType::Rgb,
+    )?;
     Ok(out)
 }
 

@@ -7,9 +7,9 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::limits::{self, Limited, Tally};
+use super::limits::{self, Limited, OverLimit, Tally};
 use super::manifest::parse_polygons_json;
-use super::{bad, check_unique_keys, key_from_path, read_synsets, Entry, ImageRef};
+use super::{check_unique_keys, key_from_path, read_synsets, Entry, ImageRef};
 use crate::error::FatalError;
 use crate::ops::geometry::BBox;
 use crate::source::Annotation;
@@ -26,10 +26,56 @@ pub struct CsvImage {
 
 const BOX_CSV_HEADER: [&str; 6] = ["path", "label", "x0", "y0", "x1", "y1"];
 
+/// Why a box CSV is refused; [`BoxCsvError::at`] names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum BoxCsvError {
+    /// The csv reader's own error (a record of the wrong length, an io error, the limit).
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+    /// The header is not the box CSV's.
+    #[error("the header is {found:?}, expected {} (and optionally ,polygons)", BOX_CSV_HEADER.join(","))]
+    Header { found: Vec<String> },
+    /// A row that is refused: the reason.
+    #[error("line {line}: {reason}")]
+    Row { line: u64, reason: String },
+    /// A row's `polygons` cell (an excerpt) is not COCO JSON, or holds too many numbers.
+    #[error("line {line}: polygons {cell} is not COCO's [[x0, y0, x1, y1, ...], ...]")]
+    Polygons {
+        line: u64,
+        cell: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The row that passes a limit of one input.
+    #[error("line {line}")]
+    Limit {
+        line: u64,
+        #[source]
+        source: OverLimit,
+    },
+}
+
+impl BoxCsvError {
+    /// The error that stops the reader of the box CSV at `path`: the underlying error (if
+    /// any) stays the source.
+    pub fn at(self, path: &Path) -> FatalError {
+        let what = self.to_string();
+        match self {
+            BoxCsvError::Csv(e) => FatalError::input(path, e),
+            BoxCsvError::Polygons { source, .. } => FatalError::input_from(path, what, source),
+            BoxCsvError::Limit { source, .. } => FatalError::input_from(path, what, source),
+            BoxCsvError::Header { .. } | BoxCsvError::Row { .. } => FatalError::Input {
+                path: path.to_path_buf(),
+                reason: what,
+            },
+        }
+    }
+}
+
 /// Reads a box CSV (`path,label,x0,y0,x1,y1`, see the module docs). `classes` are the
 /// `--synsets` names (may be empty): `label` is a class index or one of them. The error
-/// is the reason with its line number, for the caller to prefix with the file name.
-pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage>, String> {
+/// says the line, for the caller to name the file ([`BoxCsvError::at`]).
+pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage>, BoxCsvError> {
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, name) in classes.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
         by_name.entry(name.as_str()).or_insert(i);
@@ -37,7 +83,25 @@ pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(data);
-    let header = reader.headers().map_err(|e| e.to_string())?;
+    let with_polygons = polygons_column(reader.headers()?)?;
+    let mut images = CsvImages::default();
+    let mut tally = Tally::default();
+    for row in reader.records() {
+        let row = row?;
+        let line = row.position().map_or(0, |p| p.line());
+        let parsed = parse_row(&row, line, with_polygons, &by_name, &mut tally)?;
+        let known = images.seen.get(parsed.path).copied();
+        tally
+            .add(usize::from(known.is_none()), 1, 0)
+            .map_err(|source| BoxCsvError::Limit { line, source })?;
+        images.add(parsed, known, line)?;
+    }
+    Ok(images.images)
+}
+
+/// Whether the header has the optional `polygons` column; an error if it is not a box
+/// CSV's header.
+fn polygons_column(header: &csv::StringRecord) -> Result<bool, BoxCsvError> {
     let names: Vec<String> = header
         .iter()
         .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
@@ -50,73 +114,103 @@ pub fn parse_box_csv(data: impl Read, classes: &[String]) -> Result<Vec<CsvImage
         },
         _ => None,
     };
-    let Some(with_polygons) = with_polygons else {
-        return Err(format!(
-            "the header is {:?}, expected {} (and optionally ,polygons)",
-            header.iter().collect::<Vec<_>>(),
-            BOX_CSV_HEADER.join(",")
-        ));
+    with_polygons.ok_or_else(|| BoxCsvError::Header {
+        found: header.iter().map(str::to_string).collect(),
+    })
+}
+
+/// One row, read.
+struct CsvRow<'r> {
+    path: &'r str,
+    label: i64,
+    bbox: BBox,
+    polygons: Vec<Vec<f64>>,
+}
+
+/// Reads the row on `line`; its polygon numbers are charged to `tally`.
+fn parse_row<'r>(
+    row: &'r csv::StringRecord,
+    line: u64,
+    with_polygons: bool,
+    by_name: &HashMap<&str, usize>,
+    tally: &mut Tally,
+) -> Result<CsvRow<'r>, BoxCsvError> {
+    let at = |reason: String| BoxCsvError::Row { line, reason };
+    let field = |i: usize| row.get(i).unwrap_or_default();
+    let path = field(0);
+    if path.is_empty() {
+        return Err(at("empty path".into()));
+    }
+    let label = csv_label(field(1), by_name).map_err(at)?;
+    let mut bbox = [0.0; 4];
+    for (v, (field, name)) in bbox.iter_mut().zip(row.iter().zip(BOX_CSV_HEADER).skip(2)) {
+        *v = field
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| at(format!("{name} is {field:?}, not a number")))?;
+    }
+    let polygons = match row.get(6).filter(|_| with_polygons) {
+        Some(cell) if !cell.is_empty() => {
+            parse_polygons_json(cell, tally).map_err(|source| BoxCsvError::Polygons {
+                line,
+                cell: excerpt(cell),
+                source,
+            })?
+        }
+        _ => Vec::new(),
     };
-    let mut images: Vec<CsvImage> = Vec::new();
-    // path -> (index in `images`, line of its first row)
-    let mut seen: HashMap<String, (usize, u64)> = HashMap::new();
-    let mut tally = Tally::default();
-    for row in reader.records() {
-        let row = row.map_err(|e| e.to_string())?;
-        let line = row.position().map_or(0, |p| p.line());
-        let at = |reason: String| format!("line {line}: {reason}");
-        let field = |i: usize| row.get(i).unwrap_or_default();
-        let path = field(0);
-        if path.is_empty() {
-            return Err(at("empty path".into()));
-        }
-        let label = csv_label(field(1), &by_name).map_err(at)?;
-        let mut bbox = [0.0; 4];
-        for (v, (field, name)) in bbox.iter_mut().zip(row.iter().zip(BOX_CSV_HEADER).skip(2)) {
-            *v = field
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| at(format!("{name} is {field:?}, not a number")))?;
-        }
-        let polygons: Vec<Vec<f64>> = match row.get(6).filter(|_| with_polygons) {
-            Some(cell) if !cell.is_empty() => {
-                parse_polygons_json(cell, &mut tally).map_err(|e| {
-                    at(format!(
-                        "polygons {} is not COCO's [[x0, y0, x1, y1, ...], ...]: {e}",
-                        excerpt(cell)
-                    ))
-                })?
-            }
-            _ => Vec::new(),
-        };
-        let known = seen.get(path).copied();
-        tally
-            .add(usize::from(known.is_none()), 1, 0)
-            .map_err(|e| at(e.to_string()))?;
-        match known.and_then(|(i, first)| Some((images.get_mut(i)?, first))) {
-            Some((image, first)) if image.label != label => {
-                return Err(at(format!(
-                    "{path} has label {label} here but {} on line {first}",
-                    image.label
-                )))
-            }
+    Ok(CsvRow {
+        path,
+        label,
+        bbox,
+        polygons,
+    })
+}
+
+/// The images of a box CSV as its rows are read.
+#[derive(Default)]
+struct CsvImages {
+    images: Vec<CsvImage>,
+    /// path -> (index in `images`, line of its first row)
+    seen: HashMap<String, (usize, u64)>,
+}
+
+impl CsvImages {
+    /// Adds the row on `line` to its image (`known`: the image's index and first line,
+    /// when an earlier row named it), which must have the same label.
+    fn add(
+        &mut self,
+        row: CsvRow<'_>,
+        known: Option<(usize, u64)>,
+        line: u64,
+    ) -> Result<(), BoxCsvError> {
+        match known.and_then(|(i, first)| Some((self.images.get_mut(i)?, first))) {
+            Some((image, first)) if image.label != row.label => Err(BoxCsvError::Row {
+                line,
+                reason: format!(
+                    "{} has label {} here but {} on line {first}",
+                    row.path, row.label, image.label
+                ),
+            }),
             Some((image, _)) => {
-                image.boxes.push(bbox);
-                image.polygons.extend(polygons);
+                image.boxes.push(row.bbox);
+                image.polygons.extend(row.polygons);
+                Ok(())
             }
             None => {
-                seen.insert(path.to_string(), (images.len(), line));
-                images.push(CsvImage {
-                    path: PathBuf::from(path),
-                    label,
-                    boxes: vec![bbox],
-                    polygons,
+                let index = self.images.len();
+                self.seen.insert(row.path.to_string(), (index, line));
+                self.images.push(CsvImage {
+                    path: PathBuf::from(row.path),
+                    label: row.label,
+                    boxes: vec![row.bbox],
+                    polygons: row.polygons,
                 });
+                Ok(())
             }
         }
     }
-    Ok(images)
 }
 
 /// A cell for a message: at most 80 characters of it.
@@ -160,7 +254,7 @@ pub fn read_box_csv(
     };
     let file = File::open(csv_path).map_err(|e| FatalError::io(csv_path, e))?;
     let data = BufReader::new(Limited::new(file, limits::TABLE_FILE));
-    let rows = parse_box_csv(data, &classes).map_err(|r| bad(csv_path, r))?;
+    let rows = parse_box_csv(data, &classes).map_err(|e| e.at(csv_path))?;
     let mut entries = Vec::new();
     let mut missing = Vec::new();
     for img in rows {
@@ -200,7 +294,7 @@ mod tests {
 
     fn csv_rows(text: &str, classes: &[&str]) -> Result<Vec<CsvImage>, String> {
         let classes: Vec<String> = classes.iter().map(|s| s.to_string()).collect();
-        parse_box_csv(text.as_bytes(), &classes)
+        parse_box_csv(text.as_bytes(), &classes).map_err(|e| crate::error::chain(&e))
     }
 
     #[test]
@@ -252,6 +346,24 @@ mod tests {
         );
         assert!(e.unwrap_err().contains("not COCO's"));
         assert!(csv_rows("path,label,x0,y0,x1,y1,mask\n", &[]).is_err());
+    }
+
+    #[test]
+    fn box_csv_errors_keep_their_source() {
+        let text = "path,label,x0,y0,x1,y1,polygons\na.jpg,1,0,0,5,5,\"[1,2]\"\n";
+        let fatal = parse_box_csv(text.as_bytes(), &[])
+            .unwrap_err()
+            .at(Path::new("boxes.csv"));
+        let message = fatal.to_string();
+        assert!(
+            message.starts_with("input boxes.csv: line 2: polygons \"[1,2]\" is not COCO's"),
+            "{message}"
+        );
+        let source = std::error::Error::source(&fatal);
+        assert!(
+            source.is_some_and(|s| s.is::<serde_json::Error>()),
+            "{source:?}"
+        );
     }
 
     #[test]

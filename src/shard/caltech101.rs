@@ -238,7 +238,7 @@ fn read_sample(
     let values = polygon.as_ref().map_or(0, Vec::len);
     tally
         .add(1, 1, values)
-        .map_err(|e| bad(&mat, e.to_string()))?;
+        .map_err(|e| FatalError::input(&mat, e))?;
     out.entries.push(Entry {
         mask: None,
         key,

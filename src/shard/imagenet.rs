@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::images::{ImageIndex, ImagesLayout};
 use super::limits::{self, Limited, Metered, Tally};
 use super::voc::largest_area_label;
-use super::xml::parse_pascal_xml;
+use super::xml::{parse_pascal_xml, XmlError};
 use super::{bad, key_from_path, read_synsets, Entry};
 use crate::error::{panic_message, FatalError};
 use crate::ops::geometry::BBox;
@@ -154,12 +154,13 @@ fn count(
     let boxes = record.map_or(0, |r| r.annotation.boxes.len());
     tally
         .add(1, boxes, 0)
-        .map_err(|e| bad(source, format!("{where_}: {e}")))
+        .map_err(|e| FatalError::input_from(source, where_.to_string(), e))
 }
 
 /// Parses one ImageNet XML annotation (`key` is its file name up to the first dot): `None`
-/// when it has no objects. The error is the reason, for the caller to prefix with the file.
-pub fn parse_xml(key: &str, text: &str, classes: &Classes) -> Result<Option<Record>, String> {
+/// when it has no objects. The error is the reason, for the caller to name the file
+/// ([`XmlError::at`]).
+pub fn parse_xml(key: &str, text: &str, classes: &Classes) -> Result<Option<Record>, XmlError> {
     let doc = parse_pascal_xml(text)?;
     let objects = doc
         .objects
@@ -244,7 +245,7 @@ fn read_xml_folder(path: &Path, classes: &Classes) -> Result<Records, FatalError
     let found = par_map(&files, |file: &PathBuf| {
         let text = limits::read_file_string(file, limits::XML_FILE)?;
         let key = key_from_path(file);
-        let r = parse_xml(&key, &text, classes).map_err(|r| bad(file, r))?;
+        let r = parse_xml(&key, &text, classes).map_err(|e| e.at(file, None))?;
         Ok((key, r))
     })?;
     let mut tally = Tally::default();
@@ -272,7 +273,7 @@ fn read_xml_tar(path: &Path, classes: &Classes) -> Result<Records, FatalError> {
     let mut archive = tar::Archive::new(metered);
     let not_tar = |e: io::Error| match limits::over_limit(&e) {
         Some(_) => FatalError::io(path, e),
-        None => bad(path, format!("not a (gzipped) tar of XML files: {e}")),
+        None => FatalError::input_from(path, "not a (gzipped) tar of XML files", e),
     };
     let (mut batch, mut batch_bytes, mut members) = (Vec::new(), 0u64, 0usize);
     let (mut found, mut tally) = (Vec::new(), Tally::default());
@@ -314,7 +315,7 @@ fn parse_batch(
 ) -> Result<(), FatalError> {
     let parsed = par_map(batch, |(name, text)| {
         let key = key_from_path(Path::new(name));
-        let r = parse_xml(&key, text, classes).map_err(|r| bad(path, format!("{name}: {r}")))?;
+        let r = parse_xml(&key, text, classes).map_err(|e| e.at(path, Some(name)))?;
         Ok((key, r))
     })?;
     for ((_, r), (name, _)) in parsed.iter().zip(batch.iter()) {
@@ -333,7 +334,7 @@ fn csv_error(path: &Path, e: csv::Error) -> FatalError {
         }
         return bad(path, "csv read error");
     }
-    bad(path, e.to_string())
+    FatalError::input(path, e)
 }
 
 /// The CSV file at `path`, read through [`limits::TABLE_FILE`].
@@ -601,7 +602,9 @@ mod tests {
         assert_eq!(r.annotation.boxes.len(), 2);
         assert!(r.several_classes);
         assert_eq!(parse_xml("k", &xml(None, &[]), &c).unwrap(), None);
-        let e = parse_xml("k", &xml(None, &[("n99999999", [0, 0, 1, 1])]), &c).unwrap_err();
+        let e = parse_xml("k", &xml(None, &[("n99999999", [0, 0, 1, 1])]), &c)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown wnid \"n99999999\""), "{e}");
     }
 

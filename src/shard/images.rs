@@ -234,15 +234,15 @@ fn index_tar(path: &Path) -> Result<ImageIndex, FatalError> {
     let mut by_key = HashMap::new();
     let entries = archive
         .entries_with_seek()
-        .map_err(|e| bad(path, format!("not a tar: {e}")))?;
+        .map_err(|e| FatalError::input_from(path, "not a tar", e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| bad(path, format!("bad tar entry: {e}")))?;
+        let entry = entry.map_err(|e| FatalError::input_from(path, "bad tar entry", e))?;
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
         let name = entry
             .path()
-            .map_err(|e| bad(path, format!("bad member name: {e}")))?
+            .map_err(|e| FatalError::input_from(path, "bad member name", e))?
             .to_string_lossy()
             .into_owned();
         if !is_image(&name) {

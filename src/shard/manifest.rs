@@ -150,7 +150,7 @@ pub fn read_manifest(
     let m = parse_manifest(BufReader::new(Limited::new(file, limits::TABLE_FILE))).map_err(
         |e| match e.io_error_kind() {
             Some(_) => FatalError::io(manifest, e.into()),
-            None => bad(manifest, e.to_string()),
+            None => FatalError::input(manifest, e),
         },
     )?;
     let mut entries = Vec::new();
@@ -164,7 +164,7 @@ pub fn read_manifest(
         }
         let bytes = limits::read_file(&path, limits::IMAGE_FILE)?;
         let (w, h) =
-            dimensions(&bytes, &Limits::default()).map_err(|e| bad(&path, e.to_string()))?;
+            dimensions(&bytes, &Limits::default()).map_err(|e| FatalError::input(&path, e))?;
         if s.boxes.is_empty() && s.polygons.is_empty() && s.mask.is_none() {
             return Err(bad(
                 manifest,

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::limits::{self, Tally};
-use super::xml::parse_pascal_xml;
-use super::{bad, check_unique_keys, Entry, ImageRef};
+use super::xml::{parse_pascal_xml, XmlError};
+use super::{check_unique_keys, Entry, ImageRef};
 use crate::error::FatalError;
 use crate::ops::geometry::BBox;
 use crate::source::Annotation;
@@ -59,10 +59,10 @@ pub fn read_voc(
     for id in ids {
         let xml_path = root.join("Annotations").join(format!("{id}.xml"));
         let text = limits::read_file_string(&xml_path, limits::XML_FILE)?;
-        let voc = parse_voc(&text, skip_difficult).map_err(|r| bad(&xml_path, r))?;
+        let voc = parse_voc(&text, skip_difficult).map_err(|e| e.at(&xml_path, None))?;
         tally
             .add(1, voc.objects.len(), 0)
-            .map_err(|e| bad(&xml_path, e.to_string()))?;
+            .map_err(|e| FatalError::input(&xml_path, e))?;
         let Some((label, boxes)) = voc_label(&voc.objects) else {
             out.without_objects.push(id);
             continue;
@@ -128,9 +128,9 @@ pub struct VocImage {
 }
 
 /// Parses one VOC annotation ([`parse_pascal_xml`]) and maps its objects to VOC classes
-/// and bgstream's box convention. The error is the reason, for the caller to prefix with
-/// the file name.
-pub fn parse_voc(xml: &str, skip_difficult: bool) -> Result<VocImage, String> {
+/// and bgstream's box convention. The error is the reason, for the caller to name the file
+/// ([`XmlError::at`]).
+pub fn parse_voc(xml: &str, skip_difficult: bool) -> Result<VocImage, XmlError> {
     let doc = parse_pascal_xml(xml)?;
     let mut objects = Vec::new();
     for (i, o) in doc.objects.into_iter().enumerate() {
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn voc_errors_name_the_problem() {
-        let err = |xml: &str| parse_voc(xml, false).unwrap_err();
+        let err = |xml: &str| parse_voc(xml, false).unwrap_err().to_string();
         let e = err(&annotation(&[
             object("dog", [1, 1, 5, 5], false),
             object("unicorn", [1, 1, 5, 5], false),
@@ -299,6 +299,18 @@ mod tests {
         assert!(e.contains("<size><height> is 0"), "{e}");
         let e = err(&annotation(&["<object><bndbox/></object>".into()]));
         assert!(e.contains("no <name>"), "{e}");
+    }
+
+    #[test]
+    fn malformed_xml_keeps_the_parser_error_as_the_source() {
+        let e = parse_voc("<annotation><object>", false).unwrap_err();
+        let fatal = e.at(Path::new("bbox.tgz"), Some("a.xml"));
+        assert_eq!(fatal.to_string(), "input bbox.tgz: a.xml: malformed XML");
+        let source = std::error::Error::source(&fatal);
+        assert!(
+            source.is_some_and(|s| s.is::<roxmltree::Error>()),
+            "{source:?}"
+        );
     }
 
     #[test]

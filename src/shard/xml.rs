@@ -5,6 +5,10 @@
 //! roxmltree refuses a DTD by default, so no entity expansion (billion laughs) reaches
 //! memory; callers hand in text of at most [`super::limits::XML_FILE`].
 
+use std::path::Path;
+
+use crate::error::FatalError;
+
 /// One `<object>` as written in the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct XmlObject {
@@ -23,17 +27,52 @@ pub struct XmlAnnotation {
     pub objects: Vec<XmlObject>,
 }
 
+/// Why an annotation file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum XmlError {
+    /// Not well-formed XML (or a DTD, which roxmltree refuses).
+    #[error("malformed XML")]
+    Malformed(#[from] roxmltree::Error),
+    /// Well-formed, but not an annotation as the reader needs it: the reason.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for XmlError {
+    fn from(reason: String) -> Self {
+        XmlError::Invalid(reason)
+    }
+}
+
+impl XmlError {
+    /// The error that stops the reader: the annotation at `path`, `member` of it when
+    /// `path` is a tar.
+    pub fn at(self, path: &Path, member: Option<&str>) -> FatalError {
+        let what = match member {
+            Some(m) => format!("{m}: {self}"),
+            None => self.to_string(),
+        };
+        match self {
+            XmlError::Malformed(e) => FatalError::input_from(path, what, e),
+            XmlError::Invalid(_) => FatalError::Input {
+                path: path.to_path_buf(),
+                reason: what,
+            },
+        }
+    }
+}
+
 /// Parses one annotation. Only the direct children of `<annotation>` and `<object>` count
 /// (the `<part>`s of a VOC person have their own `<name>` and `<bndbox>`). The error is
-/// the reason, for the caller to prefix with the file name.
-pub fn parse_pascal_xml(xml: &str) -> Result<XmlAnnotation, String> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("malformed XML: {e}"))?;
+/// the reason, for the caller to name the file ([`XmlError::at`]).
+pub fn parse_pascal_xml(xml: &str) -> Result<XmlAnnotation, XmlError> {
+    let doc = roxmltree::Document::parse(xml)?;
     let root = doc.root_element();
     if !root.has_tag_name("annotation") {
-        return Err(format!(
+        return Err(XmlError::Invalid(format!(
             "the root element is <{}>, not <annotation>",
             root.tag_name().name()
-        ));
+        )));
     }
     let (width, height) = match child(root, "size") {
         Some(size) => (size_field(size, "width")?, size_field(size, "height")?),

@@ -211,16 +211,16 @@ impl ParquetSink {
         for (n, chunk) in st.rows.chunks(self.cfg.rows_per_file).enumerate() {
             let path = self.cfg.dir.join(format!("{stem}-{n:03}.parquet"));
             let tmp = crate::atomic::tmp_path(&path);
-            let out = |e: &dyn std::fmt::Display| FatalError::output(&tmp, e.to_string());
-            let file = File::create(&tmp).map_err(|e| out(&e))?;
+            let file = File::create(&tmp).map_err(FatalError::writing(&tmp))?;
             let mut w = ArrowWriter::try_new(file, predictions_schema(), Some(self.properties()))
-                .map_err(|e| out(&e))?;
+                .map_err(FatalError::writing(&tmp))?;
             for batch in chunk.chunks(self.cfg.batch_rows) {
-                w.write(&rows_to_batch(batch)).map_err(|e| out(&e))?;
+                w.write(&rows_to_batch(batch))
+                    .map_err(FatalError::writing(&tmp))?;
                 fail::fail_point!("sink::mid_write", |_| std::process::abort());
             }
-            let file = w.into_inner().map_err(|e| out(&e))?;
-            file.sync_all().map_err(|e| out(&e))?;
+            let file = w.into_inner().map_err(FatalError::writing(&tmp))?;
+            file.sync_all().map_err(FatalError::writing(&tmp))?;
             parts.push((tmp, path));
         }
         fail::fail_point!("sink::before_rename", |_| std::process::abort());
