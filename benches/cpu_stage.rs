@@ -75,32 +75,7 @@ fn main() {
         }
     });
 
-    let items: Vec<_> = entries
-        .iter()
-        .map(|e| serde_json::json!({"path": e.image.path(), "key": e.key, "boxes": e.annotation.boxes}))
-        .collect();
-    let root = common::root();
-    let mut child = Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("benches/python_cpu_baseline.py"))
-        .arg(secs.to_string())
-        // One core, like the Rust side: no BLAS thread pools.
-        .env("OMP_NUM_THREADS", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run scripts/setup first (needs .venv)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&items).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "python baseline failed");
-    let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let py_per_variant = py["per_variant"].as_f64().unwrap();
-    let py_once = py["decode_once"].as_f64().unwrap();
+    let (py_per_variant, py_once) = python_baseline(&entries, secs);
 
     println!("\nCPU stage, one core, {n} real JPEGs, {v} variants, 224 bicubic (images/s; variant-images/s = x{v})");
     println!(
@@ -127,4 +102,37 @@ fn main() {
         100.0 * stage / decode,
         100.0 * stage / decode_resize
     );
+}
+
+/// The same work in Python (benches/python_cpu_baseline.py) on one core: images/s with one
+/// dataset per variant, and with one decode per image.
+fn python_baseline(entries: &[bgstream::shard::Entry], secs: f64) -> (f64, f64) {
+    let items: Vec<_> = entries
+        .iter()
+        .map(|e| serde_json::json!({"path": e.image.path(), "key": e.key, "boxes": e.annotation.boxes}))
+        .collect();
+    let root = common::root();
+    let mut child = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("benches/python_cpu_baseline.py"))
+        .arg(secs.to_string())
+        // One core, like the Rust side: no BLAS thread pools.
+        .env("OMP_NUM_THREADS", "1")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run scripts/setup first (needs .venv)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&items).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python baseline failed");
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        py["per_variant"].as_f64().unwrap(),
+        py["decode_once"].as_f64().unwrap(),
+    )
 }

@@ -24,36 +24,80 @@ const P: Preprocess = Preprocess {
     interpolation: Interpolation::Bicubic,
 };
 
-fn benches(c: &mut Criterion) {
-    let entries = common::entries();
-    let files: Vec<Vec<u8>> = entries.iter().map(|e| e.image.read().unwrap()).collect();
-    let limits = Limits::default();
-    let n = files.len() as u64;
+/// The real images, decoded once, with their boxes, mask PNGs and geometries.
+struct Inputs {
+    entries: Vec<bgstream::shard::Entry>,
+    files: Vec<Vec<u8>>,
+    decoded: Vec<(usize, usize, Vec<u8>)>,
+    sizes: Vec<(usize, usize)>,
+    /// Per image, a mask PNG of an ellipse in its first box.
+    masks: Vec<Vec<u8>>,
+    geos: Vec<Geometry>,
+}
 
+impl Inputs {
+    fn load() -> Self {
+        let entries = common::entries();
+        let files: Vec<Vec<u8>> = entries.iter().map(|e| e.image.read().unwrap()).collect();
+        let decoded: Vec<(usize, usize, Vec<u8>)> = files
+            .iter()
+            .map(|f| {
+                let mut v = Vec::new();
+                let (w, h) = decode_into(f, &mut v, &Limits::default()).unwrap();
+                (w, h, v)
+            })
+            .collect();
+        let sizes: Vec<(usize, usize)> = decoded.iter().map(|(w, h, _)| (*w, *h)).collect();
+        let masks = (entries.iter().zip(&sizes))
+            .map(|(e, &(w, h))| ellipse_png(w, h, &e.annotation.boxes[0]))
+            .collect();
+        let geos = (sizes.iter())
+            .map(|&(w, h)| Geometry::new(w, h, &P).unwrap())
+            .collect();
+        Inputs {
+            entries,
+            files,
+            decoded,
+            sizes,
+            masks,
+            geos,
+        }
+    }
+
+    fn n(&self) -> u64 {
+        self.files.len() as u64
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let inputs = Inputs::load();
     let mut g = c.benchmark_group("cpu_ops");
-    g.throughput(Throughput::Elements(n));
+    g.throughput(Throughput::Elements(inputs.n()));
     g.sample_size(10);
+    decode_and_resize(&mut g, &inputs);
+    composite(&mut g, &inputs);
+    cpu_stage(&mut g, &inputs);
+    g.finish();
+    foreground(c, &inputs);
+}
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+fn decode_and_resize(g: &mut Group<'_>, inputs: &Inputs) {
+    let limits = Limits::default();
     let mut buf = Vec::new();
     g.bench_function("decode", |b| {
         b.iter(|| {
-            for f in &files {
+            for f in &inputs.files {
                 black_box(decode_into(f, &mut buf, &limits).unwrap());
             }
         })
     });
-    let decoded: Vec<(usize, usize, Vec<u8>)> = files
-        .iter()
-        .map(|f| {
-            let mut v = Vec::new();
-            let (w, h) = decode_into(f, &mut v, &limits).unwrap();
-            (w, h, v)
-        })
-        .collect();
     let mut resizer = CropResizer::new();
     let mut crop = vec![0u8; 224 * 224 * 3];
     g.bench_function("resize_crop_224_bicubic", |b| {
         b.iter(|| {
-            for (w, h, px) in &decoded {
+            for (w, h, px) in &inputs.decoded {
                 let geo = Geometry::new(*w, *h, &P).unwrap();
                 resizer
                     .resize_crop(px, &geo, P.interpolation, &mut crop)
@@ -61,17 +105,22 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
+}
+
+/// The nine variants composed from a crop (the crop's pixels do not change the cost).
+fn composite(g: &mut Group<'_>, inputs: &Inputs) {
     let variants = Variant::parse_list(DEFAULT_VARIANTS).unwrap();
     let mut textures = TextureSet::load(None).unwrap();
     textures.prepare(224, Interpolation::Bicubic).unwrap();
     let tex: Vec<&[u8]> = (0..textures.len())
         .map(|i| textures.get(224, P.interpolation, i).unwrap())
         .collect();
+    let crop = vec![0u8; 224 * 224 * 3];
     let mut out = vec![0u8; 224 * 224 * 3];
-    g.throughput(Throughput::Elements(n * variants.len() as u64));
+    g.throughput(Throughput::Elements(inputs.n() * variants.len() as u64));
     g.bench_function("composite_9_variants", |b| {
         b.iter(|| {
-            for (e, (w, h, _)) in entries.iter().zip(&decoded) {
+            for (e, (w, h, _)) in inputs.entries.iter().zip(&inputs.decoded) {
                 let fg = box_foreground(&e.annotation.boxes, &Geometry::new(*w, *h, &P).unwrap());
                 let ctx = RenderCtx {
                     key: &e.key,
@@ -84,10 +133,15 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
+}
+
+/// The whole per-sample CPU stage, with boxes and with a mask PNG per sample.
+fn cpu_stage(g: &mut Group<'_>, inputs: &Inputs) {
+    let variants = Variant::parse_list(DEFAULT_VARIANTS).unwrap();
     let cfg = common::prepare_config(P, variants);
-    let samples = common::samples(&entries, &files);
+    let samples = common::samples(&inputs.entries, &inputs.files);
     let mut scratch = Scratch::default();
-    g.throughput(Throughput::Elements(n));
+    g.throughput(Throughput::Elements(inputs.n()));
     g.bench_function("prepare_sample_9_variants", |b| {
         b.iter(|| {
             for s in &samples {
@@ -95,16 +149,7 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
-    // The same stage when every sample has a mask PNG (an ellipse in its first box).
-    let sizes: Vec<(usize, usize)> = decoded.iter().map(|(w, h, _)| (*w, *h)).collect();
-    let masks: Vec<Vec<u8>> = entries
-        .iter()
-        .zip(&sizes)
-        .map(|(e, &(w, h))| ellipse_png(w, h, &e.annotation.boxes[0]))
-        .collect();
-    let masked: Vec<_> = samples
-        .iter()
-        .zip(&masks)
+    let masked: Vec<_> = (samples.iter().zip(&inputs.masks))
         .map(|(s, m)| {
             let mut s = s.clone();
             s.mask = Some(m.clone());
@@ -118,39 +163,36 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
-    g.finish();
+}
 
-    // Per image: the foreground alone (filter area + mapping to the 224 px crop).
+/// Per image: the foreground alone (filter area + mapping to the 224 px crop).
+fn foreground(c: &mut Criterion, inputs: &Inputs) {
     let mut g = c.benchmark_group("foreground");
-    g.throughput(Throughput::Elements(n));
+    g.throughput(Throughput::Elements(inputs.n()));
     g.sample_size(10);
-    let geos: Vec<Geometry> = sizes
-        .iter()
-        .map(|&(w, h)| Geometry::new(w, h, &P).unwrap())
-        .collect();
+    let (sizes, geos) = (&inputs.sizes, &inputs.geos);
     g.bench_function("boxes", |b| {
         b.iter(|| {
-            for (e, geo) in entries.iter().zip(&geos) {
+            for (e, geo) in inputs.entries.iter().zip(geos) {
                 black_box(box_foreground(&e.annotation.boxes, geo));
             }
         })
     });
     g.bench_function("mask_png", |b| {
         b.iter(|| {
-            for ((m, &(w, h)), geo) in masks.iter().zip(&sizes).zip(&geos) {
+            for ((m, &(w, h)), geo) in inputs.masks.iter().zip(sizes).zip(geos) {
                 let mask = SourceMask::new(Some(m), &[], w, h).unwrap();
                 black_box(mask.area_fraction().unwrap());
                 black_box(mask.map(geo));
             }
         })
     });
-    let stars: Vec<Vec<f64>> = entries
-        .iter()
+    let stars: Vec<Vec<f64>> = (inputs.entries.iter())
         .map(|e| star(&e.annotation.boxes[0], 20))
         .collect();
     g.bench_function("polygon_40_points", |b| {
         b.iter(|| {
-            for ((p, &(w, h)), geo) in stars.iter().zip(&sizes).zip(&geos) {
+            for ((p, &(w, h)), geo) in stars.iter().zip(sizes).zip(geos) {
                 let mask = SourceMask::new(None, std::slice::from_ref(p), w, h).unwrap();
                 black_box(mask.area_fraction().unwrap());
                 black_box(mask.map(geo));

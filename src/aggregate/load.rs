@@ -1,12 +1,14 @@
 //! Reads prediction Parquet files (any number, from any runs or workers) into compact
 //! per-(model, variant) lists of (key id, correctness bits).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{
+    Array, AsArray, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -188,10 +190,10 @@ fn load_challenge(
     let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
-        .map_err(|e| bad(path, format!("not a readable Parquet file: {e}")))?;
+        .map_err(|e| FatalError::input_from(path, "not a readable Parquet file", e))?;
     let mut here = std::collections::BTreeMap::<String, (u64, u64)>::new();
     for batch in reader {
-        let batch = batch.map_err(|e| bad(path, format!("unreadable: {e}")))?;
+        let batch = batch.map_err(|e| FatalError::input_from(path, "unreadable", e))?;
         let column = |name: &str| {
             batch.column_by_name(name).ok_or_else(|| {
                 bad(
@@ -294,9 +296,9 @@ fn cast_column(
     let Some(col) = batch.column_by_name(name) else {
         return Ok(None);
     };
-    cast(col, to)
-        .map(Some)
-        .map_err(|e| bad(path, format!("column {name} ({}): {e}", col.data_type())))
+    cast(col, to).map(Some).map_err(|e| {
+        FatalError::input_from(path, format!("column {name} ({})", col.data_type()), e)
+    })
 }
 
 /// Loads every `*.parquet` under `dir` (recursively, sorted). A file without the required
@@ -313,8 +315,26 @@ fn optional_indices(schema: &arrow::datatypes::Schema, names: &[&str]) -> Vec<us
         .collect()
 }
 
-/// [`load`] with options.
-pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError> {
+/// Opens the Parquet file `path`, reads only the root columns `project` picks from its
+/// Arrow schema (`project` may refuse the file), and yields that projection's batches.
+fn open_projected<'a>(
+    path: &'a Path,
+    project: impl FnOnce(&arrow::datatypes::Schema) -> Result<Vec<usize>, FatalError>,
+) -> Result<impl Iterator<Item = Result<RecordBatch, FatalError>> + 'a, FatalError> {
+    let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| FatalError::input_from(path, "not a readable Parquet file", e))?;
+    let indices = project(builder.schema().as_ref())?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| FatalError::input(path, e))?;
+    Ok(reader.map(move |batch| batch.map_err(|e| FatalError::input(path, e))))
+}
+
+/// Every `*.parquet` under `dir`, sorted; an error when there is none.
+fn list_inputs(dir: &Path) -> Result<Vec<PathBuf>, FatalError> {
     let mut files = Vec::new();
     collect(dir, &mut files)?;
     files.sort();
@@ -324,228 +344,316 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
             "no .parquet files (expected the output of a bgstream run)",
         ));
     }
-    let mut out = Loaded::default();
-    let (mut model_ids, mut variant_ids, mut key_ids) =
-        (HashMap::new(), HashMap::new(), HashMap::new());
-    let mut keys_by_id: Vec<String> = Vec::new();
-    // Key id -> the shard its first row came from (shard ids interned); keys seen in another.
-    let (mut shard_ids, mut shards) = (HashMap::new(), Vec::new());
-    let mut first_shard: HashMap<(Option<String>, u32), usize> = HashMap::new();
-    let mut cross: std::collections::HashSet<u32> = std::collections::HashSet::new();
-    for path in &files {
-        if path.file_name().is_some_and(|n| n == CHALLENGE_FILE) {
-            load_challenge(path, &mut out.exhaustive)?;
-            continue;
-        }
-        let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| bad(path, format!("not a readable Parquet file: {e}")))?;
-        let schema = builder.schema().clone();
-        for (name, ty) in REQUIRED {
-            let field = schema.field_with_name(name).map_err(|_| {
-                bad(
-                    path,
-                    format!("no column {name:?}: not a bgstream predictions file"),
-                )
-            })?;
-            let ok = match ty {
-                "boolean" => field.data_type() == &DataType::Boolean,
-                _ => matches!(
-                    field.data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                ),
-            };
-            if !ok {
-                return Err(bad(
-                    path,
-                    format!("column {name} is {}, expected {ty}", field.data_type()),
-                ));
-            }
-        }
-        // Every column of this version's schema (README: another schema is an error).
-        if let Some(f) = (crate::sink::schema::predictions_schema().fields().iter())
-            .find(|f| schema.field_with_name(f.name()).is_err())
-        {
+    Ok(files)
+}
+
+/// Refuses a file that is not a predictions file of this version: a [`REQUIRED`] column
+/// missing or of another type, or any other column of this version's schema missing.
+fn check_predictions_schema(
+    schema: &arrow::datatypes::Schema,
+    path: &Path,
+) -> Result<(), FatalError> {
+    for (name, ty) in REQUIRED {
+        let field = schema.field_with_name(name).map_err(|_| {
+            bad(
+                path,
+                format!("no column {name:?}: not a bgstream predictions file"),
+            )
+        })?;
+        let ok = match ty {
+            "boolean" => field.data_type() == &DataType::Boolean,
+            _ => matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ),
+        };
+        if !ok {
             return Err(bad(
                 path,
-                format!(
-                    "no column {:?}: not a predictions file of bgstream {} (an older run? \
-                     rerun it with this version)",
-                    f.name(),
-                    env!("CARGO_PKG_VERSION")
-                ),
+                format!("column {name} is {}, expected {ty}", field.data_type()),
             ));
         }
-        let mut indices: Vec<usize> = REQUIRED
-            .iter()
-            .map(|(n, _)| schema.index_of(n).expect("checked above"))
-            .collect();
-        if opts.class_map.is_some() {
-            for name in ["label", "top5_classes"] {
-                indices.push(schema.index_of(name).map_err(|_| {
-                    bad(path, format!("no column {name:?}, needed for --class-map"))
-                })?);
-            }
-        }
-        indices.extend(optional_indices(
-            &schema,
-            &[
-                "background",
-                "p_true",
-                "label",
-                "shard",
-                "in_filter",
-                "scoring",
-            ],
+    }
+    // Every column of this version's schema (README: another schema is an error).
+    if let Some(f) = (crate::sink::schema::predictions_schema().fields().iter())
+        .find(|f| schema.field_with_name(f.name()).is_err())
+    {
+        return Err(bad(
+            path,
+            format!(
+                "no column {:?}: not a predictions file of bgstream {} (an older run? \
+                 rerun it with this version)",
+                f.name(),
+                env!("CARGO_PKG_VERSION")
+            ),
         ));
-        indices.sort_unstable();
-        indices.dedup(); // `label` may be asked for twice (--class-map)
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let reader = builder
-            .with_projection(mask)
-            .build()
-            .map_err(|e| bad(path, e.to_string()))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| bad(path, e.to_string()))?;
-            let (key, variant, model, status) = (
-                strings(&batch, "key", path)?,
-                strings(&batch, "variant", path)?,
-                strings(&batch, "model", path)?,
-                strings(&batch, "status", path)?,
+    }
+    Ok(())
+}
+
+/// The columns [`load_with`] reads from a predictions file, once its schema is checked.
+fn predictions_projection(
+    schema: &arrow::datatypes::Schema,
+    path: &Path,
+    opts: LoadOptions<'_>,
+) -> Result<Vec<usize>, FatalError> {
+    check_predictions_schema(schema, path)?;
+    let mut indices: Vec<usize> = REQUIRED
+        .iter()
+        .map(|(n, _)| schema.index_of(n).expect("checked above"))
+        .collect();
+    if opts.class_map.is_some() {
+        for name in ["label", "top5_classes"] {
+            indices.push(
+                schema.index_of(name).map_err(|_| {
+                    bad(path, format!("no column {name:?}, needed for --class-map"))
+                })?,
             );
-            let top1 = batch
-                .column_by_name("top1_correct")
-                .expect("checked")
-                .as_boolean()
-                .clone();
-            let top5 = batch
-                .column_by_name("top5_correct")
-                .expect("checked")
-                .as_boolean()
-                .clone();
-            out.rows += batch.num_rows() as u64;
-            let coarse = match opts.class_map {
-                Some(map) => Some(coarse_bits(&batch, map, path)?),
-                None => None,
-            };
-            let background = cast_column(&batch, "background", &DataType::Utf8, path)?
-                .map(|c| c.as_string::<i32>().clone());
-            let label = cast_column(&batch, "label", &DataType::Int64, path)?
-                .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone());
-            let p_true = cast_column(&batch, "p_true", &DataType::Float32, path)?
-                .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
-            let shard = cast_column(&batch, "shard", &DataType::Utf8, path)?
-                .map(|c| c.as_string::<i32>().clone());
-            let in_filter = cast_column(&batch, "in_filter", &DataType::Boolean, path)?
-                .map(|c| c.as_boolean().clone());
-            let scoring = cast_column(&batch, "scoring", &DataType::Utf8, path)?
-                .map(|c| c.as_string::<i32>().clone());
-            if opts.class_map.is_some() {
-                refuse_in9_class_map(scoring.as_ref(), path)?;
-            }
-            for i in 0..batch.num_rows() {
-                // Every row's key is interned once, here (error rows too: they count as
-                // images read, and a key may come from two shards).
-                let k = intern(&mut key_ids, &mut keys_by_id, key.value(i)) as u32;
-                // A released variant's images share their keys with the other variants' by
-                // design: the check goes by (released variant, key) on their own rows.
-                let released = variant
-                    .value(i)
-                    .strip_prefix(RELEASED_PREFIX)
-                    .map(String::from);
-                let checked = shard
-                    .as_ref()
-                    .filter(|c| !c.is_null(i) && status.value(i) != "released");
-                if let Some(sh) = checked {
-                    let s = intern(&mut shard_ids, &mut shards, sh.value(i));
-                    let first = *first_shard.entry((released, k)).or_insert(s);
-                    if first != s && cross.insert(k) && out.cross_shard_example.is_none() {
-                        out.cross_shard_example = Some((
-                            key.value(i).to_string(),
-                            shards[first].clone(),
-                            shards[s].clone(),
-                        ));
-                    }
-                }
-                let multi = is_multi_row(variant.value(i));
-                if status.value(i) != "ok" {
-                    *out.error_rows
-                        .entry(status.value(i).to_string())
-                        .or_default() += 1;
-                    if multi {
-                        // One failed candidate voids the image's verdict for this variant.
-                        let m = intern(&mut model_ids, &mut out.models, model.value(i));
-                        let v = intern(&mut variant_ids, &mut out.variants, variant.value(i));
-                        out.cells.entry((m, v)).or_default().push((k, INVALID));
-                    }
-                    continue;
-                }
-                let bits = match &coarse {
-                    Some(c) => match c[i] {
-                        Some(bits) => bits,
-                        None => {
-                            out.unmapped += 1;
-                            continue;
-                        }
-                    },
-                    None => {
-                        (u8::from(!top1.is_null(i) && top1.value(i)) * TOP1)
-                            | (u8::from(!top5.is_null(i) && top5.value(i)) * TOP5)
-                    }
-                };
-                let m = intern(&mut model_ids, &mut out.models, model.value(i));
-                if let Some(sc) = scoring.as_ref().filter(|c| !c.is_null(i)) {
-                    let entry = (model.value(i).to_string(), sc.value(i).to_string());
-                    *out.scoring.entry(entry).or_default() += 1;
-                }
-                // An image outside the foreground filter (--original-all) counts in
-                // original_all only; the rest of original joins it once all is read.
-                let outside = in_filter
-                    .as_ref()
-                    .is_some_and(|f| !f.is_null(i) && !f.value(i));
-                let name = if outside {
-                    ORIGINAL_ALL
-                } else {
-                    variant.value(i)
-                };
-                let v = intern(&mut variant_ids, &mut out.variants, name);
-                if let Some(l) = label.as_ref().filter(|l| !l.is_null(i)) {
-                    if out.labels.len() <= k as usize {
-                        out.labels.resize(k as usize + 1, -1);
-                    }
-                    out.labels[k as usize] = l.value(i);
-                }
-                out.cells.entry((m, v)).or_default().push((k, bits));
-                if multi {
-                    let p = p_true
-                        .as_ref()
-                        .filter(|p| !p.is_null(i))
-                        .map_or(f32::NAN, |p| p.value(i));
-                    let bg = background
-                        .as_ref()
-                        .filter(|b| !b.is_null(i))
-                        .map(|b| b.value(i).to_string());
-                    let w = out.worst.entry((m, v, k)).or_insert(WorstCase {
-                        background: None,
-                        p_true: f32::INFINITY,
-                        candidates: 0,
-                    });
-                    w.candidates += 1;
-                    // Lowest p_true wins; ties go to the smaller name, so files' order
-                    // does not matter.
-                    if p < w.p_true || (p == w.p_true && bg < w.background) {
-                        w.p_true = p;
-                        w.background = bg;
-                    }
-                }
-            }
         }
     }
-    join_original_all(&mut out);
-    out.cross_shard_keys = cross.len() as u64;
-    out.labels.resize(keys_by_id.len(), -1);
-    out.keys = keys_by_id;
-    out.files = files;
+    indices.extend(optional_indices(
+        schema,
+        &[
+            "background",
+            "p_true",
+            "label",
+            "shard",
+            "in_filter",
+            "scoring",
+        ],
+    ));
+    indices.sort_unstable();
+    indices.dedup(); // `label` may be asked for twice (--class-map)
+    Ok(indices)
+}
+
+/// The columns of one predictions batch, as [`load_with`] reads them.
+struct PredictionBatch {
+    key: StringArray,
+    variant: StringArray,
+    model: StringArray,
+    status: StringArray,
+    top1: BooleanArray,
+    top5: BooleanArray,
+    /// Per row, the coarse-level bits (`--class-map`), `None` where the label is unmapped.
+    coarse: Option<Vec<Option<u8>>>,
+    background: Option<StringArray>,
+    label: Option<Int64Array>,
+    p_true: Option<Float32Array>,
+    shard: Option<StringArray>,
+    in_filter: Option<BooleanArray>,
+    scoring: Option<StringArray>,
+}
+
+impl PredictionBatch {
+    /// Reads `batch`'s columns (refusing IN-9-labelled rows under `--class-map`).
+    fn read(batch: &RecordBatch, opts: LoadOptions<'_>, path: &Path) -> Result<Self, FatalError> {
+        let (key, variant, model, status) = (
+            strings(batch, "key", path)?,
+            strings(batch, "variant", path)?,
+            strings(batch, "model", path)?,
+            strings(batch, "status", path)?,
+        );
+        let boolean = |name: &str| {
+            let col = batch.column_by_name(name).expect("checked");
+            col.as_boolean().clone()
+        };
+        let (top1, top5) = (boolean("top1_correct"), boolean("top5_correct"));
+        let coarse = match opts.class_map {
+            Some(map) => Some(coarse_bits(batch, map, path)?),
+            None => None,
+        };
+        let background = cast_column(batch, "background", &DataType::Utf8, path)?
+            .map(|c| c.as_string::<i32>().clone());
+        let label = cast_column(batch, "label", &DataType::Int64, path)?
+            .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone());
+        let p_true = cast_column(batch, "p_true", &DataType::Float32, path)?
+            .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+        let shard = cast_column(batch, "shard", &DataType::Utf8, path)?
+            .map(|c| c.as_string::<i32>().clone());
+        let in_filter = cast_column(batch, "in_filter", &DataType::Boolean, path)?
+            .map(|c| c.as_boolean().clone());
+        let scoring = cast_column(batch, "scoring", &DataType::Utf8, path)?
+            .map(|c| c.as_string::<i32>().clone());
+        if opts.class_map.is_some() {
+            refuse_in9_class_map(scoring.as_ref(), path)?;
+        }
+        Ok(Self {
+            key,
+            variant,
+            model,
+            status,
+            top1,
+            top5,
+            coarse,
+            background,
+            label,
+            p_true,
+            shard,
+            in_filter,
+            scoring,
+        })
+    }
+
+    /// Row `i`'s TOP1 | TOP5 bits, or `None` when the class map leaves its label unmapped.
+    fn bits(&self, i: usize) -> Option<u8> {
+        match &self.coarse {
+            Some(c) => c[i],
+            None => Some(
+                (u8::from(!self.top1.is_null(i) && self.top1.value(i)) * TOP1)
+                    | (u8::from(!self.top5.is_null(i) && self.top5.value(i)) * TOP5),
+            ),
+        }
+    }
+}
+
+/// A [`Loaded`] being built, row by row, with its interning tables.
+#[derive(Default)]
+struct Folder {
+    out: Loaded,
+    model_ids: HashMap<String, usize>,
+    variant_ids: HashMap<String, usize>,
+    key_ids: HashMap<String, usize>,
+    // Key id -> the shard its first row came from (shard ids interned); keys seen in another.
+    shard_ids: HashMap<String, usize>,
+    shards: Vec<String>,
+    first_shard: HashMap<(Option<String>, u32), usize>,
+    cross: HashSet<u32>,
+}
+
+impl Folder {
+    /// Folds every row of one predictions batch in.
+    fn fold_batch(
+        &mut self,
+        batch: &RecordBatch,
+        opts: LoadOptions<'_>,
+        path: &Path,
+    ) -> Result<(), FatalError> {
+        let b = PredictionBatch::read(batch, opts, path)?;
+        self.out.rows += batch.num_rows() as u64;
+        for i in 0..batch.num_rows() {
+            self.fold_row(&b, i);
+        }
+        Ok(())
+    }
+
+    /// Folds row `i` into the counts, cells, labels and worst candidates.
+    fn fold_row(&mut self, b: &PredictionBatch, i: usize) {
+        // Every row's key is interned once, here (error rows too: they count as
+        // images read, and a key may come from two shards).
+        let k = intern(&mut self.key_ids, &mut self.out.keys, b.key.value(i)) as u32;
+        self.note_shard(b, i, k);
+        let multi = is_multi_row(b.variant.value(i));
+        let status = b.status.value(i);
+        if status != "ok" {
+            *self.out.error_rows.entry(status.to_string()).or_default() += 1;
+            if multi {
+                // One failed candidate voids the image's verdict for this variant.
+                let m = intern(&mut self.model_ids, &mut self.out.models, b.model.value(i));
+                let v = intern(
+                    &mut self.variant_ids,
+                    &mut self.out.variants,
+                    b.variant.value(i),
+                );
+                self.out.cells.entry((m, v)).or_default().push((k, INVALID));
+            }
+            return;
+        }
+        let Some(bits) = b.bits(i) else {
+            self.out.unmapped += 1;
+            return;
+        };
+        let m = intern(&mut self.model_ids, &mut self.out.models, b.model.value(i));
+        if let Some(sc) = b.scoring.as_ref().filter(|c| !c.is_null(i)) {
+            let entry = (b.model.value(i).to_string(), sc.value(i).to_string());
+            *self.out.scoring.entry(entry).or_default() += 1;
+        }
+        // An image outside the foreground filter (--original-all) counts in
+        // original_all only; the rest of original joins it once all is read.
+        let outside = (b.in_filter.as_ref()).is_some_and(|f| !f.is_null(i) && !f.value(i));
+        let name = if outside {
+            ORIGINAL_ALL
+        } else {
+            b.variant.value(i)
+        };
+        let v = intern(&mut self.variant_ids, &mut self.out.variants, name);
+        if let Some(l) = b.label.as_ref().filter(|l| !l.is_null(i)) {
+            if self.out.labels.len() <= k as usize {
+                self.out.labels.resize(k as usize + 1, -1);
+            }
+            self.out.labels[k as usize] = l.value(i);
+        }
+        self.out.cells.entry((m, v)).or_default().push((k, bits));
+        if multi {
+            self.note_worst(b, i, (m, v, k));
+        }
+    }
+
+    /// Records which shard key `k`'s row `i` came from, and a key seen in two shards.
+    fn note_shard(&mut self, b: &PredictionBatch, i: usize, k: u32) {
+        // A released variant's images share their keys with the other variants' by
+        // design: the check goes by (released variant, key) on their own rows.
+        let released = (b.variant.value(i).strip_prefix(RELEASED_PREFIX)).map(String::from);
+        let checked =
+            (b.shard.as_ref()).filter(|c| !c.is_null(i) && b.status.value(i) != "released");
+        let Some(sh) = checked else {
+            return;
+        };
+        let s = intern(&mut self.shard_ids, &mut self.shards, sh.value(i));
+        let first = *self.first_shard.entry((released, k)).or_insert(s);
+        if first != s && self.cross.insert(k) && self.out.cross_shard_example.is_none() {
+            self.out.cross_shard_example = Some((
+                b.key.value(i).to_string(),
+                self.shards[first].clone(),
+                self.shards[s].clone(),
+            ));
+        }
+    }
+
+    /// Keeps row `i` as the worst candidate of cell `at` if its p_true is the lowest yet.
+    fn note_worst(&mut self, b: &PredictionBatch, i: usize, at: (usize, usize, u32)) {
+        let p = (b.p_true.as_ref())
+            .filter(|p| !p.is_null(i))
+            .map_or(f32::NAN, |p| p.value(i));
+        let bg = (b.background.as_ref())
+            .filter(|b| !b.is_null(i))
+            .map(|b| b.value(i).to_string());
+        let w = self.out.worst.entry(at).or_insert(WorstCase {
+            background: None,
+            p_true: f32::INFINITY,
+            candidates: 0,
+        });
+        w.candidates += 1;
+        // Lowest p_true wins; ties go to the smaller name, so files' order
+        // does not matter.
+        if p < w.p_true || (p == w.p_true && bg < w.background) {
+            w.p_true = p;
+            w.background = bg;
+        }
+    }
+
+    /// The [`Loaded`] once every file is folded in.
+    fn finish(self, files: Vec<PathBuf>, opts: LoadOptions<'_>) -> Loaded {
+        let mut out = self.out;
+        join_original_all(&mut out);
+        out.cross_shard_keys = self.cross.len() as u64;
+        out.labels.resize(out.keys.len(), -1);
+        out.files = files;
+        reduce_cells(&mut out);
+        out.worst.retain(|(m, v, k), _| {
+            out.cells
+                .get(&(*m, *v))
+                .is_some_and(|l| l.binary_search_by_key(k, |e| e.0).is_ok())
+        });
+        out.class_map = opts.class_map.map(|m| m.name.clone());
+        out
+    }
+}
+
+/// Sorts every cell by key id: one verdict per key for multi-row variants
+/// ([`reduce_all`]); elsewhere the first row of a key is kept and the rest counted as
+/// duplicates.
+fn reduce_cells(out: &mut Loaded) {
     for ((_, v), list) in out.cells.iter_mut() {
         if is_multi_row(&out.variants[*v]) {
             list.sort_unstable();
@@ -557,13 +665,23 @@ pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError
         list.dedup_by_key(|e| e.0);
         out.duplicates += (before - list.len()) as u64;
     }
-    out.worst.retain(|(m, v, k), _| {
-        out.cells
-            .get(&(*m, *v))
-            .is_some_and(|l| l.binary_search_by_key(k, |e| e.0).is_ok())
-    });
-    out.class_map = opts.class_map.map(|m| m.name.clone());
-    Ok(out)
+}
+
+/// [`load`] with options.
+pub fn load_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Loaded, FatalError> {
+    let files = list_inputs(dir)?;
+    let mut folder = Folder::default();
+    for path in &files {
+        if path.file_name().is_some_and(|n| n == CHALLENGE_FILE) {
+            load_challenge(path, &mut folder.out.exhaustive)?;
+            continue;
+        }
+        let batches = open_projected(path, |schema| predictions_projection(schema, path, opts))?;
+        for batch in batches {
+            folder.fold_batch(&batch?, opts, path)?;
+        }
+    }
+    Ok(folder.finish(files, opts))
 }
 
 /// Adds every model's `original` cells to its [`ORIGINAL_ALL`] cells, when the input has
@@ -599,86 +717,87 @@ pub struct ShownRow {
 /// predicted class and p(true) of a few images, which [`load`] does not keep).
 pub fn rows_for_keys(
     files: &[PathBuf],
-    keys: &std::collections::HashSet<String>,
+    keys: &HashSet<String>,
 ) -> Result<HashMap<String, Vec<ShownRow>>, FatalError> {
     let mut out: HashMap<String, Vec<ShownRow>> = HashMap::new();
     if keys.is_empty() {
         return Ok(out);
     }
-    let list = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
     for path in files {
-        let file = File::open(path).map_err(|e| FatalError::io(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| bad(path, format!("not a readable Parquet file: {e}")))?;
-        let schema = builder.schema().clone();
-        let indices = optional_indices(
-            &schema,
-            &[
-                "key",
-                "variant",
-                "model",
-                "status",
-                "background",
-                "shard",
-                "top5_classes",
-                "p_true",
-                "scoring",
-            ],
-        );
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let reader = builder
-            .with_projection(mask)
-            .build()
-            .map_err(|e| bad(path, e.to_string()))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| bad(path, e.to_string()))?;
-            let key = strings(&batch, "key", path)?;
-            let (variant, model, status) = (
-                strings(&batch, "variant", path)?,
-                strings(&batch, "model", path)?,
-                strings(&batch, "status", path)?,
-            );
-            let opt_str = |name: &str| -> Result<_, FatalError> {
-                Ok(cast_column(&batch, name, &DataType::Utf8, path)?
-                    .map(|c| c.as_string::<i32>().clone()))
-            };
-            let (background, shard) = (opt_str("background")?, opt_str("shard")?);
-            let scoring = opt_str("scoring")?;
-            let top = cast_column(&batch, "top5_classes", &list, path)?
-                .map(|c| c.as_list::<i32>().clone());
-            let p_true = cast_column(&batch, "p_true", &DataType::Float32, path)?
-                .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
-            let text = |c: &Option<arrow::array::StringArray>, i: usize| {
-                c.as_ref()
-                    .filter(|c| !c.is_null(i))
-                    .map(|c| c.value(i).to_string())
-            };
-            for i in 0..batch.num_rows() {
-                if !keys.contains(key.value(i)) {
-                    continue;
-                }
-                let top1 = top.as_ref().filter(|t| !t.is_null(i)).and_then(|t| {
-                    let v = t.value(i);
-                    let v = v.as_primitive_opt::<arrow::datatypes::Int64Type>()?;
-                    (!v.is_empty() && !v.is_null(0)).then(|| v.value(0))
-                });
-                out.entry(key.value(i).to_string())
-                    .or_default()
-                    .push(ShownRow {
-                        variant: variant.value(i).to_string(),
-                        model: model.value(i).to_string(),
-                        background: text(&background, i),
-                        shard: text(&shard, i),
-                        status: status.value(i).to_string(),
-                        top1,
-                        p_true: p_true
-                            .as_ref()
-                            .filter(|p| !p.is_null(i))
-                            .map(|p| p.value(i)),
-                        scoring: text(&scoring, i),
-                    });
-            }
+        let batches = open_projected(path, |schema| {
+            Ok(optional_indices(
+                schema,
+                &[
+                    "key",
+                    "variant",
+                    "model",
+                    "status",
+                    "background",
+                    "shard",
+                    "top5_classes",
+                    "p_true",
+                    "scoring",
+                ],
+            ))
+        })?;
+        for batch in batches {
+            add_shown_rows(&batch?, path, keys, &mut out)?;
         }
     }
     Ok(out)
+}
+
+/// Adds one batch's rows of `keys` to `out`.
+fn add_shown_rows(
+    batch: &RecordBatch,
+    path: &Path,
+    keys: &HashSet<String>,
+    out: &mut HashMap<String, Vec<ShownRow>>,
+) -> Result<(), FatalError> {
+    let list = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
+    let key = strings(batch, "key", path)?;
+    let (variant, model, status) = (
+        strings(batch, "variant", path)?,
+        strings(batch, "model", path)?,
+        strings(batch, "status", path)?,
+    );
+    let opt_str = |name: &str| -> Result<_, FatalError> {
+        Ok(cast_column(batch, name, &DataType::Utf8, path)?.map(|c| c.as_string::<i32>().clone()))
+    };
+    let (background, shard) = (opt_str("background")?, opt_str("shard")?);
+    let scoring = opt_str("scoring")?;
+    let top = cast_column(batch, "top5_classes", &list, path)?.map(|c| c.as_list::<i32>().clone());
+    let p_true = cast_column(batch, "p_true", &DataType::Float32, path)?
+        .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+    let text = |c: &Option<StringArray>, i: usize| {
+        c.as_ref()
+            .filter(|c| !c.is_null(i))
+            .map(|c| c.value(i).to_string())
+    };
+    for i in 0..batch.num_rows() {
+        if !keys.contains(key.value(i)) {
+            continue;
+        }
+        let top1 = top.as_ref().filter(|t| !t.is_null(i)).and_then(|t| {
+            let v = t.value(i);
+            let v = v.as_primitive_opt::<arrow::datatypes::Int64Type>()?;
+            (!v.is_empty() && !v.is_null(0)).then(|| v.value(0))
+        });
+        out.entry(key.value(i).to_string())
+            .or_default()
+            .push(ShownRow {
+                variant: variant.value(i).to_string(),
+                model: model.value(i).to_string(),
+                background: text(&background, i),
+                shard: text(&shard, i),
+                status: status.value(i).to_string(),
+                top1,
+                p_true: p_true
+                    .as_ref()
+                    .filter(|p| !p.is_null(i))
+                    .map(|p| p.value(i)),
+                scoring: text(&scoring, i),
+            });
+    }
+    Ok(())
 }

@@ -146,9 +146,10 @@ pub fn summary_batch(rows: &[SummaryRow]) -> RecordBatch {
     RecordBatch::try_new(summary_schema(), columns).expect("columns match the schema")
 }
 
-fn atomic_write(
+/// Writes `path` atomically; the writer's own error is kept as the output error's source.
+fn atomic_write<E: Into<crate::error::BoxError>>(
     path: &Path,
-    write: impl FnOnce(&mut File) -> Result<(), String>,
+    write: impl FnOnce(&mut File) -> Result<(), E>,
 ) -> Result<(), FatalError> {
     crate::atomic::write_with(path, write)
 }
@@ -260,9 +261,9 @@ fn write_summary_parquet(dir: &Path, aggregate: &Aggregate) -> Result<PathBuf, F
     let batch = summary_batch(&aggregate.rows);
     let path = dir.join("summary.parquet");
     atomic_write(&path, |f| {
-        let mut w = ArrowWriter::try_new(f, batch.schema(), None).map_err(|e| e.to_string())?;
-        w.write(&batch).map_err(|e| e.to_string())?;
-        w.close().map(|_| ()).map_err(|e| e.to_string())
+        let mut w = ArrowWriter::try_new(f, batch.schema(), None)?;
+        w.write(&batch)?;
+        w.close().map(|_| ())
     })?;
     Ok(path)
 }
@@ -279,7 +280,7 @@ fn write_tables_csv(
     let batch = summary_batch(&aggregate.rows);
     atomic_write(&path, |f| {
         let mut w = arrow::csv::Writer::new(f);
-        w.write(&batch).map_err(|e| e.to_string())
+        w.write(&batch)
     })?;
     written.push(path);
     written.push(write_table1_csv(dir, aggregate)?);
@@ -453,12 +454,11 @@ fn write_csv(
 ) -> Result<PathBuf, FatalError> {
     atomic_write(path, |f| {
         let mut w = csv::Writer::from_writer(f);
-        let e = |e: csv::Error| e.to_string();
-        w.write_record(header).map_err(e)?;
+        w.write_record(header)?;
         for row in rows {
-            w.write_record(&row).map_err(e)?;
+            w.write_record(&row)?;
         }
-        w.flush().map_err(|err| err.to_string())
+        w.flush().map_err(csv::Error::from)
     })?;
     Ok(path.to_path_buf())
 }
@@ -701,67 +701,77 @@ pub fn render_table(a: &Aggregate) -> String {
         );
     }
     if !a.backgrounds.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nBackgrounds (ImageNet-9 style; top-1 %; BG-Gap = mixed_same - mixed_rand on the same images; challenge = no worst_bg:K candidate flips it; all_bgs = no background flips it, bgstream challenge):"
-        );
+        render_backgrounds(a, mw, &mut o);
+    }
+    if !a.levels.is_empty() {
+        render_levels(a, mw, &mut o);
+    }
+    o
+}
+
+/// The ImageNet-9 style Backgrounds table, `mw` the model column's width.
+fn render_backgrounds(a: &Aggregate, mw: usize, o: &mut String) {
+    let _ = writeln!(
+        o,
+        "\nBackgrounds (ImageNet-9 style; top-1 %; BG-Gap = mixed_same - mixed_rand on the same images; challenge = no worst_bg:K candidate flips it; all_bgs = no background flips it, bgstream challenge):"
+    );
+    let _ = writeln!(
+        o,
+        "{:<mw$} {:>9} {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>7} {:>16} {:>7}",
+        "model",
+        "only_bg_b",
+        "only_bg_t",
+        "only_fg",
+        "no_fg",
+        "mixed_same",
+        "mixed_rand",
+        "mixed_next",
+        "bg_gap",
+        "challenge",
+        "all_bgs"
+    );
+    for r in &a.backgrounds {
+        let challenge = match &r.challenge_variant {
+            Some(v) => format!("{} {v}", pct(r.challenge_top1)),
+            None => "-".into(),
+        };
         let _ = writeln!(
             o,
             "{:<mw$} {:>9} {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>7} {:>16} {:>7}",
-            "model",
-            "only_bg_b",
-            "only_bg_t",
-            "only_fg",
-            "no_fg",
-            "mixed_same",
-            "mixed_rand",
-            "mixed_next",
-            "bg_gap",
-            "challenge",
-            "all_bgs"
+            r.model,
+            pct(r.only_bg_black),
+            pct(r.only_bg_tiled),
+            pct(r.only_fg),
+            pct(r.no_fg),
+            pct(r.mixed_same),
+            pct(r.mixed_rand),
+            pct(r.mixed_next),
+            pct(r.bg_gap),
+            challenge,
+            pct(r.exhaustive_top1)
         );
-        for r in &a.backgrounds {
-            let challenge = match &r.challenge_variant {
-                Some(v) => format!("{} {v}", pct(r.challenge_top1)),
-                None => "-".into(),
-            };
-            let _ = writeln!(
-                o,
-                "{:<mw$} {:>9} {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>7} {:>16} {:>7}",
-                r.model,
-                pct(r.only_bg_black),
-                pct(r.only_bg_tiled),
-                pct(r.only_fg),
-                pct(r.no_fg),
-                pct(r.mixed_same),
-                pct(r.mixed_rand),
-                pct(r.mixed_next),
-                pct(r.bg_gap),
-                challenge,
-                pct(r.exhaustive_top1)
-            );
-        }
     }
-    if !a.levels.is_empty() {
+}
+
+/// Table 1: what the background alone gets right, by accuracy on original.
+fn render_levels(a: &Aggregate, mw: usize, o: &mut String) {
+    let _ = writeln!(
+        o,
+        "\nTable 1 (correct from the background alone, by accuracy on original; sets {}; {} common to all):",
+        if a.nested { "nest" } else { "do not nest" },
+        a.common
+    );
+    for l in &a.levels {
         let _ = writeln!(
             o,
-            "\nTable 1 (correct from the background alone, by accuracy on original; sets {}; {} common to all):",
-            if a.nested { "nest" } else { "do not nest" },
-            a.common
+            "  {:<mw$} original {:>5.1}%  bg_only {:>5.1}%  correct {:>5}  new {:>5}  lost {:>4}  e.g. {}",
+            l.model,
+            100.0 * l.original_top1,
+            100.0 * l.bg_only_top1,
+            l.correct,
+            l.new,
+            l.lost_from_previous,
+            l.examples.join(", ")
         );
-        for l in &a.levels {
-            let _ = writeln!(
-                o,
-                "  {:<mw$} original {:>5.1}%  bg_only {:>5.1}%  correct {:>5}  new {:>5}  lost {:>4}  e.g. {}",
-                l.model,
-                100.0 * l.original_top1,
-                100.0 * l.bg_only_top1,
-                l.correct,
-                l.new,
-                l.lost_from_previous,
-                l.examples.join(", ")
-            );
-        }
     }
-    o
 }

@@ -96,17 +96,7 @@ pub fn run_config(a: &RunArgs) -> Result<RunConfig, FatalError> {
     let models = (a.models.iter())
         .map(|p| p.canonicalize().map_err(|e| FatalError::io(p, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let opened = device::open(&DeviceRequest {
-        spec: a.device.clone(),
-        local_rank: rank.local_rank,
-        precision: a.precision,
-        allow_tf32: a.allow_tf32,
-        autotune: if a.no_cudnn_benchmark {
-            Autotune::Off
-        } else {
-            a.cudnn_benchmark
-        },
-    })?;
+    let opened = device::open(&device_request(a, &rank))?;
     let cuda = opened.first().is_cuda();
     let batch_size = a.batch_size.unwrap_or(if cuda { 256 } else { 64 });
     // Batches are allocated (and pinned on CUDA) at full size: bound it up front.
@@ -155,6 +145,21 @@ pub fn run_config(a: &RunArgs) -> Result<RunConfig, FatalError> {
         rank,
         dump_inputs: a.dump_inputs.clone(),
     })
+}
+
+/// `--device`, `--precision`, `--allow-tf32` and `--cudnn-benchmark` as one request.
+fn device_request(a: &RunArgs, rank: &Rank) -> DeviceRequest {
+    DeviceRequest {
+        spec: a.device.clone(),
+        local_rank: rank.local_rank,
+        precision: a.precision,
+        allow_tf32: a.allow_tf32,
+        autotune: if a.no_cudnn_benchmark {
+            Autotune::Off
+        } else {
+            a.cudnn_benchmark
+        },
+    }
 }
 
 fn usage(m: &str) -> FatalError {

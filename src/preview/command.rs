@@ -183,6 +183,16 @@ fn prepare_config(
     Ok(cfg)
 }
 
+/// What every `tiles.csv` line of one tile repeats.
+struct TileId<'a> {
+    key: &'a str,
+    label: String,
+    class: String,
+    slot: String,
+    variant: &'a str,
+    size: String,
+}
+
 /// `tiles.csv`: one line per tile and model.
 struct Index(csv::Writer<Vec<u8>>);
 
@@ -211,8 +221,13 @@ impl Index {
         Index(w)
     }
 
-    fn record(&mut self, fields: [&str; 14]) {
-        let _ = self.0.write_record(fields);
+    /// One line for tile `t`: its file, background, a model's prediction, an error.
+    fn line(&mut self, t: &TileId<'_>, file: &str, bg: &str, pred: [&str; 5], error: &str) {
+        let [model, top1, top1_class, top1_prob, p_true] = pred;
+        let _ = self.0.write_record([
+            t.key, &t.label, &t.class, &t.slot, t.variant, &t.size, file, bg, model, top1,
+            top1_class, top1_prob, p_true, error,
+        ]);
     }
 
     fn finish(self, path: &Path) -> Result<Vec<u8>, FatalError> {
@@ -278,33 +293,21 @@ impl Shown<'_> {
         index: &mut Index,
     ) -> Result<Option<Tile<'a>>, FatalError> {
         let size = self.cfg.groups[gi].input_size;
-        let col = self.labels[si].as_str();
         let label = meta.label.unwrap_or(-1);
-        let class = class_text(self.names, label);
-        let (sis, sizes, labels) = (si.to_string(), size.to_string(), label.to_string());
-        let mut record = |file: &str, bg: &str, pred: [&str; 5], error: &str| {
-            index.record([
-                meta.key.as_str(),
-                &labels,
-                &class,
-                &sis,
-                col,
-                &sizes,
-                file,
-                bg,
-                pred[0],
-                pred[1],
-                pred[2],
-                pred[3],
-                pred[4],
-                error,
-            ]);
+        let id = TileId {
+            key: &meta.key,
+            label: label.to_string(),
+            class: class_text(self.names, label),
+            slot: si.to_string(),
+            variant: &self.labels[si],
+            size: size.to_string(),
         };
         if let Some(err) = meta.slot_error(si) {
-            record("", "", [""; 5], &format!("{}: {}", err.code, err.message));
+            let error = format!("{}: {}", err.code, err.message);
+            index.line(&id, "", "", [""; 5], &error);
             return Ok(None);
         }
-        let file = dir.join(format!("{:02}-{}-{size}px.png", si, file_stem(col)));
+        let file = dir.join(format!("{:02}-{}-{size}px.png", si, file_stem(id.variant)));
         thumb::write_png(&file, g.slot(si), size, size)?;
         let rel = file
             .strip_prefix(self.out)
@@ -319,7 +322,7 @@ impl Shown<'_> {
             captions.push(format!("bg {background}"));
         }
         if self.predictions[gi].is_empty() {
-            record(&rel, &background, [""; 5], "");
+            index.line(&id, &rel, &background, [""; 5], "");
         }
         for (model, preds) in &self.predictions[gi] {
             let Some((pr, scoring)) = preds[ii][si] else {
@@ -340,12 +343,8 @@ impl Shown<'_> {
                 pr.top5_prob[0].to_string(),
                 pr.p_true.to_string(),
             );
-            record(
-                &rel,
-                &background,
-                [model, &top, &top_name, &prob, &p_true],
-                "",
-            );
+            let pred = [model.as_str(), &top, &top_name, &prob, &p_true];
+            index.line(&id, &rel, &background, pred, "");
         }
         // Boxes and mask outlines are drawn on the original only.
         let original = self.cfg.variants[self.cfg.slots()[si].0] == Variant::Original;

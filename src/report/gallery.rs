@@ -20,6 +20,7 @@ use crate::ops::decode::Limits;
 use crate::ops::variants::{is_multi_row, Variant};
 use crate::preview::{find_keys, render, thumb, Rendered};
 use crate::run::identity::RunIdentity;
+use crate::source::Sample;
 use crate::stage::donors::DonorBank;
 use crate::stage::prepare::donor_scan::donor_from_sample;
 use crate::stage::prepare::{preprocess_groups, PrepareConfig, PrepareSpec, Scratch};
@@ -184,118 +185,237 @@ pub fn build(
         columns: agg.variants.clone(),
         ..Default::default()
     };
-    let model_id = |m: &str| data.models.iter().position(|x| x == m);
-    let variant_id = |v: &str| data.variants.iter().position(|x| x == v);
-    let has = |m: usize, v: Option<usize>, k: u32, bit: u8| {
-        v.and_then(|v| data.cells.get(&(m, v)))
-            .and_then(|l| l.binary_search_by_key(&k, |e| e.0).ok().map(|i| l[i].1))
-            .is_some_and(|bits| bits & bit == bit)
-    };
-    let original = variant_id("original");
-    let models: Vec<usize> = agg.models.iter().filter_map(|m| model_id(m)).collect();
-    let keys = 0..data.keys.len() as u32;
-
-    // Which images: the gallery's have every model's `original` row.
-    let gallery = pick(
-        keys.clone()
-            .filter(|&k| models.iter().all(|&m| has(m, original, k, 0))),
-        &data.labels,
-        opts.gallery,
-    );
-    let bg_only = variant_id("bg_only");
-    let from_background: Vec<(usize, Vec<u32>)> = models
-        .iter()
-        .map(|&m| {
-            let ks = keys.clone().filter(|&k| has(m, bg_only, k, TOP1));
-            (m, pick(ks, &data.labels, opts.per_model))
-        })
-        .collect();
-    let baseline = model_id(&agg.baseline);
-    let mut worst: Vec<(usize, Vec<u32>)> = Vec::new();
-    if let Some(b) = baseline {
-        for (v, name) in data.variants.iter().enumerate() {
-            if !is_multi_row(name) {
-                continue;
-            }
-            let mut cases: Vec<(f32, u32)> = data
-                .worst
-                .iter()
-                .filter(|((m, wv, k), _)| *m == b && *wv == v && has(b, original, *k, TOP1))
-                .map(|((_, _, k), w)| (w.p_true, *k))
-                .collect();
-            cases.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            worst.push((v, cases.iter().take(opts.worst).map(|c| c.1).collect()));
-        }
-    }
-    let mut wanted: HashSet<String> = HashSet::new();
-    let all_keys = gallery
-        .iter()
-        .chain(from_background.iter().flat_map(|f| &f.1))
-        .chain(worst.iter().flat_map(|w| &w.1));
-    for &k in all_keys {
-        wanted.insert(data.keys[k as usize].clone());
-    }
+    let picks = Picks::choose(data, agg, opts);
+    let wanted = picks.wanted(data);
     if wanted.is_empty() {
         return Ok(out);
     }
-    let rows = rows_for_keys(&data.files, &wanted)?;
-
-    // Key ids of the shown images, looked up per tile.
-    let key_id: HashMap<&str, u32> = wanted
-        .iter()
-        .filter_map(|k| Some((k.as_str(), data.keys.iter().position(|x| x == k)? as u32)))
-        .collect();
-    // The background each image's multi-row slot shows: the baseline's worst candidate.
-    let worst_bg = |key: &str, variant: &str| -> Option<String> {
-        let (b, v) = (baseline?, variant_id(variant)?);
-        let k = *key_id.get(key)?;
-        data.worst.get(&(b, v, k))?.background.clone()
+    let ctx = Context::new(data, picks.baseline, &wanted)?;
+    let donors = ctx.donors();
+    let samples = ctx.find_samples(&wanted, &donors, opts.shards, &mut out.notes);
+    let by_key: HashMap<&str, &Sample> = samples.iter().map(|s| (s.key.as_str(), s)).collect();
+    let mut scratch = Scratch::default();
+    let (cfg, textures_match) = prepare_config(
+        identity,
+        opts.textures,
+        &donors,
+        &by_key,
+        &mut scratch,
+        &mut out,
+    )?;
+    let frames = Frames::render(&ctx, &wanted, &by_key, &cfg, &mut scratch, textures_match);
+    let shows = Shows {
+        ctx: &ctx,
+        agg,
+        names,
+        frames: &frames,
+        size: out.size,
+        thumb: opts.thumb,
     };
-    // Donor images the shown slots took backgrounds from.
-    let mut donors: HashSet<String> = HashSet::new();
-    for (key, list) in &rows {
-        for r in list {
-            let shown = if is_multi_row(&r.variant) {
-                worst_bg(key, &r.variant)
-            } else {
-                r.background.clone()
-            };
-            if let Some(d) = shown.as_deref().and_then(|b| b.strip_prefix("image:")) {
-                donors.insert(d.to_string());
+    shows.fill(&picks, &mut out);
+    Ok(out)
+}
+
+/// Where `name` is in `list` (a model or variant id).
+fn position(list: &[String], name: &str) -> Option<usize> {
+    list.iter().position(|x| x == name)
+}
+
+/// Whether model `m` has a row of key `k` on variant `v` with all of `bit` set.
+fn has(data: &Loaded, m: usize, v: Option<usize>, k: u32, bit: u8) -> bool {
+    v.and_then(|v| data.cells.get(&(m, v)))
+        .and_then(|l| l.binary_search_by_key(&k, |e| e.0).ok().map(|i| l[i].1))
+        .is_some_and(|bits| bits & bit == bit)
+}
+
+/// The images each part of the report shows, as key ids.
+struct Picks {
+    gallery: Vec<u32>,
+    /// Per model id.
+    from_background: Vec<(usize, Vec<u32>)>,
+    /// Per `worst_bg:K` variant id: the baseline's worst cases.
+    worst: Vec<(usize, Vec<u32>)>,
+    /// The baseline's model id.
+    baseline: Option<usize>,
+}
+
+impl Picks {
+    fn choose(data: &Loaded, agg: &Aggregate, opts: &PictureOptions<'_>) -> Picks {
+        let original = position(&data.variants, "original");
+        let models: Vec<usize> = agg
+            .models
+            .iter()
+            .filter_map(|m| position(&data.models, m))
+            .collect();
+        let keys = 0..data.keys.len() as u32;
+
+        // Which images: the gallery's have every model's `original` row.
+        let gallery = pick(
+            keys.clone()
+                .filter(|&k| models.iter().all(|&m| has(data, m, original, k, 0))),
+            &data.labels,
+            opts.gallery,
+        );
+        let bg_only = position(&data.variants, "bg_only");
+        let from_background = models
+            .iter()
+            .map(|&m| {
+                let ks = keys.clone().filter(|&k| has(data, m, bg_only, k, TOP1));
+                (m, pick(ks, &data.labels, opts.per_model))
+            })
+            .collect();
+        let baseline = position(&data.models, &agg.baseline);
+        let mut worst: Vec<(usize, Vec<u32>)> = Vec::new();
+        if let Some(b) = baseline {
+            for (v, name) in data.variants.iter().enumerate() {
+                if !is_multi_row(name) {
+                    continue;
+                }
+                let mut cases: Vec<(f32, u32)> = data
+                    .worst
+                    .iter()
+                    .filter(|((m, wv, k), _)| {
+                        *m == b && *wv == v && has(data, b, original, *k, TOP1)
+                    })
+                    .map(|((_, _, k), w)| (w.p_true, *k))
+                    .collect();
+                cases.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                worst.push((v, cases.iter().take(opts.worst).map(|c| c.1).collect()));
             }
         }
-    }
-    let mut need: HashSet<String> = wanted.union(&donors).cloned().collect();
-    // Shards the rows name first (by file name: the run may have read them elsewhere).
-    let named: HashSet<String> = rows
-        .values()
-        .flatten()
-        .filter_map(|r| r.shard.as_deref())
-        .filter_map(|s| {
-            Path::new(s)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .collect();
-    let mut shards: Vec<PathBuf> = opts.shards.to_vec();
-    shards.sort_by_key(|p| {
-        !p.file_name()
-            .is_some_and(|n| named.contains(&*n.to_string_lossy()))
-    });
-    let samples = find_keys(&shards, &need);
-    for s in &samples {
-        need.remove(&s.key);
-    }
-    if !need.is_empty() {
-        let mut missing: Vec<_> = need.into_iter().collect();
-        missing.sort();
-        out.notes.push(format!(
-            "{} image(s) not found in --shards (not shown, or their donors' slots left empty): {}",
-            missing.len(),
-            missing.join(", ")
-        ));
+        Picks {
+            gallery,
+            from_background,
+            worst,
+            baseline,
+        }
     }
 
+    /// The keys of every picked image.
+    fn wanted(&self, data: &Loaded) -> HashSet<String> {
+        let all_keys = self
+            .gallery
+            .iter()
+            .chain(self.from_background.iter().flat_map(|f| &f.1))
+            .chain(self.worst.iter().flat_map(|w| &w.1));
+        all_keys.map(|&k| data.keys[k as usize].clone()).collect()
+    }
+}
+
+/// The rows of the shown images and the lookups the later steps share.
+struct Context<'a> {
+    data: &'a Loaded,
+    baseline: Option<usize>,
+    rows: HashMap<String, Vec<ShownRow>>,
+    /// Key ids of the shown images, looked up per tile.
+    key_id: HashMap<&'a str, u32>,
+}
+
+impl<'a> Context<'a> {
+    fn new(
+        data: &'a Loaded,
+        baseline: Option<usize>,
+        wanted: &HashSet<String>,
+    ) -> Result<Self, FatalError> {
+        let rows = rows_for_keys(&data.files, wanted)?;
+        let key_id = wanted
+            .iter()
+            .filter_map(|k| {
+                let i = position(&data.keys, k)?;
+                Some((data.keys[i].as_str(), i as u32))
+            })
+            .collect();
+        Ok(Context {
+            data,
+            baseline,
+            rows,
+            key_id,
+        })
+    }
+
+    fn rows_of(&self, key: &str) -> &[ShownRow] {
+        self.rows.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The background each image's multi-row slot shows: the baseline's worst candidate.
+    fn worst_bg(&self, key: &str, variant: &str) -> Option<String> {
+        let (b, v) = (self.baseline?, position(&self.data.variants, variant)?);
+        let k = *self.key_id.get(key)?;
+        self.data.worst.get(&(b, v, k))?.background.clone()
+    }
+
+    /// Donor images the shown slots took backgrounds from.
+    fn donors(&self) -> HashSet<String> {
+        let mut donors: HashSet<String> = HashSet::new();
+        for (key, list) in &self.rows {
+            for r in list {
+                let shown = if is_multi_row(&r.variant) {
+                    self.worst_bg(key, &r.variant)
+                } else {
+                    r.background.clone()
+                };
+                if let Some(d) = shown.as_deref().and_then(|b| b.strip_prefix("image:")) {
+                    donors.insert(d.to_string());
+                }
+            }
+        }
+        donors
+    }
+
+    /// The shown images and their donors as read from `shards`; a note names those missing.
+    fn find_samples(
+        &self,
+        wanted: &HashSet<String>,
+        donors: &HashSet<String>,
+        shards: &[PathBuf],
+        notes: &mut Vec<String>,
+    ) -> Vec<Sample> {
+        let mut need: HashSet<String> = wanted.union(donors).cloned().collect();
+        // Shards the rows name first (by file name: the run may have read them elsewhere).
+        let named: HashSet<String> = self
+            .rows
+            .values()
+            .flatten()
+            .filter_map(|r| r.shard.as_deref())
+            .filter_map(|s| {
+                Path::new(s)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .collect();
+        let mut shards: Vec<PathBuf> = shards.to_vec();
+        shards.sort_by_key(|p| {
+            !p.file_name()
+                .is_some_and(|n| named.contains(&*n.to_string_lossy()))
+        });
+        let samples = find_keys(&shards, &need);
+        for s in &samples {
+            need.remove(&s.key);
+        }
+        if !need.is_empty() {
+            let mut missing: Vec<_> = need.into_iter().collect();
+            missing.sort();
+            notes.push(format!(
+                "{} image(s) not found in --shards (not shown, or their donors' slots left empty): {}",
+                missing.len(),
+                missing.join(", ")
+            ));
+        }
+        samples
+    }
+}
+
+/// The run's CPU stage from its identity (`out.size`: its first input size), with the
+/// `donors` found among `samples` in its bank; and whether the textures found are the run's
+/// (a note in `out` when not).
+fn prepare_config(
+    identity: &RunIdentity,
+    textures: Option<&Path>,
+    donors: &HashSet<String>,
+    samples: &HashMap<&str, &Sample>,
+    scratch: &mut Scratch,
+    out: &mut Pictures,
+) -> Result<(PrepareConfig, bool), FatalError> {
     let variants = Variant::parse_list(&identity.variants.join(",")).map_err(|e| {
         FatalError::Config(format!(
             "the run's variants do not parse ({e}): an older run?"
@@ -306,7 +426,7 @@ pub fn build(
     let mut cfg = PrepareConfig::new(PrepareSpec {
         groups,
         variants,
-        textures: opts.textures,
+        textures,
         seed: identity.seed,
         min_fg: identity.min_fg,
         max_fg: identity.max_fg,
@@ -330,83 +450,146 @@ pub fn build(
                 .into(),
         );
     }
-    let mut scratch = Scratch::default();
-    let by_key: HashMap<&str, &crate::source::Sample> =
-        samples.iter().map(|s| (s.key.as_str(), s)).collect();
     let bank: Vec<_> = donors
         .iter()
-        .filter_map(|d| by_key.get(d.as_str()))
-        .filter_map(|s| donor_from_sample(s, &cfg, &mut scratch))
+        .filter_map(|d| samples.get(d.as_str()))
+        .filter_map(|s| donor_from_sample(s, &cfg, scratch))
         .collect();
     cfg.donors = Some(Arc::new(DonorBank::new(bank, &cfg.textures.names)));
+    Ok((cfg, textures_match))
+}
 
-    // Render each shown image once, every slot with the background its rows recorded.
-    let slots = cfg.slots();
-    let slot_names: Vec<String> = slots
-        .iter()
-        .map(|&(vi, _)| cfg.variants[vi].name())
-        .collect();
-    let mut rendered: HashMap<String, RenderedKey> = HashMap::new();
-    for key in &wanted {
-        let Some(sample) = by_key.get(key.as_str()) else {
-            continue;
-        };
-        let empty = Vec::new();
-        let list = rows.get(key).unwrap_or(&empty);
-        let recorded: Vec<Option<String>> = slots
+/// Each shown image rendered once: per key, every slot's frame and recorded background.
+struct Frames {
+    slots: Vec<(usize, usize)>,
+    /// The variant name of each slot.
+    slot_names: Vec<String>,
+    by_key: HashMap<String, RenderedKey>,
+}
+
+impl Frames {
+    /// Renders each shown image once, every slot with the background its rows recorded;
+    /// a texture slot stays empty when the textures are not the run's.
+    fn render(
+        ctx: &Context<'_>,
+        wanted: &HashSet<String>,
+        samples: &HashMap<&str, &Sample>,
+        cfg: &PrepareConfig,
+        scratch: &mut Scratch,
+        textures_match: bool,
+    ) -> Frames {
+        let slots = cfg.slots();
+        let slot_names = slots
             .iter()
-            .zip(&slot_names)
+            .map(|&(vi, _)| cfg.variants[vi].name())
+            .collect();
+        let mut out = Frames {
+            slots,
+            slot_names,
+            by_key: HashMap::new(),
+        };
+        for key in wanted {
+            let Some(sample) = samples.get(key.as_str()) else {
+                continue;
+            };
+            let recorded = out.recorded(ctx, key);
+            let refs: Vec<Option<&str>> = recorded.iter().map(|r| r.as_deref()).collect();
+            let slots = &out.slots;
+            let frames = match render(sample, cfg, scratch, Some(&refs)) {
+                Rendered::Ready(meta, groups) => (0..slots.len())
+                    .map(|si| {
+                        let texture = recorded[si]
+                            .as_deref()
+                            .is_some_and(|b| b.starts_with("texture:"))
+                            || matches!(cfg.variants[slots[si].0], Variant::FgTexture);
+                        let usable = meta.slot_error(si).is_none() && (textures_match || !texture);
+                        usable.then(|| groups[0].slot(si).to_vec())
+                    })
+                    .collect(),
+                Rendered::Filtered(_) | Rendered::Failed(..) => vec![None; slots.len()],
+            };
+            out.by_key.insert(key.clone(), (frames, recorded));
+        }
+        out
+    }
+
+    /// The background each slot of `key` takes: its variant's ok row's, or for a
+    /// `worst_bg:K` variant the baseline's worst candidate (in the first slot).
+    fn recorded(&self, ctx: &Context<'_>, key: &str) -> Vec<Option<String>> {
+        let list = ctx.rows_of(key);
+        self.slots
+            .iter()
+            .zip(&self.slot_names)
             .map(|(&(_, c), v)| {
                 if is_multi_row(v) {
-                    (c == 0).then(|| worst_bg(key, v)).flatten()
+                    (c == 0).then(|| ctx.worst_bg(key, v)).flatten()
                 } else {
                     list.iter()
                         .find(|r| &r.variant == v && r.status == "ok")
                         .and_then(|r| r.background.clone())
                 }
             })
-            .collect();
-        let refs: Vec<Option<&str>> = recorded.iter().map(|r| r.as_deref()).collect();
-        let frames = match render(sample, &cfg, &mut scratch, Some(&refs)) {
-            Rendered::Ready(meta, groups) => (0..slots.len())
-                .map(|si| {
-                    let texture = recorded[si]
-                        .as_deref()
-                        .is_some_and(|b| b.starts_with("texture:"))
-                        || matches!(cfg.variants[slots[si].0], Variant::FgTexture);
-                    let usable = meta.slot_error(si).is_none() && (textures_match || !texture);
-                    usable.then(|| groups[0].slot(si).to_vec())
-                })
-                .collect(),
-            Rendered::Filtered(_) | Rendered::Failed(..) => vec![None; slots.len()],
-        };
-        rendered.insert(key.clone(), (frames, recorded));
+            .collect()
     }
 
-    let size = out.size;
-    let thumb_of = |key: &str, variant: &str| -> Option<(DataUri, Option<String>)> {
-        let (frames, recorded) = rendered.get(key)?;
-        let si = slots
+    /// The thumbnail of `key`'s (first) `variant` slot, `side` pixels from frames of
+    /// `size`, and the background it shows.
+    fn thumb(
+        &self,
+        key: &str,
+        variant: &str,
+        size: usize,
+        side: usize,
+    ) -> Option<(DataUri, Option<String>)> {
+        let (frames, recorded) = self.by_key.get(key)?;
+        let si = self
+            .slots
             .iter()
-            .zip(&slot_names)
+            .zip(&self.slot_names)
             .position(|(&(_, c), v)| v == variant && c == 0)?;
         let frame = frames[si].as_ref()?;
-        Some((data_uri(frame, size, opts.thumb)?, recorded[si].clone()))
-    };
-    let captions = |key: &str, variant: &str, background: Option<&str>, only: Option<&str>| {
-        let label = key_id.get(key).map_or(-1, |&k| data.labels[k as usize]);
-        let empty = Vec::new();
-        rows.get(key)
-            .unwrap_or(&empty)
+        Some((data_uri(frame, size, side)?, recorded[si].clone()))
+    }
+}
+
+/// Turns key ids into the report's rows: a thumbnail per column with the models' captions.
+struct Shows<'a> {
+    ctx: &'a Context<'a>,
+    agg: &'a Aggregate,
+    names: Option<&'a ClassNames>,
+    frames: &'a Frames,
+    /// The frames' side, and the thumbnails'.
+    size: usize,
+    thumb: usize,
+}
+
+impl Shows<'_> {
+    /// What each model (or `only` one) predicted for `key` on `variant`; for a multi-row
+    /// variant, on the row of the `background` shown.
+    fn captions(
+        &self,
+        key: &str,
+        variant: &str,
+        background: Option<&str>,
+        only: Option<&str>,
+    ) -> Vec<Caption> {
+        let data = self.ctx.data;
+        let label = self
+            .ctx
+            .key_id
+            .get(key)
+            .map_or(-1, |&k| data.labels[k as usize]);
+        self.ctx
+            .rows_of(key)
             .iter()
-            .filter(|r: &&ShownRow| {
+            .filter(|r| {
                 r.variant == variant
                     && r.status == "ok"
                     && only.is_none_or(|m| r.model == m)
                     && (!is_multi_row(variant) || r.background.as_deref() == background)
             })
             .map(|r| {
-                let (predicted, right) = predicted(r, names, label);
+                let (predicted, right) = predicted(r, self.names, label);
                 Caption {
                     model: r.model.clone(),
                     predicted,
@@ -414,19 +597,21 @@ pub fn build(
                     p_true: r.p_true,
                 }
             })
-            .collect::<Vec<_>>()
-    };
-    let shown = |k: u32, columns: &[String], only: Option<&str>| -> Shown {
+            .collect()
+    }
+
+    fn shown(&self, k: u32, columns: &[String], only: Option<&str>) -> Shown {
+        let data = self.ctx.data;
         let key = &data.keys[k as usize];
         let label = data.labels.get(k as usize).copied().unwrap_or(-1);
         let pics = columns
             .iter()
             .map(|v| {
                 let alt = format!("{key} {v}");
-                let (src, background) = thumb_of(key, v)?;
-                let mut caps = captions(key, v, background.as_deref(), only);
+                let (src, background) = self.frames.thumb(key, v, self.size, self.thumb)?;
+                let mut caps = self.captions(key, v, background.as_deref(), only);
                 // Models in the report's order.
-                caps.sort_by_key(|c| agg.models.iter().position(|m| *m == c.model));
+                caps.sort_by_key(|c| self.agg.models.iter().position(|m| *m == c.model));
                 Some(Pic {
                     src,
                     alt,
@@ -437,37 +622,48 @@ pub fn build(
             .collect();
         Shown {
             key: key.clone(),
-            class: class_name(names, label),
+            class: class_name(self.names, label),
             pics,
         }
-    };
-    out.gallery = gallery
-        .iter()
-        .map(|&k| shown(k, &agg.variants, None))
-        .collect();
-    out.from_background = from_background
-        .iter()
-        .map(|(m, ks)| {
-            let name = &data.models[*m];
-            let cols = ["bg_only".to_string()];
-            (
-                name.clone(),
-                ks.iter().map(|&k| shown(k, &cols, Some(name))).collect(),
-            )
-        })
-        .collect();
-    if let Some(b) = baseline {
-        let name = &data.models[b];
-        out.worst = worst
+    }
+
+    /// The gallery, the `bg_only` pictures and the worst cases of `picks`, into `out`.
+    fn fill(&self, picks: &Picks, out: &mut Pictures) {
+        let data = self.ctx.data;
+        out.gallery = picks
+            .gallery
             .iter()
-            .map(|(v, ks)| {
-                let cols = ["original".to_string(), data.variants[*v].clone()];
+            .map(|&k| self.shown(k, &self.agg.variants, None))
+            .collect();
+        out.from_background = picks
+            .from_background
+            .iter()
+            .map(|(m, ks)| {
+                let name = &data.models[*m];
+                let cols = ["bg_only".to_string()];
                 (
-                    data.variants[*v].clone(),
-                    ks.iter().map(|&k| shown(k, &cols, Some(name))).collect(),
+                    name.clone(),
+                    ks.iter()
+                        .map(|&k| self.shown(k, &cols, Some(name)))
+                        .collect(),
                 )
             })
             .collect();
+        if let Some(b) = picks.baseline {
+            let name = &data.models[b];
+            out.worst = picks
+                .worst
+                .iter()
+                .map(|(v, ks)| {
+                    let cols = ["original".to_string(), data.variants[*v].clone()];
+                    (
+                        data.variants[*v].clone(),
+                        ks.iter()
+                            .map(|&k| self.shown(k, &cols, Some(name)))
+                            .collect(),
+                    )
+                })
+                .collect();
+        }
     }
-    Ok(out)
 }

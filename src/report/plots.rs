@@ -330,15 +330,18 @@ fn px(c: (i32, i32)) -> (f64, f64) {
     (f64::from(c.0), f64::from(c.1))
 }
 
-fn draw<DB: DrawingBackend>(
-    root: DrawingArea<DB, plotters::coord::Shift>,
-    f: &Figure,
-) -> Result<(), String>
+/// The drawing surface of one figure file.
+type Area<DB> = DrawingArea<DB, plotters::coord::Shift>;
+
+fn err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> String {
+    e.to_string()
+}
+
+fn draw<DB: DrawingBackend>(root: Area<DB>, f: &Figure) -> Result<(), String>
 where
     DB::ErrorType: 'static,
 {
-    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    root.fill(&WHITE).map_err(e)?;
+    root.fill(&WHITE).map_err(err)?;
     let ((xmin, xmax), (ymin, ymax)) = ranges(f);
     let mut chart = ChartBuilder::on(&root)
         .caption(&f.title, ("sans-serif", 22))
@@ -346,14 +349,14 @@ where
         .x_label_area_size(40)
         .y_label_area_size(55)
         .build_cartesian_2d(xmin..xmax, ymin..ymax)
-        .map_err(e)?;
+        .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("top-1 accuracy on original images (%)")
         .y_desc(&f.y_label)
         .label_style(("sans-serif", 14))
         .draw()
-        .map_err(e)?;
+        .map_err(err)?;
     let (pxr, pyr) = chart.plotting_area().get_pixel_range();
     let area = Rect {
         x0: f64::from(pxr.start),
@@ -364,6 +367,39 @@ where
     let to_px = |x: f64, y: f64| chart.backend_coord(&(x, y));
 
     // Error bars first, so the dots sit on top of them.
+    draw_error_bars(&root, f, &to_px)?;
+    let dots: Vec<(f64, f64)> = f
+        .series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| px(to_px(p.x, p.y))))
+        .collect();
+    // The legend is placed before the labels so they can avoid it.
+    let legend = Legend::place(&root, f, area, &dots)?;
+    let (names, specs) = label_specs(&root, f, &to_px)?;
+    let obstacles: Vec<Rect> = legend.iter().map(|l| l.rect).collect();
+    let placed = place_labels(&specs, &dots, f64::from(DOT_RADIUS), &obstacles, area);
+    // Leader lines under the dots, so they seem to start at the dot's edge.
+    draw_leaders(&root, &specs, &placed)?;
+    for (i, (_, points)) in f.series.iter().enumerate() {
+        let style = ShapeStyle::from(&series_colour(i)).filled();
+        for p in points {
+            root.draw(&Circle::new(to_px(p.x, p.y), DOT_RADIUS, style))
+                .map_err(err)?;
+        }
+    }
+    draw_names(&root, &names, &placed)?;
+    if let Some(l) = legend {
+        l.draw(&root)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Each point's 95% intervals: a bar with end caps per known interval.
+fn draw_error_bars<DB: DrawingBackend>(
+    root: &Area<DB>,
+    f: &Figure,
+    to_px: &impl Fn(f64, f64) -> (i32, i32),
+) -> Result<(), String> {
     for (i, (_, points)) in f.series.iter().enumerate() {
         let style = ShapeStyle::from(&series_colour(i)).stroke_width(1);
         for p in points {
@@ -386,119 +422,84 @@ where
                 ]);
             }
             for s in segs {
-                root.draw(&PathElement::new(s.to_vec(), style)).map_err(e)?;
+                root.draw(&PathElement::new(s.to_vec(), style))
+                    .map_err(err)?;
             }
         }
     }
+    Ok(())
+}
 
-    // Legend box, placed before the labels so they can avoid it: in the plot corner that
-    // covers the fewest dots (lower right when free, as before).
-    let legend_style: TextStyle = ("sans-serif", LEGEND_FONT).into_font().into();
-    let mut legend_rows = Vec::new();
-    for (label, _) in &f.series {
-        let (w, h) = root.estimate_text_size(label, &legend_style).map_err(e)?;
-        legend_rows.push((label.as_str(), f64::from(w), f64::from(h)));
-    }
-    let row_h = legend_rows.iter().map(|r| r.2).fold(12.0, f64::max) + 4.0;
-    let text_w = legend_rows.iter().map(|r| r.1).fold(0.0, f64::max);
-    let (lw, lh) = (
-        8.0 + 2.0 * f64::from(DOT_RADIUS) + 8.0 + text_w + 8.0,
-        8.0 + row_h * legend_rows.len() as f64,
-    );
-    let dots: Vec<(f64, f64)> = f
-        .series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| px(to_px(p.x, p.y))))
-        .collect();
-    let inset = 8.0;
-    let legend = [
-        Rect::at(area.x1 - inset - lw, area.y1 - inset - lh, (lw, lh)),
-        Rect::at(area.x0 + inset, area.y0 + inset, (lw, lh)),
-        Rect::at(area.x1 - inset - lw, area.y0 + inset, (lw, lh)),
-        Rect::at(area.x0 + inset, area.y1 - inset - lh, (lw, lh)),
-    ]
-    .into_iter()
-    .map(|r| {
-        let r_dot = f64::from(DOT_RADIUS);
-        let covered = dots
-            .iter()
-            .filter(|&&d| Rect::around(d, r_dot).overlap(&r) > 0.0)
-            .count();
-        (covered, r)
-    })
-    .reduce(|best, x| if x.0 < best.0 { x } else { best })
-    .map(|(_, r)| r)
-    .filter(|_| !legend_rows.is_empty());
+fn legend_style() -> TextStyle<'static> {
+    ("sans-serif", LEGEND_FONT).into_font().into()
+}
 
-    // One label per model, at its dot in the first series that has it.
-    let label_style: TextStyle = ("sans-serif", LABEL_FONT).into_font().into();
-    let mut specs = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    for (_, points) in &f.series {
-        for p in points {
-            if names.contains(&p.model.as_str()) {
-                continue;
-            }
-            let (w, h) = root.estimate_text_size(&p.model, &label_style).map_err(e)?;
-            specs.push(LabelSpec {
-                anchor: px(to_px(p.x, p.y)),
-                size: (f64::from(w) + 2.0 * TEXT_PAD, f64::from(h) + 2.0 * TEXT_PAD),
-            });
-            names.push(&p.model);
+/// The legend box: a dot and the label of each series, one row each.
+struct Legend<'a> {
+    rect: Rect,
+    /// (label, text width, text height)
+    rows: Vec<(&'a str, f64, f64)>,
+    row_h: f64,
+}
+
+impl<'a> Legend<'a> {
+    /// Sized to its rows, in the plot corner that covers the fewest `dots` (lower right
+    /// when free, as before); `None` when there are no series.
+    fn place<DB: DrawingBackend>(
+        root: &Area<DB>,
+        f: &'a Figure,
+        area: Rect,
+        dots: &[(f64, f64)],
+    ) -> Result<Option<Self>, String> {
+        let style = legend_style();
+        let mut rows = Vec::new();
+        for (label, _) in &f.series {
+            let (w, h) = root.estimate_text_size(label, &style).map_err(err)?;
+            rows.push((label.as_str(), f64::from(w), f64::from(h)));
         }
-    }
-    let obstacles: Vec<Rect> = legend.iter().copied().collect();
-    let placed = place_labels(&specs, &dots, f64::from(DOT_RADIUS), &obstacles, area);
-
-    // Leader lines under the dots, so they seem to start at the dot's edge.
-    let grey = ShapeStyle::from(&RGBColor(150, 150, 150)).stroke_width(1);
-    for (s, p) in specs.iter().zip(&placed) {
-        if p.leader {
-            let (nx, ny) = p.rect.nearest(s.anchor);
-            let path = vec![
-                (s.anchor.0 as i32, s.anchor.1 as i32),
-                (nx.round() as i32, ny.round() as i32),
-            ];
-            root.draw(&PathElement::new(path, grey)).map_err(e)?;
+        if rows.is_empty() {
+            return Ok(None);
         }
-    }
-    for (i, (_, points)) in f.series.iter().enumerate() {
-        let style = ShapeStyle::from(&series_colour(i)).filled();
-        for p in points {
-            root.draw(&Circle::new(to_px(p.x, p.y), DOT_RADIUS, style))
-                .map_err(e)?;
-        }
-    }
-    // A faint white box behind each name keeps it readable over grid and error bars.
-    for (name, p) in names.iter().zip(&placed) {
-        let r = p.rect;
-        let (x0, y0) = (r.x0.round() as i32, r.y0.round() as i32);
-        let (x1, y1) = (r.x1.round() as i32, r.y1.round() as i32);
-        root.draw(&Rectangle::new(
-            [(x0, y0), (x1, y1)],
-            WHITE.mix(0.75).filled(),
-        ))
-        .map_err(e)?;
-        let pad = TEXT_PAD as i32;
-        root.draw(&Text::new(
-            name.to_string(),
-            (x0 + pad, y0 + pad),
-            label_style.clone(),
-        ))
-        .map_err(e)?;
+        let row_h = rows.iter().map(|r| r.2).fold(12.0, f64::max) + 4.0;
+        let text_w = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+        let (lw, lh) = (
+            8.0 + 2.0 * f64::from(DOT_RADIUS) + 8.0 + text_w + 8.0,
+            8.0 + row_h * rows.len() as f64,
+        );
+        let inset = 8.0;
+        let corners = [
+            Rect::at(area.x1 - inset - lw, area.y1 - inset - lh, (lw, lh)),
+            Rect::at(area.x0 + inset, area.y0 + inset, (lw, lh)),
+            Rect::at(area.x1 - inset - lw, area.y0 + inset, (lw, lh)),
+            Rect::at(area.x0 + inset, area.y1 - inset - lh, (lw, lh)),
+        ];
+        let covered = |r: &Rect| {
+            let r_dot = f64::from(DOT_RADIUS);
+            dots.iter()
+                .filter(|&&d| Rect::around(d, r_dot).overlap(r) > 0.0)
+                .count()
+        };
+        let rect = corners
+            .into_iter()
+            .map(|r| (covered(&r), r))
+            .reduce(|best, x| if x.0 < best.0 { x } else { best })
+            .map(|(_, r)| r);
+        Ok(rect.map(|rect| Legend { rect, rows, row_h }))
     }
 
-    if let Some(l) = legend {
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> Result<(), String> {
+        let (l, row_h) = (self.rect, self.row_h);
         let (x0, y0) = (l.x0.round() as i32, l.y0.round() as i32);
         let (x1, y1) = (l.x1.round() as i32, l.y1.round() as i32);
         root.draw(&Rectangle::new(
             [(x0, y0), (x1, y1)],
             WHITE.mix(0.85).filled(),
         ))
-        .map_err(e)?;
+        .map_err(err)?;
         root.draw(&Rectangle::new([(x0, y0), (x1, y1)], BLACK))
-            .map_err(e)?;
-        for (i, (label, _, h)) in legend_rows.iter().enumerate() {
+            .map_err(err)?;
+        let style = legend_style();
+        for (i, (label, _, h)) in self.rows.iter().enumerate() {
             let top = l.y0 + 4.0 + row_h * i as f64;
             let mid = (top + row_h / 2.0).round() as i32;
             let cx = x0 + 8 + DOT_RADIUS;
@@ -507,17 +508,95 @@ where
                 DOT_RADIUS,
                 ShapeStyle::from(&series_colour(i)).filled(),
             ))
-            .map_err(e)?;
+            .map_err(err)?;
             let ty = (top + (row_h - h) / 2.0).round() as i32;
             root.draw(&Text::new(
                 label.to_string(),
                 (cx + DOT_RADIUS + 8, ty),
-                legend_style.clone(),
+                style.clone(),
             ))
-            .map_err(e)?;
+            .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+fn label_style() -> TextStyle<'static> {
+    ("sans-serif", LABEL_FONT).into_font().into()
+}
+
+/// One label per model, at its dot in the first series that has it: the model names and
+/// their boxes to place.
+fn label_specs<'a, DB: DrawingBackend>(
+    root: &Area<DB>,
+    f: &'a Figure,
+    to_px: &impl Fn(f64, f64) -> (i32, i32),
+) -> Result<(Vec<&'a str>, Vec<LabelSpec>), String> {
+    let style = label_style();
+    let mut specs = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for (_, points) in &f.series {
+        for p in points {
+            if names.contains(&p.model.as_str()) {
+                continue;
+            }
+            let (w, h) = root.estimate_text_size(&p.model, &style).map_err(err)?;
+            specs.push(LabelSpec {
+                anchor: px(to_px(p.x, p.y)),
+                size: (f64::from(w) + 2.0 * TEXT_PAD, f64::from(h) + 2.0 * TEXT_PAD),
+            });
+            names.push(&p.model);
         }
     }
-    root.present().map_err(e)
+    Ok((names, specs))
+}
+
+/// A grey line from each dot to its label where the label was moved away.
+fn draw_leaders<DB: DrawingBackend>(
+    root: &Area<DB>,
+    specs: &[LabelSpec],
+    placed: &[Placed],
+) -> Result<(), String> {
+    let grey = ShapeStyle::from(&RGBColor(150, 150, 150)).stroke_width(1);
+    for (s, p) in specs.iter().zip(placed) {
+        if p.leader {
+            let (nx, ny) = p.rect.nearest(s.anchor);
+            let path = vec![
+                (s.anchor.0 as i32, s.anchor.1 as i32),
+                (nx.round() as i32, ny.round() as i32),
+            ];
+            root.draw(&PathElement::new(path, grey)).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The model names in their placed boxes.
+fn draw_names<DB: DrawingBackend>(
+    root: &Area<DB>,
+    names: &[&str],
+    placed: &[Placed],
+) -> Result<(), String> {
+    let style = label_style();
+    // A faint white box behind each name keeps it readable over grid and error bars.
+    for (name, p) in names.iter().zip(placed) {
+        let r = p.rect;
+        let (x0, y0) = (r.x0.round() as i32, r.y0.round() as i32);
+        let (x1, y1) = (r.x1.round() as i32, r.y1.round() as i32);
+        root.draw(&Rectangle::new(
+            [(x0, y0), (x1, y1)],
+            WHITE.mix(0.75).filled(),
+        ))
+        .map_err(err)?;
+        let pad = TEXT_PAD as i32;
+        root.draw(&Text::new(
+            name.to_string(),
+            (x0 + pad, y0 + pad),
+            style.clone(),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Writes `NAME.svg` and `NAME.png` into `dir`; returns the SVG paths.

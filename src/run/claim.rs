@@ -218,6 +218,17 @@ fn prepare_out_dir(
     shards: &[PathBuf],
 ) -> Result<Vec<ShardEntry>, FatalError> {
     std::fs::create_dir_all(out).map_err(|e| FatalError::output(out, e))?;
+    let leftovers = own_files(out, rank, shards)?;
+    if resume {
+        return keep_complete(out, rank, shards, &leftovers);
+    }
+    clear_earlier_run(out, overwrite, rank, &leftovers)?;
+    Ok(Vec::new())
+}
+
+/// The files in `out` that this process may settle: all the run's files, or for a rank
+/// of a split run only its own (see [`prepare_out_dir`]).
+fn own_files(out: &Path, rank: &Rank, shards: &[PathBuf]) -> Result<Vec<PathBuf>, FatalError> {
     let manifest_name = rank.manifest_name();
     let split = rank.world_size > 1;
     let stems: Vec<String> = shards
@@ -240,33 +251,59 @@ fn prepare_out_dir(
                 || name == manifest::RUN
         }
     };
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(out)
+    Ok(std::fs::read_dir(out)
         .map_err(|e| FatalError::output(out, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| mine(p.file_name().and_then(|n| n.to_str()).unwrap_or("")))
+        .filter(|p| mine(file_name(p)))
+        .collect())
+}
+
+fn file_name(p: &Path) -> &str {
+    p.file_name().and_then(|n| n.to_str()).unwrap_or("")
+}
+
+fn remove(p: &Path) -> Result<(), FatalError> {
+    std::fs::remove_file(p).map_err(|e| FatalError::output(p, e))
+}
+
+/// `--resume`: keeps the files of the complete shards the manifest records, deletes the
+/// other `leftovers`, and rewrites the manifest without torn lines. Returns those shards.
+fn keep_complete(
+    out: &Path,
+    rank: &Rank,
+    shards: &[PathBuf],
+    leftovers: &[PathBuf],
+) -> Result<Vec<ShardEntry>, FatalError> {
+    let manifest_name = rank.manifest_name();
+    // A shard that could not be read to its end is redone: its file may have been
+    // fixed since, and its rows are only what was readable then.
+    let entries: Vec<ShardEntry> = manifest::read(out, &manifest_name)?
+        .into_iter()
+        .filter(|e| e.error.is_none())
         .collect();
-    let remove = |p: &Path| std::fs::remove_file(p).map_err(|e| FatalError::output(p, e));
-    if resume {
-        // A shard that could not be read to its end is redone: its file may have been
-        // fixed since, and its rows are only what was readable then.
-        let entries: Vec<ShardEntry> = manifest::read(out, &manifest_name)?
-            .into_iter()
-            .filter(|e| e.error.is_none())
-            .collect();
-        let entries = unchanged(out, entries, shards)?;
-        let keep: HashSet<&str> = entries
-            .iter()
-            .flat_map(|e| e.files.iter().map(String::as_str))
-            .collect();
-        for p in &leftovers {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if (name.ends_with(".parquet") && !keep.contains(name)) || name.ends_with(".tmp") {
-                remove(p)?;
-            }
+    let entries = unchanged(out, entries, shards)?;
+    let keep: HashSet<&str> = entries
+        .iter()
+        .flat_map(|e| e.files.iter().map(String::as_str))
+        .collect();
+    for p in leftovers {
+        let name = file_name(p);
+        if (name.ends_with(".parquet") && !keep.contains(name)) || name.ends_with(".tmp") {
+            remove(p)?;
         }
-        manifest::compact(out, &manifest_name, &entries)?;
-        return Ok(entries);
     }
+    manifest::compact(out, &manifest_name, &entries)?;
+    Ok(entries)
+}
+
+/// Without `--resume`: refuses `leftovers` that hold a run unless `overwrite`, which
+/// deletes them.
+fn clear_earlier_run(
+    out: &Path,
+    overwrite: bool,
+    rank: &Rank,
+    leftovers: &[PathBuf],
+) -> Result<(), FatalError> {
     // A plan alone (a rank that started and wrote nothing yet) is not a run to protect.
     let holds_run = leftovers.iter().any(|p| {
         p.file_name()
@@ -274,7 +311,7 @@ fn prepare_out_dir(
             .is_some_and(|n| n != rank.plan_name())
     });
     if !holds_run {
-        return Ok(Vec::new());
+        return Ok(());
     }
     if !overwrite {
         return Err(FatalError::OutputInUse {
@@ -283,7 +320,7 @@ fn prepare_out_dir(
                 "already holds a run ({} file(s){}); pass --resume to finish it, --overwrite \
                  to replace it, or choose another --out",
                 leftovers.len(),
-                if split {
+                if rank.world_size > 1 {
                     format!(" of rank {}", rank.rank)
                 } else {
                     String::new()
@@ -291,8 +328,8 @@ fn prepare_out_dir(
             ),
         });
     }
-    for p in &leftovers {
+    for p in leftovers {
         remove(p)?;
     }
-    Ok(Vec::new())
+    Ok(())
 }
