@@ -18,6 +18,10 @@ Sources:
                           and preprocessed as timm's validate.py does: the pretrained
                           config's test-time size and crop (--train-size: the training ones).
 
+Every convolution is rewritten to read cuDNN's settings at run time (runtime_conv.py:
+torch.jit.trace would bake benchmark and TF32 flags into each one); the sidecar says so
+with "conv_flags": "runtime".
+
 The sidecar (`NAME.json`, schema in schemas/model-sidecar.schema.json) carries the
 preprocessing bgstream applies in Rust: input_size, crop_pct, interpolation, mean and std on
 the 0..1 scale (timm's convention), and num_classes.
@@ -28,6 +32,8 @@ import os
 import sys
 
 import torch
+
+from runtime_conv import make_runtime, mark
 
 LITE = {
     # name: (input_size, module with the weights file)
@@ -142,6 +148,8 @@ def export(name, out, random_weights, channels_last, train_size=False):
         example = example.to(memory_format=torch.channels_last)
     with torch.no_grad():
         traced = torch.jit.trace(model, example, check_trace=False)
+    # Trace bakes cuDNN's flags into each convolution; bgstream's settings must reach them.
+    mark(meta, make_runtime(traced))
     # Millions of parameters, as timm's validate.py reports them (results.csv).
     meta["param_count"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     meta["format"] = "torchscript-trace"
@@ -168,6 +176,15 @@ def read_list(path):
     return names
 
 
+def runtime_export(out, name):
+    """Whether NAME.pt and a sidecar that says "conv_flags": "runtime" are in `out`."""
+    js = os.path.join(out, f"{name}.json")
+    if not (os.path.exists(os.path.join(out, f"{name}.pt")) and os.path.exists(js)):
+        return False
+    with open(js) as f:
+        return json.load(f).get("conv_flags") == "runtime"
+
+
 def exported(out, name, random_weights):
     """The sidecar of an already exported model, when it has the weights asked for."""
     pt, js = (os.path.join(out, f"{name}.{ext}") for ext in ("pt", "json"))
@@ -175,6 +192,9 @@ def exported(out, name, random_weights):
         return None
     with open(js) as f:
         meta = json.load(f)
+    # An export from before runtime_conv.py (baked cuDNN flags) is done again.
+    if meta.get("conv_flags") != "runtime":
+        return None
     return meta if (meta.get("weights") == "random") == random_weights else None
 
 
@@ -218,9 +238,7 @@ def main():
     if not args.models and not args.list:
         ap.error("name at least one model, or --list FILE")
     for name in args.models:
-        if args.skip_existing and all(
-            os.path.exists(os.path.join(args.out, f"{name}.{ext}")) for ext in ("pt", "json")
-        ):
+        if args.skip_existing and runtime_export(args.out, name):
             continue
         export(name, args.out, args.random_weights, args.channels_last, args.train_size)
 

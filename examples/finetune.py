@@ -56,6 +56,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from runtime_conv import make_runtime, mark
+
 IMAGE_EXTS = {"jpg", "jpeg", "png"}
 
 
@@ -324,6 +326,8 @@ def export(model, cfg, args, seed, num_classes, shards, n_samples, tid):
     pt = os.path.join(args.out, f"{name}.pt")
     with torch.no_grad():
         traced = torch.jit.trace(model, torch.zeros(2, 3, size, size), check_trace=False)
+    # Trace bakes cuDNN's flags into each convolution; bgstream's settings must reach them.
+    mark(meta, make_runtime(traced))
     write_atomic(pt, traced.save)
 
     def write_json(tmp):

@@ -18,6 +18,8 @@ import sys
 
 import torch
 
+from runtime_conv import make_runtime, mark
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -32,6 +34,9 @@ def freeze(src, dst, precision, device, name=None):
         frozen = torch.jit.freeze(m)
         if torch.device(device).type == "cuda":
             frozen = torch.jit.optimize_for_inference(frozen)
+    # Freezing keeps the nodes it is given; a model exported before runtime_conv.py still
+    # has baked flags, rewritten here.
+    mark(meta, make_runtime(frozen))
     frozen.save(dst + ".tmp")
     # Load it back and run it once: a module that cannot be read or take this input fails
     # here, not in bgstream.
