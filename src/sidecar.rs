@@ -30,6 +30,21 @@ pub struct Sidecar {
     /// timm's validate.py does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub param_count: Option<f64>,
+    /// Whether the model's convolutions read cuDNN's settings when they run (what
+    /// export_models.py writes) or carry the flags torch.jit.trace baked in; a run refuses
+    /// baked flags unless the sidecar says so (`crate::infer::graph`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv_flags: Option<ConvFlags>,
+}
+
+/// [`Sidecar::conv_flags`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvFlags {
+    /// `aten::convolution` / `convNd`: `--cudnn-benchmark` and the TF32 policy apply.
+    Runtime,
+    /// `aten::_convolution` with the tracer's constants, run as they are.
+    Baked,
 }
 
 impl Sidecar {

@@ -4,6 +4,7 @@
 //! ([`crate::batch`]); nothing here is shared across threads.
 
 pub mod device;
+pub mod graph;
 pub mod model;
 
 pub use device::{resolve_device, resolve_devices, Precision};

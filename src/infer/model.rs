@@ -65,6 +65,7 @@ impl Model {
                 });
             }
         }
+        check_conv_flags(path, &sidecar)?;
         let mut module =
             CModule::load_on_device(path, device).map_err(|source| FatalError::ModelLoad {
                 path: path.to_path_buf(),
@@ -258,6 +259,36 @@ impl Collected {
 }
 
 /// The `[1000, 9]` one-hot matrix of the `in_to_in9` table (see [`Model`]'s `in9`).
+/// Refuses a model whose convolutions carry the cuDNN flags torch.jit.trace baked in
+/// (`--cudnn-benchmark` and the TF32 policy would silently not apply), unless its sidecar
+/// says `"conv_flags": "baked"`; then it runs, with a warning.
+fn check_conv_flags(path: &Path, sidecar: &Sidecar) -> Result<(), FatalError> {
+    let sites = super::graph::conv_sites(path)?;
+    if sites.baked == 0 {
+        return Ok(());
+    }
+    if sidecar.conv_flags == Some(crate::sidecar::ConvFlags::Baked) {
+        tracing::warn!(
+            "{}: {} convolution sites keep torch.jit.trace's cuDNN flags (sidecar: \
+             conv_flags baked); --cudnn-benchmark and the TF32 policy do not reach them",
+            path.display(),
+            sites.baked
+        );
+        return Ok(());
+    }
+    Err(FatalError::Model {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{} convolution sites carry cuDNN flags baked in by torch.jit.trace, so \
+             --cudnn-benchmark and the TF32 policy would not reach them: rewrite it with \
+             `python examples/runtime_conv.py {}` (same numbers), or set \
+             \"conv_flags\": \"baked\" in its sidecar to run it as it is",
+            sites.baked,
+            path.display()
+        ),
+    })
+}
+
 fn in9_matrix() -> Tensor {
     let mut m = vec![0f32; 1000 * in9::NAMES.len()];
     for (c, &v) in in9::table().iter().enumerate() {

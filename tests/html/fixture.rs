@@ -110,6 +110,7 @@ fn sidecar(name: String, weights: String) -> Sidecar {
         num_classes: 1000,
         frozen_precision: None,
         param_count: None,
+        conv_flags: None,
     }
 }
 

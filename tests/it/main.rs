@@ -9,6 +9,7 @@ mod backgrounds;
 mod bad_input;
 mod batcher;
 mod common;
+mod conv_flags;
 mod finetune;
 mod hostile;
 mod hostile3;
