@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     let mut next = |_field: &'static str| strings.next().unwrap_or_default();
     let (dir, path) = figure();
     let owned = fixture::build(shape, path, dir.path(), &mut next);
-    let html = report::render(&owned.input());
+    let html = html::render(&owned.input());
     let doc = match check::check(&html) {
         Ok(doc) => doc,
         Err(errs) => panic!("{shape:?}: {}", errs.join("\n")),
