@@ -15,6 +15,15 @@ const CODE_FILE_LIMIT: u64 = 16 << 20;
 /// How many code files are read before the archive is refused as a bomb.
 const CODE_FILES_LIMIT: usize = 100_000;
 
+/// Calls whose convolutions read cuDNN's settings when they run.
+const RUNTIME_CALLS: [&str; 5] = [
+    "torch.convolution(",
+    "torch.conv1d(",
+    "torch.conv2d(",
+    "torch.conv3d(",
+    "torch.conv_transpose",
+];
+
 /// Convolution call sites in an archive's code (one per distinct module class, not per
 /// layer: a class's code is shared by its instances).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,11 +39,7 @@ impl ConvSites {
     /// Counts the call sites in one code file's text.
     pub fn of_code(text: &str) -> Self {
         let baked = text.matches("torch._convolution(").count();
-        let runtime = ["torch.convolution(", "torch.conv1d(", "torch.conv2d("]
-            .iter()
-            .chain(&["torch.conv3d(", "torch.conv_transpose"])
-            .map(|p| text.matches(p).count())
-            .sum();
+        let runtime = RUNTIME_CALLS.iter().map(|p| text.matches(p).count()).sum();
         ConvSites { baked, runtime }
     }
 
