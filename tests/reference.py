@@ -13,6 +13,7 @@ the Rust test shows exactly what differed.
   aggregate-clients DIR SUMMARY.parquet BASELINE
                                        examples/aggregate.sql and aggregate_polars.py vs bgstream
 """
+import hashlib
 import json
 import math
 import os
@@ -259,8 +260,11 @@ def cmd_clients(parquet_dir, summary_path):
             # The summary gives percent.
             if got is None or got[0] != a["images"] or not math.isclose(100 * got[1], a["top1"], abs_tol=1e-9) or not math.isclose(100 * got[2], a["top5"], abs_tol=1e-9):
                 problems.append(f"{name} {k}: {got} vs summary {a}")
-    if run_meta is None or "variants" not in run_meta:
+    run_json = os.path.join(parquet_dir, "_run.json")
+    if run_meta is None or "run_sha256" not in run_meta:
         problems.append("no bgstream run metadata in the Parquet key-value metadata")
+    elif run_meta["run_sha256"] != hashlib.sha256(open(run_json, "rb").read()).hexdigest():
+        problems.append("a Parquet file's run_sha256 is not the SHA-256 of _run.json")
     print(json.dumps({"rows": total, "duckdb_groups": len(duck), "polars_groups": len(pol), "problems": problems}))
     return 1 if problems else 0
 

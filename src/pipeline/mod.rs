@@ -46,13 +46,12 @@ pub async fn run(
 ) -> Result<RunSummary, FatalError> {
     let start = Instant::now();
     let ctl = Control::default();
-    let metadata = plan.metadata_json(&claim.todo);
     let RunPlan {
         cfg,
         groups,
         other_devices,
         prepare,
-        ..
+        identity,
     } = plan;
     // One name per output slot: `worst_bg:K` repeats its name K times.
     let variants: Vec<Arc<str>> = (prepare.slots().iter())
@@ -63,7 +62,7 @@ pub async fn run(
         dir: cfg.out.clone(),
         rows_per_file: cfg.rows_per_file,
         batch_rows: 8192,
-        metadata: vec![("bgstream".into(), metadata)],
+        run_sha256: identity.sha256(),
         variants: variants.clone(),
         models: models.clone(),
         manifest: cfg.rank.manifest_name(),
@@ -72,7 +71,7 @@ pub async fn run(
     let readers = cfg.readers.clamp(1, claim.todo.len().max(1));
     let (sample_tx, sample_rx) = bounded(workers * 2);
     let (prep_tx, prep_rx) = bounded::<Prepared>(workers * 2);
-    let (sink_tx, sink_rx) = bounded::<SinkMsg>(8);
+    let (sink_tx, sink_rx) = bounded::<SinkMsg>(sink_capacity(cfg.batch_size));
     let read = {
         let (paths, ctl2, counters) = (queue(&claim.todo), ctl.clone(), counters.clone());
         let sink_tx = sink_tx.clone();
@@ -116,6 +115,19 @@ pub async fn run(
     summary.interrupted = interrupted;
     summary.in_flight_max = counters.in_flight_max.load(Ordering::Relaxed);
     Ok(summary)
+}
+
+/// Rows the devices may produce while the writer is busy committing a shard (its fsyncs):
+/// about 0.1 s at 200,000 rows/s, many small models on a fast GPU.
+const COMMIT_STALL_ROWS: usize = 20_000;
+
+/// Messages the rows channel holds: one message is a batch's rows (or one filtered image,
+/// or one shard's end), so the channel is sized in batches, to absorb
+/// [`COMMIT_STALL_ROWS`] without stalling inference; about 100 bytes a row, 2 MB at most.
+fn sink_capacity(batch_size: usize) -> usize {
+    COMMIT_STALL_ROWS
+        .div_ceil(batch_size.max(1))
+        .clamp(16, 4096)
 }
 
 /// A closed channel holding `items`: the readers' work list.
@@ -277,5 +289,22 @@ impl RunSummary {
             interrupted: false,
             in_flight_max: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rows_channel_holds_a_commit_stall_of_batches() {
+        // 256-image batches: 79 messages hold 20,000 rows.
+        assert_eq!(sink_capacity(256), 79);
+        assert!(sink_capacity(256) * 256 >= COMMIT_STALL_ROWS);
+        // Never fewer than 16 messages (filtered images are one message each), never
+        // unbounded for tiny batches.
+        assert_eq!(sink_capacity(100_000), 16);
+        assert_eq!(sink_capacity(1), 4096);
+        assert_eq!(sink_capacity(0), 4096);
     }
 }

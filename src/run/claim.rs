@@ -87,7 +87,14 @@ pub fn claim(plan: &RunPlan) -> Result<Claim, FatalError> {
     }
     let completed = prepare_out_dir(out, cfg.overwrite, cfg.resume, &cfg.rank, &cfg.rank_shards)?;
     record_identity(out, &plan.identity, &cfg.rank, cfg.overwrite)?;
-    Plan::write(out, &cfg.rank, &cfg.rank_shards)?;
+    Plan {
+        model_paths: (plan.groups.iter().flatten())
+            .map(|m| m.path.display().to_string())
+            .collect(),
+        devices: cfg.devices.iter().map(|d| format!("{d:?}")).collect(),
+        ..Plan::new(&cfg.rank, &cfg.rank_shards)
+    }
+    .write(out, &cfg.rank)?;
     let done: HashSet<&str> = completed.iter().map(|e| e.shard.as_str()).collect();
     let todo = cfg
         .rank_shards
@@ -144,10 +151,7 @@ fn record_identity(
 ) -> Result<(), FatalError> {
     let path = out.join(manifest::RUN);
     let tmp = out.join(format!("_run.{}.json.tmp", rank.tag()));
-    let write = || {
-        let json = serde_json::to_vec_pretty(identity).expect("json");
-        crate::atomic::write_via(&path, &tmp, &json)
-    };
+    let write = || crate::atomic::write_via(&path, &tmp, &identity.to_json());
     if overwrite && rank.world_size > 1 {
         // A split run's --overwrite replaces this rank's files, never the others'; the
         // shared identity is simply rewritten.
@@ -279,7 +283,7 @@ fn keep_complete(
     // fixed since, and its rows are only what was readable then.
     let entries: Vec<ShardEntry> = manifest::read(out, &manifest_name)?
         .into_iter()
-        .filter(|e| e.error.is_none())
+        .filter(|e| e.error.is_none() && files_intact(out, e))
         .collect();
     let entries = unchanged(out, entries, shards)?;
     let keep: HashSet<&str> = entries
@@ -294,6 +298,25 @@ fn keep_complete(
     }
     manifest::compact(out, &manifest_name, &entries)?;
     Ok(entries)
+}
+
+/// Whether every file of `entry` is in `out` at its recorded size. The sink does not sync
+/// the folder after each rename, so a crash can keep a recorded file from the disk: its
+/// shard is then redone.
+fn files_intact(out: &Path, entry: &ShardEntry) -> bool {
+    let intact =
+        entry
+            .files
+            .iter()
+            .enumerate()
+            .all(|(i, name)| match std::fs::metadata(out.join(name)) {
+                Ok(m) => entry.bytes.get(i).is_none_or(|&b| b == m.len()),
+                Err(_) => false,
+            });
+    if !intact {
+        tracing::warn!(shard = %entry.shard, "--resume: a recorded file is missing or not its recorded size; redoing the shard");
+    }
+    intact
 }
 
 /// Without `--resume`: refuses `leftovers` that hold a run unless `overwrite`, which

@@ -54,6 +54,20 @@ pub struct DonorIdentity {
 }
 
 impl RunIdentity {
+    /// The bytes of `_run.json`.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("serialisable")
+    }
+
+    /// SHA-256 of [`to_json`](Self::to_json) in hex: what every Parquet file records in
+    /// place of the identity itself, so a file's metadata does not grow with the run, and
+    /// `sha256sum _run.json` tells which run a file belongs to.
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.to_json());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The fields that differ from `before`, each as `field: before -> now`.
     pub fn differences(&self, before: &RunIdentity) -> Vec<String> {
         let (now, was) = (

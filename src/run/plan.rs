@@ -58,29 +58,6 @@ impl RunPlan {
             identity,
         })
     }
-
-    /// Run metadata stored in every Parquet file under the key `bgstream`: the identity's
-    /// fields plus what may differ between ranks or reruns without changing a row.
-    pub fn metadata_json(&self, shards: &[std::path::PathBuf]) -> String {
-        let cfg = &self.cfg;
-        let mut meta = serde_json::to_value(&self.identity).expect("serialisable");
-        let extra = serde_json::json!({
-            "model_paths": self.groups.iter().flatten()
-                .map(|m| m.path.display().to_string()).collect::<Vec<_>>(),
-            "filter": {
-                "min_fg": cfg.min_fg,
-                "max_fg": cfg.max_fg,
-                "definition": "area of the union of boxes (x1, y1 exclusive) / image area",
-            },
-            "devices": cfg.devices.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>(),
-            "rank": cfg.rank,
-            "shards": shards.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        });
-        if let (Some(m), serde_json::Value::Object(e)) = (meta.as_object_mut(), extra) {
-            m.extend(e);
-        }
-        meta.to_string()
-    }
 }
 
 /// Groups models by preprocessing, keeping first-appearance order.

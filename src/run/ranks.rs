@@ -136,22 +136,34 @@ impl Rank {
     }
 }
 
-/// What a rank was asked to do, written when it starts (`_rank-R-of-W.json`).
+/// What a rank was asked to do and with what, written when it starts
+/// (`_rank-R-of-W.json`): what may differ between ranks or reruns without changing a row
+/// (the rest is the identity, `_run.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub rank: usize,
     pub world_size: usize,
     pub shards: Vec<String>,
+    /// The models' files as this rank loaded them (absolute).
+    #[serde(default)]
+    pub model_paths: Vec<String>,
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 impl Plan {
-    pub fn write(dir: &Path, rank: &Rank, shards: &[PathBuf]) -> Result<(), FatalError> {
-        let plan = Plan {
+    pub fn new(rank: &Rank, shards: &[PathBuf]) -> Self {
+        Plan {
             rank: rank.rank,
             world_size: rank.world_size,
             shards: shards.iter().map(|p| p.display().to_string()).collect(),
-        };
-        let json = serde_json::to_vec_pretty(&plan).expect("json");
+            model_paths: Vec::new(),
+            devices: Vec::new(),
+        }
+    }
+
+    pub fn write(&self, dir: &Path, rank: &Rank) -> Result<(), FatalError> {
+        let json = serde_json::to_vec_pretty(self).expect("json");
         crate::atomic::write_file(&dir.join(rank.plan_name()), &json)
     }
 }

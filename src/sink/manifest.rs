@@ -22,6 +22,11 @@ pub const RUN: &str = "_run.json";
 pub struct ShardEntry {
     pub shard: String,
     pub files: Vec<String>,
+    /// Each file's size in bytes, as written: `--resume` redoes a shard whose files are
+    /// not all there at these sizes (a rename that a crash kept from reaching the disk).
+    /// Absent in older manifests: their files are then only checked to exist.
+    #[serde(default)]
+    pub bytes: Vec<u64>,
     pub samples: u64,
     pub filtered: u64,
     pub failed: u64,
@@ -52,9 +57,12 @@ impl Manifest {
             .append(true)
             .open(&path)
             .map_err(|e| FatalError::output(&path, e))?;
+        // Once per run, so that the manifest's own name survives a crash.
+        sync_dir(dir);
         Ok(Manifest { path, file })
     }
 
+    /// Appends `entry` and fsyncs the manifest (the one fsync a shard adds to its files').
     pub fn append(&mut self, entry: &ShardEntry) -> Result<(), FatalError> {
         let mut line = serde_json::to_vec(entry).expect("entry serialises");
         line.push(b'\n');

@@ -3,7 +3,8 @@
 //! Rows are held per shard until every sample of the shard is accounted for (predicted,
 //! failed or filtered), then sorted by (key, variant, model) and written as
 //! `part-{stem}-{hash}-{n}.parquet` files of at most `rows_per_file` rows: each written to
-//! `*.tmp`, fsynced, renamed, and only then recorded in the manifest. So a file under its
+//! `*.tmp`, fsynced, renamed, and only then recorded (with its size) in the manifest: one
+//! fsync per file and one for the manifest line. So a file under its
 //! final name is always whole, a shard is either complete and recorded or redone by
 //! `--resume`, and the bytes written do not depend on threads or the order in which
 //! shards finish. Memory: the rows of the shards in flight (about 100 bytes a row).
@@ -19,7 +20,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::manifest::{self, Manifest, ShardEntry};
+use super::manifest::{Manifest, ShardEntry};
 use super::schema::{predictions_schema, rows_to_batch};
 use super::tally::Tally;
 use crate::error::FatalError;
@@ -31,8 +32,9 @@ pub struct SinkConfig {
     pub rows_per_file: usize,
     /// Rows per record batch.
     pub batch_rows: usize,
-    /// Key-value metadata written into every file.
-    pub metadata: Vec<(String, String)>,
+    /// [`RunIdentity::sha256`](crate::run::identity::RunIdentity::sha256): each file
+    /// names its run by this hash, never by the run's own (growing) lists.
+    pub run_sha256: String,
     /// Output order of variants and models (their position in the run's lists).
     pub variants: Vec<Arc<str>>,
     pub models: Vec<Arc<str>>,
@@ -183,17 +185,22 @@ impl ParquetSink {
         Ok(())
     }
 
-    fn properties(&self) -> WriterProperties {
-        let kv = self
-            .cfg
-            .metadata
-            .iter()
-            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-            .collect();
+    /// Writer settings for a part file of `shard`. Its key-value metadata `bgstream` is
+    /// the same few fields however large the run: the shard, the shard file's size and hash
+    /// as read, and the hash of `_run.json` (which holds everything else once).
+    fn properties(&self, shard: &str, st: &ShardState) -> WriterProperties {
+        let meta = serde_json::json!({
+            "shard": shard,
+            "shard_content": st.content,
+            "run_sha256": self.cfg.run_sha256,
+        });
         WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_size(64 * 1024)
-            .set_key_value_metadata(Some(kv))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                "bgstream".into(),
+                meta.to_string(),
+            )]))
             .build()
     }
 
@@ -207,12 +214,13 @@ impl ParquetSink {
             ))
         });
         let stem = shard_file_stem(shard);
+        let props = self.properties(shard, &st);
         let mut parts = Vec::new();
         for (n, chunk) in st.rows.chunks(self.cfg.rows_per_file).enumerate() {
             let path = self.cfg.dir.join(format!("{stem}-{n:03}.parquet"));
             let tmp = crate::atomic::tmp_path(&path);
             let file = File::create(&tmp).map_err(FatalError::writing(&tmp))?;
-            let mut w = ArrowWriter::try_new(file, predictions_schema(), Some(self.properties()))
+            let mut w = ArrowWriter::try_new(file, predictions_schema(), Some(props.clone()))
                 .map_err(FatalError::writing(&tmp))?;
             for batch in chunk.chunks(self.cfg.batch_rows) {
                 w.write(&rows_to_batch(batch))
@@ -220,21 +228,25 @@ impl ParquetSink {
                 fail::fail_point!("sink::mid_write", |_| std::process::abort());
             }
             let file = w.into_inner().map_err(FatalError::writing(&tmp))?;
+            // The one fsync of this file. The folder is not synced after the rename: a
+            // rename lost to a power cut leaves a manifest entry whose file is missing or
+            // not its recorded size, and `--resume` redoes that shard.
             file.sync_all().map_err(FatalError::writing(&tmp))?;
-            parts.push((tmp, path));
+            let bytes = file.metadata().map_err(FatalError::writing(&tmp))?.len();
+            parts.push((tmp, path, bytes));
         }
         fail::fail_point!("sink::before_rename", |_| std::process::abort());
-        for (tmp, path) in &parts {
+        for (tmp, path, _) in &parts {
             std::fs::rename(tmp, path).map_err(|e| FatalError::output(path, e))?;
         }
-        manifest::sync_dir(&self.cfg.dir);
         fail::fail_point!("sink::after_rename", |_| std::process::abort());
         let entry = ShardEntry {
             shard: shard.to_string(),
             files: parts
                 .iter()
-                .map(|(_, p)| p.file_name().expect("file").to_string_lossy().into_owned())
+                .map(|(_, p, _)| p.file_name().expect("file").to_string_lossy().into_owned())
                 .collect(),
+            bytes: parts.iter().map(|(_, _, b)| *b).collect(),
             samples: st.total.unwrap_or(0),
             filtered: st.tally.filtered,
             failed: st.tally.failed,
@@ -246,7 +258,9 @@ impl ParquetSink {
         st.tally.samples = entry.samples;
         self.report.tally.merge(st.tally);
         self.report.rows_written += entry.rows;
-        self.report.files.extend(parts.into_iter().map(|(_, p)| p));
+        self.report
+            .files
+            .extend(parts.into_iter().map(|(_, p, _)| p));
         self.report.completed.push(entry);
         Ok(())
     }

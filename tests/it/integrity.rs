@@ -303,3 +303,104 @@ fn a_shard_that_failed_to_read_is_redone_by_resume_once_fixed() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(sorted_rows(&out), sorted_rows(&reference));
 }
+
+/// The `bgstream` key-value metadata of each Parquet file in `dir`, by file name.
+fn file_metadata(dir: &Path) -> BTreeMap<String, serde_json::Value> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut out = BTreeMap::new();
+    for (name, _) in snapshot(dir) {
+        if !name.ends_with(".parquet") {
+            continue;
+        }
+        let r = SerializedFileReader::new(std::fs::File::open(dir.join(&name)).unwrap()).unwrap();
+        let kv = r.metadata().file_metadata().key_value_metadata().cloned();
+        // Besides arrow's own `ARROW:schema` (fixed size), only `bgstream`.
+        let kv = kv.unwrap_or_default();
+        let keys: Vec<&str> = kv.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(keys, ["bgstream", "ARROW:schema"], "{name}");
+        let value = kv[0].value.as_deref().unwrap();
+        out.insert(name, serde_json::from_str(value).unwrap());
+    }
+    out
+}
+
+#[test]
+fn a_files_metadata_does_not_grow_with_the_run_and_names_it_by_hash() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, many) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::create_dir_all(&many).unwrap();
+    let (glob_one, glob_many) = (
+        crate::resume::shards_n(&one, 1),
+        crate::resume::shards_n(&many, 12),
+    );
+    let (out_one, out_many) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
+    assert_eq!(status(&mut command(&glob_one, &out_one, &[], &[])).0, 0);
+    assert_eq!(status(&mut command(&glob_many, &out_many, &[], &[])).0, 0);
+    let (meta_one, meta_many) = (file_metadata(&out_one), file_metadata(&out_many));
+    assert_eq!((meta_one.len(), meta_many.len()), (1, 12));
+    for (out, metas) in [(&out_one, &meta_one), (&out_many, &meta_many)] {
+        let run = std::fs::read(out.join("_run.json")).unwrap();
+        let hash: String = sha2::Sha256::digest(&run)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let manifest = std::fs::read_to_string(out.join("_manifest.jsonl")).unwrap();
+        for (name, m) in metas.iter() {
+            let keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["run_sha256", "shard", "shard_content"], "{name}");
+            assert_eq!(m["run_sha256"], hash.as_str(), "{name}");
+            // Only this file's own shard is named, and its content is the manifest's.
+            let entry: serde_json::Value = (manifest.lines())
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find(|e| e["shard"] == m["shard"])
+                .unwrap();
+            assert_eq!(entry["content"], m["shard_content"], "{name}");
+            assert_eq!(entry["files"][0], name.as_str());
+            let size = std::fs::metadata(out.join(name)).unwrap().len();
+            assert_eq!(
+                entry["bytes"][0], size,
+                "{name}: the manifest records its size"
+            );
+        }
+    }
+    // The same shard's file: the same metadata size in a run of 1 and of 12 shards (the
+    // two folders' names are as long), so 1,280 shards cost no more per file either.
+    let len = |m: &serde_json::Value| m.to_string().len();
+    let first_many = meta_many
+        .values()
+        .find(|m| m["shard"].as_str().unwrap().ends_with("r-000000.tar"));
+    assert_eq!(
+        len(meta_one.values().next().unwrap()),
+        len(first_many.unwrap())
+    );
+    assert!(meta_many.values().all(|m| len(m) < 400), "{meta_many:?}");
+    // Model paths and devices live in the rank's plan file instead.
+    let plan = std::fs::read_to_string(out_many.join("_rank-00000-of-00001.json")).unwrap();
+    assert!(plan.contains("tiny") && plan.contains("Cpu"), "{plan}");
+}
+
+#[test]
+fn resume_redoes_a_shard_whose_recorded_file_did_not_reach_the_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = shards(tmp.path());
+    let out = tmp.path().join("out");
+    assert_eq!(status(&mut command(&glob, &out, &[], &[])).0, 0);
+    let before = sorted_rows(&out);
+    let parts: Vec<String> = snapshot(&out)
+        .into_keys()
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    // A power cut after the manifest line but before the rename reached the disk: the
+    // file is gone; another file is torn to a wrong size.
+    std::fs::remove_file(out.join(&parts[0])).unwrap();
+    let torn = out.join(&parts[1]);
+    let bytes = std::fs::read(&torn).unwrap();
+    std::fs::write(&torn, &bytes[..bytes.len() / 2]).unwrap();
+    let mut resume = command(&glob, &out, &[], &["--resume"]);
+    let (code, stderr) = status(resume.env("BGSTREAM_LOG", "warn"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr.matches("redoing the shard").count(), 2, "{stderr}");
+    assert_eq!(sorted_rows(&out), before);
+}

@@ -15,7 +15,12 @@ use crate::common::{self, path_str};
 pub(crate) const SHARDS: usize = 12;
 
 pub(crate) fn shards(dir: &Path) -> String {
-    for s in 0..SHARDS {
+    shards_n(dir, SHARDS)
+}
+
+/// `n` shards of four distinct 64×48 JPEGs each, labelled and boxed, in `dir`.
+pub(crate) fn shards_n(dir: &Path, n: usize) -> String {
+    for s in 0..n {
         let mut b = tar::Builder::new(File::create(dir.join(format!("r-{s:06}.tar"))).unwrap());
         for k in 0..4 {
             let px: Vec<u8> = (0..64 * 48 * 3)
