@@ -12,6 +12,9 @@ pub struct Counters {
     pub predicted_images: AtomicU64,
     /// Rows with a prediction (image x variant x model forward passes read back).
     pub forwards: AtomicU64,
+    /// (batches, rows with a prediction) read back, updated together: `bench` times
+    /// between batch boundaries.
+    pub batches: std::sync::Mutex<(u64, u64)>,
     pub rows_written: AtomicU64,
     /// Samples alive between reader and inference (backpressure check).
     pub in_flight: AtomicU64,

@@ -417,6 +417,10 @@ impl Inference {
         self.counters
             .forwards
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        {
+            let mut b = (self.counters.batches.lock()).unwrap_or_else(|p| p.into_inner());
+            *b = (b.0 + 1, b.1 + rows.len() as u64);
+        }
         emit(SinkMsg::Rows(rows));
     }
 

@@ -87,17 +87,15 @@ pub struct ChallengeArgs {
     pub dump_inputs: Option<PathBuf>,
 }
 
+/// What a run and a benchmark share: the input, the models, the device and the images.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub struct JobArgs {
     /// Tar shards: paths or globs (quote globs to let bgstream expand them). Repeatable.
     #[arg(long, num_args = 1.., value_name = "PATH|GLOB")]
     pub shards: Vec<String>,
     /// TorchScript model; its sidecar `NAME.json` sits next to it. Repeatable.
     #[arg(long = "model", value_name = "PATH.pt")]
     pub models: Vec<PathBuf>,
-    /// Output directory for the Parquet files.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
     /// auto, cpu, cuda, cuda:N, a list cuda:0,cuda:1 or cuda:all (one inference worker per
     /// GPU, fed by the shared CPU stages). `auto` uses the first GPU when there is one
     /// (`LOCAL_RANK`'s under torchrun or Slurm).
@@ -146,6 +144,15 @@ pub struct RunArgs {
     /// being decoded); raised to --readers x --max-sample-mib when lower.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub max_buffered_mib: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Output directory for the Parquet files.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Start a new Parquet file after this many rows.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows_per_file: usize,
@@ -380,16 +387,28 @@ pub enum SummaryFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// The same options as a run; --out is a scratch folder (default: a temporary one).
     #[command(flatten)]
-    pub run: RunArgs,
-    /// Batches timed for the pure forward measurement.
+    pub job: JobArgs,
+    /// Keep the results here: `bench.json` (one record per model x precision x mode),
+    /// `bench.txt` (the table) and each end-to-end run's Parquet output (`e2e-N-MODEL/`).
+    /// Default: the runs go to a temporary folder, removed afterwards.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Also write the JSON records to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Batches timed for the pure forward measurement, at least (and at least 10; it runs
+    /// on until --min-seconds have passed).
     #[arg(long, default_value_t = 30)]
     pub forward_iters: usize,
-    /// Stop each end-to-end run after this many seconds (0: read every shard). Give more
-    /// shards than the device gets through in that time, so the device never runs dry.
+    /// Stop each end-to-end run at the first batch boundary after this many seconds (0:
+    /// read every shard). Give more shards than the device gets through in that time.
     #[arg(long, default_value_t = 0.0)]
     pub e2e_seconds: f64,
+    /// A measurement whose timed window is shorter than this, or holds fewer than 10
+    /// batches, is flagged too short (in the table, in the JSON, and by exit code 4).
+    #[arg(long, default_value_t = 5.0)]
+    pub min_seconds: f64,
     /// Samples timed for the one-core CPU-stage rate.
     #[arg(long, default_value_t = 200)]
     pub cpu_samples: usize,

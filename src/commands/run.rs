@@ -74,16 +74,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
 /// validating), then the device opened, which applies TF32 and cuDNN settings.
 pub fn run_config(a: &RunArgs) -> Result<RunConfig, FatalError> {
     check_flags(a)?;
-    let i = &a.image;
+    let i = &a.job.image;
     let variants = Variant::parse_list(&i.variants).map_err(FatalError::Config)?;
-    if a.original_all && !variants.contains(&Variant::Original) {
+    if a.job.original_all && !variants.contains(&Variant::Original) {
         return Err(usage(
             "--original-all classifies filtered images on the original variant: add \
              original to --variants",
         ));
     }
     let rank = Rank::from_env(a.rank, a.world_size)?;
-    let shards = expand_shards(&a.shards)?;
+    let shards = expand_shards(&a.job.shards)?;
     let class_map = (i.class_map.as_deref())
         .map(bgstream::classes::ClassMap::read)
         .transpose()?;
@@ -93,12 +93,12 @@ pub fn run_config(a: &RunArgs) -> Result<RunConfig, FatalError> {
         expand_shards(&i.donor_shards)?
     };
     // Absolute model paths: the run's metadata must not depend on the working directory.
-    let models = (a.models.iter())
+    let models = (a.job.models.iter())
         .map(|p| p.canonicalize().map_err(|e| FatalError::io(p, e)))
         .collect::<Result<Vec<_>, _>>()?;
     let opened = device::open(&device_request(a, &rank))?;
     let cuda = opened.first().is_cuda();
-    let batch_size = a.batch_size.unwrap_or(if cuda { 256 } else { 64 });
+    let batch_size = a.job.batch_size.unwrap_or(if cuda { 256 } else { 64 });
     // Batches are allocated (and pinned on CUDA) at full size: bound it up front.
     if !(1..=MAX_BATCH).contains(&batch_size) {
         return Err(FatalError::Usage(format!(
@@ -112,7 +112,7 @@ pub fn run_config(a: &RunArgs) -> Result<RunConfig, FatalError> {
         out: a.out.clone().expect("checked"),
         device: opened.first(),
         devices: opened.devices,
-        precision: a.precision,
+        precision: a.job.precision,
         cudnn_benchmark: opened.cudnn_benchmark,
         tf32: opened.tf32,
         batch_size,
@@ -121,15 +121,13 @@ pub fn run_config(a: &RunArgs) -> Result<RunConfig, FatalError> {
         seed: i.seed,
         min_fg: i.min_fg,
         max_fg: i.max_fg,
-        original_all: a.original_all,
-        workers: a
-            .workers
-            .map_or_else(|| default_workers(cuda), |w| w as usize),
-        readers: a.readers as usize,
+        original_all: a.job.original_all,
+        workers: (a.job.workers).map_or_else(|| default_workers(cuda), |w| w as usize),
+        readers: a.job.readers as usize,
         read_limits: ReadLimits::for_readers(
-            a.readers as usize,
-            a.max_sample_mib << 20,
-            a.max_buffered_mib << 20,
+            a.job.readers as usize,
+            a.job.max_sample_mib << 20,
+            a.job.max_buffered_mib << 20,
         ),
         rows_per_file: a.rows_per_file,
         limits: Limits {
@@ -150,14 +148,14 @@ pub fn run_config(a: &RunArgs) -> Result<RunConfig, FatalError> {
 /// `--device`, `--precision`, `--allow-tf32` and `--cudnn-benchmark` as one request.
 fn device_request(a: &RunArgs, rank: &Rank) -> DeviceRequest {
     DeviceRequest {
-        spec: a.device.clone(),
+        spec: a.job.device.clone(),
         local_rank: rank.local_rank,
-        precision: a.precision,
-        allow_tf32: a.allow_tf32,
-        autotune: if a.no_cudnn_benchmark {
+        precision: a.job.precision,
+        allow_tf32: a.job.allow_tf32,
+        autotune: if a.job.no_cudnn_benchmark {
             Autotune::Off
         } else {
-            a.cudnn_benchmark
+            a.job.cudnn_benchmark
         },
     }
 }
@@ -168,11 +166,11 @@ fn usage(m: &str) -> FatalError {
 
 /// The checks that need nothing but the flags.
 fn check_flags(a: &RunArgs) -> Result<(), FatalError> {
-    let i = &a.image;
-    if a.shards.is_empty() {
+    let i = &a.job.image;
+    if a.job.shards.is_empty() {
         return Err(usage("--shards is required (paths or globs of tar shards)"));
     }
-    if a.models.is_empty() {
+    if a.job.models.is_empty() {
         return Err(usage("at least one --model PATH.pt is required"));
     }
     if a.out.is_none() {
@@ -187,7 +185,7 @@ fn check_flags(a: &RunArgs) -> Result<(), FatalError> {
     if !(0.0..=1.0).contains(&i.min_fg) || !(0.0..=1.0).contains(&i.max_fg) || i.min_fg > i.max_fg {
         return Err(usage("need 0 <= --min-fg <= --max-fg <= 1"));
     }
-    if a.allow_tf32 && a.precision != Precision::Fp32 {
+    if a.job.allow_tf32 && a.job.precision != Precision::Fp32 {
         return Err(usage("--allow-tf32 applies to --precision fp32 only"));
     }
     if a.resume && a.overwrite {
@@ -223,7 +221,7 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
 
 /// First Ctrl-C, SIGTERM (Slurm's time limit or preemption, before its SIGKILL) or SIGHUP:
 /// stop reading, drain and commit finished shards. A second signal aborts at once.
-async fn shutdown_signal() {
+async fn shutdown_signal() -> pipeline::Stop {
     use tokio::signal::unix::{signal, SignalKind};
     let listen = |kind: SignalKind| signal(kind).ok();
     let (mut term, mut hup) = (
@@ -249,6 +247,7 @@ async fn shutdown_signal() {
         eprintln!("bgstream: aborted");
         std::process::exit(i32::from(code));
     });
+    pipeline::Stop::Drain
 }
 
 fn spawn_progress(

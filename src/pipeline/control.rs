@@ -11,6 +11,7 @@ use crate::error::{panic_message, FatalError};
 #[derive(Debug, Default)]
 struct Inner {
     stop: AtomicBool,
+    abandon: AtomicBool,
     error: Mutex<Option<FatalError>>,
 }
 
@@ -27,6 +28,18 @@ impl Control {
     /// Stops reading (Ctrl-C, or a fatal error).
     pub fn stop(&self) {
         self.0.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops reading and drops the work in flight: CPU workers skip what is queued, and
+    /// each inference worker stops at its next batch boundary without flushing partial
+    /// batches. Nothing of an unfinished shard is written (`bgstream bench`'s time budget).
+    pub fn abandon(&self) {
+        self.0.abandon.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
+    pub fn abandoned(&self) -> bool {
+        self.0.abandon.load(Ordering::SeqCst)
     }
 
     /// Records `e` unless an earlier error was recorded, and stops the run.

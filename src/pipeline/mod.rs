@@ -36,13 +36,24 @@ use stages::ReadTotals;
 
 pub use crate::run::summary::{Accuracy, RunSummary};
 
-/// Executes a claimed plan to the end, or until `shutdown` resolves (then drains and
-/// closes).
+/// How a run ends early when its `shutdown` future resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop reading; everything already read is predicted and complete shards are written
+    /// (Ctrl-C, SIGTERM).
+    Drain,
+    /// Stop reading and drop the work in flight at the next batch boundary
+    /// ([`Control::abandon`]): a measurement's time budget.
+    Abandon,
+}
+
+/// Executes a claimed plan to the end, or until `shutdown` resolves (then drains or
+/// abandons, as it says, and closes).
 pub async fn run(
     plan: RunPlan,
     claim: Claim,
     counters: Arc<Counters>,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = Stop>,
 ) -> Result<RunSummary, FatalError> {
     let start = Instant::now();
     let ctl = Control::default();
@@ -81,8 +92,9 @@ pub async fn run(
             stages::read_shards(paths, sample_tx, sink_tx, ctl2, counters, keys, limits)
         })
     };
+    let ctl2 = ctl.clone();
     let cpu = ctl.spawn_n(workers, move || {
-        stages::prepare_samples(sample_rx, prep_tx, prepare)
+        stages::prepare_samples(sample_rx, prep_tx, prepare, ctl2)
     });
     let devices = std::iter::once((cfg.devices[0], groups)).chain(other_devices);
     let workers: Vec<Inference> = devices
@@ -160,7 +172,7 @@ fn spawn_inference(
 /// was interrupted.
 async fn until_read(
     readers: Vec<JoinHandle<Option<ReadTotals>>>,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = Stop>,
     ctl: &Control,
 ) -> Result<(Vec<ReadTotals>, bool), FatalError> {
     let all = async {
@@ -174,8 +186,11 @@ async fn until_read(
     tokio::pin!(shutdown);
     tokio::select! {
         r = &mut all => Ok((r?, false)),
-        _ = &mut shutdown => {
-            ctl.stop();
+        how = &mut shutdown => {
+            match how {
+                Stop::Drain => ctl.stop(),
+                Stop::Abandon => ctl.abandon(),
+            }
             Ok(((&mut all).await?, true))
         }
     }

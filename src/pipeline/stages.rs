@@ -143,9 +143,17 @@ pub fn read_shards(
 }
 
 /// The CPU stage: decode, filter, resize and compose every variant of each sample.
-pub fn prepare_samples(samples: Receiver<Sample>, out: Sender<Prepared>, prep: Arc<PrepareConfig>) {
+pub fn prepare_samples(
+    samples: Receiver<Sample>,
+    out: Sender<Prepared>,
+    prep: Arc<PrepareConfig>,
+    ctl: Control,
+) {
     let mut scratch = Scratch::default();
     while let Ok(sample) = samples.recv_blocking() {
+        if ctl.abandoned() {
+            continue;
+        }
         let prepared = prepare(&sample, &prep, &mut scratch);
         // Its raw bytes go back to the readers' budget before a full channel can hold us.
         drop(sample);
@@ -173,6 +181,11 @@ pub fn infer(
         inference.warm_up()?;
         while let Ok(item) = input.recv_blocking() {
             counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if ctl.abandoned() {
+                // At a batch boundary: batches are launched inside `push`.
+                while input.recv_blocking().is_ok() {}
+                return Ok(());
+            }
             let counter = match &item {
                 Prepared::Filtered(_) => &counters.filtered,
                 Prepared::Failed(..) => &counters.failed,

@@ -404,6 +404,7 @@ fn bench_reports_forward_and_end_to_end_throughput() {
             boxes(&[[10, 10, 58, 50]]),
         )],
     );
+    let (out, json) = (tmp.path().join("kept"), tmp.path().join("records.json"));
     let (code, stdout, stderr) = common::bgstream(&[
         "bench",
         "--shards",
@@ -416,12 +417,17 @@ fn bench_reports_forward_and_end_to_end_throughput() {
         "4",
         "--forward-iters",
         "2",
+        "--min-seconds",
+        "0.2",
         "--e2e-seconds",
         "60",
         "--out",
-        path_str(&tmp.path().join("scratch")),
+        path_str(&out),
+        "--summary-json",
+        path_str(&json),
     ]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // One image is one batch: the end-to-end window is empty, and said to be too short.
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
     assert!(stdout.contains("CPU stage"), "{stdout}");
     let row = stdout
         .lines()
@@ -430,11 +436,115 @@ fn bench_reports_forward_and_end_to_end_throughput() {
     let figures: Vec<f64> = row
         .split_whitespace()
         .skip(1)
+        .take(5)
         .map(|v| v.parse().unwrap())
         .collect();
-    // forward, end to end, ratio, seconds
-    assert_eq!(figures.len(), 4, "{row}");
-    assert!(figures[..3].iter().all(|f| *f > 0.0), "{row}");
+    // forward, end to end, ratio, window, wall; then the note.
+    assert!(figures[0] > 0.0, "{row}");
+    assert!(
+        row.contains("TOO SHORT end-to-end: 0 batches timed"),
+        "{row}"
+    );
+    assert!(!row.contains("TOO SHORT forward"), "{row}");
+    // --out keeps the records, the table and the run; --summary-json has the records.
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read(&json).unwrap(),
+        std::fs::read(out.join("bench.json")).unwrap()
+    );
+    assert!(std::fs::read_to_string(out.join("bench.txt"))
+        .unwrap()
+        .contains("tiny"));
+    let modes: Vec<(&str, &str, bool)> = (records.as_array().unwrap().iter())
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap(),
+                r["mode"].as_str().unwrap(),
+                r["too_short"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        [("tiny", "forward", false), ("tiny", "end_to_end", true)]
+    );
+    let r = &records[0];
+    assert!(r["batches"].as_u64().unwrap() >= 10, "{r}");
+    assert_eq!(r["precision"], "fp32");
+    assert_eq!(r["settings"]["batch_size"], 4);
+    assert!(r["machine"]["cpus"].as_u64().unwrap() >= 1, "{r}");
+    let e2e = glob::glob(&format!("{}/e2e-0-tiny/*.parquet", out.display())).unwrap();
+    assert_eq!(e2e.count(), 1, "the end-to-end run's output is kept");
+}
+
+#[test]
+fn bench_stops_at_its_budget_and_shows_only_its_own_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 240 images x 2 variants through EfficientNet-Lite0 on CPU: far more than 1 s.
+    let glob = crate::resume::shards_n(tmp.path(), 60);
+    let json = tmp.path().join("records.json");
+    let (code, stdout, stderr) = common::bgstream(&[
+        "bench",
+        "--shards",
+        &glob,
+        "--model",
+        path_str(&common::model("efficientnet-lite0")),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+        "--variants",
+        "original,bg_only",
+        "--forward-iters",
+        "1",
+        "--min-seconds",
+        "0.1",
+        "--e2e-seconds",
+        "1",
+        "--summary-json",
+        path_str(&json),
+    ]);
+    assert!(code == 0 || code == 4, "{stdout}\n{stderr}");
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let e2e = &records[1];
+    assert_eq!(e2e["mode"], "end_to_end");
+    // Stopped by the budget at a batch boundary, not after reading every shard (which
+    // takes many seconds here), and without draining what was queued: a bound, not a
+    // speed claim.
+    assert!(e2e["images"].as_u64().unwrap() < 480, "{e2e}");
+    assert_eq!(
+        e2e["images"].as_u64().unwrap() % 4,
+        0,
+        "whole batches: {e2e}"
+    );
+    assert_eq!(e2e["stopped_by_budget"], true, "{e2e}");
+    assert!(e2e["wall_seconds"].as_f64().unwrap() < 15.0, "{e2e}");
+
+    let (code, help, _) = common::bgstream(&["bench", "--help"]);
+    assert_eq!(code, 0);
+    for own in [
+        "--e2e-seconds",
+        "--min-seconds",
+        "--summary-json",
+        "--shards",
+        "--precision",
+    ] {
+        assert!(help.contains(own), "{own} missing from bench --help");
+    }
+    for run_only in [
+        "--resume",
+        "--overwrite",
+        "--rank",
+        "--rows-per-file",
+        "--fail-fast",
+        "--no-progress",
+    ] {
+        assert!(!help.contains(run_only), "bench --help lists {run_only}");
+    }
+    let (code, _, stderr) = common::bgstream(&["bench", "--resume", "--shards", &glob]);
+    assert_eq!(code, 2, "{stderr}");
 }
 
 #[test]
