@@ -141,6 +141,46 @@ fn dump_frames(dir: &std::path::Path, buf: &HostBuffer) -> Result<(), FatalError
     Ok(())
 }
 
+/// Writes the filled rows of a batch's `logits` to `dir/TAG.f32` (little-endian f32, rows x
+/// classes) and `dir/TAG.json` (each row's key, slot, and frame file as `--dump-inputs`
+/// names it).
+fn dump_logits(
+    dir: &std::path::Path,
+    tag: &str,
+    logits: &Tensor,
+    slots: &[(Arc<ItemMeta>, usize)],
+    size: usize,
+) -> Result<(), FatalError> {
+    std::fs::create_dir_all(dir).map_err(|e| FatalError::output(dir, e))?;
+    let rows = logits
+        .narrow(0, 0, slots.len() as i64)
+        .to_device(Device::Cpu);
+    let values = Vec::<f32>::try_from(rows.flatten(0, -1)).map_err(|e| FatalError::Inference {
+        model: dir.display().to_string(),
+        source: e.into(),
+    })?;
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let index = serde_json::json!({
+        "rows": slots.len(),
+        "classes": logits.size().get(1).copied().unwrap_or(0),
+        "keys": slots.iter().map(|(m, _)| m.key.as_str()).collect::<Vec<_>>(),
+        "slots": slots.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+        "frames": (slots.iter())
+            .map(|(m, s)| format!("{}/{s:02}-{size}px.rgb", crate::item::file_stem(&m.key)))
+            .collect::<Vec<_>>(),
+    });
+    for (path, data) in [
+        (dir.join(format!("{tag}.f32")), bytes),
+        (
+            dir.join(format!("{tag}.json")),
+            index.to_string().into_bytes(),
+        ),
+    ] {
+        std::fs::write(&path, data).map_err(|e| FatalError::output(&path, e))?;
+    }
+    Ok(())
+}
+
 /// A batch on its way through the device.
 struct InFlight {
     group: usize,
@@ -180,6 +220,10 @@ pub struct Inference {
     counters: Arc<Counters>,
     /// `--dump-inputs`: every batched frame is also written here.
     dump: Option<std::path::PathBuf>,
+    /// `--dump-logits`: every batch's logits are also written here.
+    dump_logits: Option<std::path::PathBuf>,
+    /// Batches read back so far (names the logit files).
+    read_backs: usize,
 }
 
 impl Inference {
@@ -207,6 +251,8 @@ impl Inference {
             overlap: true,
             counters,
             dump: None,
+            dump_logits: None,
+            read_backs: 0,
         }
     }
 
@@ -220,6 +266,12 @@ impl Inference {
     /// Writes every frame, as batched, to `dir/KEY/SLOT-SIZEpx.rgb` (`--dump-inputs`).
     pub fn dump_inputs(mut self, dir: Option<std::path::PathBuf>) -> Self {
         self.dump = dir;
+        self
+    }
+
+    /// Writes every batch's logits under `dir` (`--dump-logits`).
+    pub fn dump_logits(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.dump_logits = dir;
         self
     }
 
@@ -352,7 +404,7 @@ impl Inference {
         // 3. Queue the forwards of N.
         let g = &self.groups[gi];
         let outputs = (g.models.iter())
-            .map(|m| m.launch(&input, &labels))
+            .map(|m| m.launch_keeping(&input, &labels, self.dump_logits.is_some()))
             .collect::<Result<Vec<_>, _>>()?;
         let batch = InFlight {
             group: gi,
@@ -373,7 +425,17 @@ impl Inference {
     }
 
     /// Waits for a batch's outputs (one copy per model).
-    fn read_back(&self, batch: InFlight) -> Result<ReadBack, FatalError> {
+    fn read_back(&mut self, mut batch: InFlight) -> Result<ReadBack, FatalError> {
+        if let Some(dir) = &self.dump_logits {
+            let tag = format!("{:?}-{:06}", self.device, self.read_backs);
+            let size = self.groups[batch.group].models[0].sidecar.input_size;
+            for (pending, model) in batch.outputs.iter_mut().zip(&self.model_names[batch.group]) {
+                if let Some(logits) = pending.logits.take() {
+                    dump_logits(&dir.join(&**model), &tag, &logits, &batch.slots, size)?;
+                }
+            }
+        }
+        self.read_backs += 1;
         let names = &self.model_names[batch.group];
         let predictions = (batch.outputs.into_iter().zip(names))
             .map(|(pending, model)| pending.collect(model))

@@ -182,6 +182,11 @@ pub struct RunArgs {
     /// RGB), to compare with `bgstream preview`'s tiles. Slow; not for real runs.
     #[arg(long, hide = true, value_name = "DIR")]
     pub dump_inputs: Option<PathBuf>,
+    /// Testing aid: write each batch's raw logits per model to DIR/MODEL/DEVICE-SEQ.f32
+    /// (little-endian f32, rows x classes, filled rows only) with DEVICE-SEQ.json naming
+    /// each row's key and slot (gpu-check compares them with PyTorch's).
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub dump_logits: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

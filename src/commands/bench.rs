@@ -26,6 +26,7 @@ fn run_args(a: &BenchArgs, out: PathBuf) -> RunArgs {
         summary_json: None,
         no_progress: true,
         dump_inputs: None,
+        dump_logits: None,
     }
 }
 

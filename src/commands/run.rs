@@ -142,6 +142,7 @@ pub fn run_config(a: &RunArgs) -> Result<RunConfig, FatalError> {
         donors: i.donors,
         rank,
         dump_inputs: a.dump_inputs.clone(),
+        dump_logits: a.dump_logits.clone(),
     })
 }
 

@@ -33,6 +33,8 @@ pub struct PendingOutput {
     k: usize,
     /// Whether each row ends with [`Prediction`]'s IN-9 probability of the label.
     in9: bool,
+    /// The raw logits as f32, when asked for (`--dump-logits`).
+    pub logits: Option<Tensor>,
 }
 
 /// A batch read back: per row the prediction, and for a 1,000-class model the probability
@@ -155,11 +157,19 @@ impl Model {
 
     /// Launches the forward pass and the top-5 / true-label reductions without waiting.
     pub fn launch(&self, nhwc_u8: &Tensor, labels: &Tensor) -> Result<PendingOutput, FatalError> {
+        self.launch_keeping(nhwc_u8, labels, false)
+    }
+
+    /// [`launch`](Self::launch), keeping the raw logits too when `keep_logits`.
+    pub fn launch_keeping(
+        &self,
+        nhwc_u8: &Tensor,
+        labels: &Tensor,
+        keep_logits: bool,
+    ) -> Result<PendingOutput, FatalError> {
         guarded(self.name(), || {
-            let probs = self
-                .logits(nhwc_u8)?
-                .f_to_kind(Kind::Float)?
-                .f_softmax(-1, Kind::Float)?;
+            let logits = self.logits(nhwc_u8)?.f_to_kind(Kind::Float)?;
+            let probs = logits.f_softmax(-1, Kind::Float)?;
             let k = self.sidecar.num_classes.min(5);
             let (top_p, top_i) = probs.f_topk(k, -1, true, true)?;
             let p_true = probs.f_gather(1, &labels.f_unsqueeze(1)?, false)?;
@@ -174,6 +184,7 @@ impl Model {
                 packed: Tensor::f_cat(&parts, 1)?,
                 k: k as usize,
                 in9: self.in9.is_some(),
+                logits: keep_logits.then_some(logits),
             })
         })
     }

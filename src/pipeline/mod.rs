@@ -104,6 +104,7 @@ pub async fn run(
                 .collect();
             Inference::new(groups, variants.clone(), device, counters.clone())
                 .dump_inputs(cfg.dump_inputs.clone())
+                .dump_logits(cfg.dump_logits.clone())
         })
         .collect();
     let infer = spawn_inference(&ctl, workers, prep_rx, sink_tx, cfg.fail_fast, &counters);

@@ -64,6 +64,8 @@ pub struct RunConfig {
     pub rank_shards: Vec<PathBuf>,
     /// `--dump-inputs`: where the batcher writes every frame it batches (tests).
     pub dump_inputs: Option<PathBuf>,
+    /// `--dump-logits`: where the batcher writes every batch's logits (gpu-check).
+    pub dump_logits: Option<PathBuf>,
 }
 
 pub use crate::source::expand_shards;

@@ -182,3 +182,66 @@ fn a_model_with_baked_flags_is_refused_until_rewritten_or_declared() {
     let (code, _, err) = run("rewritten");
     assert_eq!(code, 0, "{err}");
 }
+
+/// `--dump-logits` beside `--dump-inputs`, read by `scripts/agree_logits.py` (gpu-check's
+/// agreement check): on CPU, bgstream's logits equal PyTorch's on the same frames to well
+/// under 1e-3, over full batches; fewer full batches than asked for is a failure.
+#[test]
+fn dumped_logits_agree_with_pytorch_on_the_same_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = crate::resume::shards_n(tmp.path(), 3);
+    let (inputs, logits) = (tmp.path().join("in"), tmp.path().join("log"));
+    let lite0 = crate::common::model("efficientnet-lite0");
+    let (code, _, stderr) = crate::common::bgstream(&[
+        "--shards",
+        &glob,
+        "--model",
+        path_str(&lite0),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--variants",
+        "original,bg_only,fg_white",
+        "--no-progress",
+        "--out",
+        path_str(&tmp.path().join("out")),
+        "--dump-inputs",
+        path_str(&inputs),
+        "--dump-logits",
+        path_str(&logits),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let check = |min_batches: &str| {
+        let out = std::process::Command::new(crate::common::python())
+            .arg(crate::common::root().join("scripts/agree_logits.py"))
+            .args(["--logits", path_str(&logits.join("efficientnet-lite0"))])
+            .args(["--inputs", path_str(&inputs), "--model", path_str(&lite0)])
+            .args([
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+                "--min-batches",
+                min_batches,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let last: serde_json::Value =
+            serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap();
+        (out.status.code(), last, text)
+    };
+    // 12 images x 3 variants in batches of 8: 4 full batches and one of 4 rows.
+    let (code, figures, text) = check("4");
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(figures["full_batches"], 4, "{text}");
+    assert_eq!(figures["rows"], 36, "{text}");
+    assert!(
+        figures["max_abs_logit_diff"].as_f64().unwrap() < 1e-4,
+        "{text}"
+    );
+    assert_eq!(figures["top1_differs"], 0, "{text}");
+    let (code, _, text) = check("5");
+    assert_eq!(code, Some(1), "too few full batches must fail: {text}");
+}
