@@ -1,45 +1,65 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine from inside a kit made by scripts/gpu-kit (nothing is built there;
-# it needs python3 with torch 2.11 and pyarrow). Per model: pure forward vs end-to-end
-# throughput (`bgstream bench`, each end-to-end run stopped after E2E_SECONDS), the PyTorch
-# DataLoader baseline on the same shards, SM utilisation during the first model's bench, and
-# Lite0's top-1 agreement with CPU fp32 (fp32 without and with TF32, bf16). Every step runs
-# under a timeout; a failed step prints the tail of its log and the rest still run. Ends with
-# one table, also written to $OUT/summary.txt with the logs in $OUT/logs.tar.gz (OUT defaults
-# to WORK/out; WORK, default /tmp/bgstream-gpu-check, holds everything unpacked or written).
+# The one device script. Runs on the GPU machine from inside a kit made by scripts/gpu-kit
+# (nothing is built there; it needs python3 with torch 2.11 and pyarrow), in at most
+# BUDGET seconds (default 480: 8 minutes), and prints one table:
+#   * per model x precision (ResNet-50, ResNet-18, Lite0; fp32 and bf16; ResNet-50 frozen in
+#     bf16 when time is left): pure-forward img/s and end-to-end variant-images/s with 8
+#     variants for E2E_SECONDS (30) each (`bgstream bench`, channels-last exports), their
+#     ratio, GPU utilisation (median SM %) and peak GPU memory from `nvidia-smi dmon`;
+#   * the careful PyTorch baseline (benches/python_baseline.py: DataLoader workers with
+#     prefetch, pinned, non-blocking, asynchronous readback) for ResNet-50 bf16, timed the
+#     same way, and bgstream / Python;
+#   * agreement: Lite0 (real weights) in fp32 (TF32 off) over at least 9 full batches,
+#     bgstream's logits against PyTorch's on the very same frames (max |Δ logit| <= 1e-3,
+#     top-1 equal), and the TF32 detector (scripts/agree_logits.py).
+# Targets (README, Throughput) are printed as targets. Exits 1 when a check fails (a step
+# failed, or the agreement), 0 otherwise; the table goes to $OUT/summary.txt, every log to
+# $OUT/logs.tar.gz (OUT defaults to WORK/out; WORK, default /tmp/bgstream-gpu-check, holds
+# everything unpacked or written).
 #   bash gpu-kit/gpu-check.sh                     (on the GPU machine)
-#   DEVICE=cpu bash gpu-kit/gpu-check.sh          (a dry run here: small settings)
+#   DEVICE=cpu bash gpu-kit/gpu-check.sh          (a dry run here: small settings, CUDA steps
+#                                                  say "no device")
 set -uo pipefail
 cd "$(dirname "$0")"
 kit=$(pwd)
+began=$(date +%s)
 device=${DEVICE:-cuda}
 if [ "$device" = cpu ]; then
-  : "${BATCH:=16}" "${ITERS:=2}" "${E2E_SECONDS:=5}" "${COPIES:=4}" "${PRECISION:=fp32}"
-  : "${MODELS:=resnet18 efficientnet-lite0}" "${PYTHON_MODELS:=resnet18}" "${FREEZE:=}"
+  : "${BATCH:=16}" "${E2E_SECONDS:=3}" "${MIN_SECONDS:=1}" "${COPIES:=8}" "${PRECISIONS:=fp32}"
+  : "${MODELS:=resnet18 efficientnet-lite0}" "${BUDGET:=420}"
 fi
-precision=${PRECISION:-bf16}
+budget=${BUDGET:-480}
 batch=${BATCH:-256}
-iters=${ITERS:-30}
 seconds=${E2E_SECONDS:-30}
-copies=${COPIES:-400}
-models=${MODELS:-resnet50 resnet50-frozen-$precision resnet18 mobilenetv3_large_100 mobilenetv3_large_100-frozen-$precision efficientnet_b1}
-python_models=${PYTHON_MODELS-resnet50 resnet18}
-freeze=${FREEZE-resnet50 mobilenetv3_large_100}
+min_seconds=${MIN_SECONDS:-5}
+copies=${COPIES:-5000}
+precisions=${PRECISIONS:-fp32 bf16}
+models=${MODELS:-resnet50 resnet18 efficientnet-lite0}
 cores=$(nproc)
 workers=${WORKERS:-$((cores > 1 ? cores - 1 : 1))}
 py=${PYTHON:-python3}
 export PYTHON=$py
-# Everything unpacked or written goes to WORK, so the kit itself stays small and unchanged.
 work=${WORK:-${TMPDIR:-/tmp}/bgstream-gpu-check}
 out=${OUT:-$work/out}
 rm -rf "$work" && mkdir -p "$out" "$work/logs" "$work/shards" "$work/models"
 variants=original,bg_only,fg_white,fg_gauss,fg_uniform,fg_color:green,fg_color:yellow,fg_color:grey
 failed=()
+notes=()
+has_gpu=0
+[ "$device" != cpu ] && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && has_gpu=1
 
-# step NAME SECONDS CMD...: runs CMD under a timeout, output in work/logs/NAME.log.
+left() { echo $((budget - ($(date +%s) - began))); }
+# step NAME SECONDS CMD...: runs CMD under a timeout (never past the budget), output in
+# work/logs/NAME.log; a failure is recorded and its log tail shown.
 step() {
   local name=$1 limit=$2 rc
   shift 2
+  [ "$limit" -gt "$(left)" ] && limit=$(left)
+  if [ "$limit" -le 5 ]; then
+    failed+=("$name (no time left)")
+    echo "step $name: skipped, the ${budget}s budget is spent" >&2
+    return 124
+  fi
   timeout "$limit" "$@" >"$work/logs/$name.log" 2>&1
   rc=$?
   if [ $rc -ne 0 ]; then
@@ -52,17 +72,46 @@ step() {
   return $rc
 }
 finish() {
-  tar -czf "$out/logs.tar.gz" -C "$work" logs
+  tar -czf "$out/logs.tar.gz" -C "$work" logs 2>/dev/null
 }
 trap finish EXIT
 
-# 1. Set up: the binary, random weights in the zeroed models, frozen exports, shards.
+# GPU sampling around a command: median SM % and peak memory (MiB) from nvidia-smi dmon.
+dmon_start() {
+  dmon_pid=
+  [ $has_gpu = 1 ] || return 0
+  nvidia-smi dmon -s um -d 1 >"$work/logs/dmon-$1.log" 2>&1 &
+  dmon_pid=$!
+}
+dmon_stop() { # NAME -> sets util and peak
+  util="no device" peak="no device"
+  [ -n "${dmon_pid:-}" ] || return 0
+  kill "$dmon_pid" 2>/dev/null
+  wait "$dmon_pid" 2>/dev/null
+  # Columns by their header names (they differ between driver versions): sm %, fb MiB.
+  awk '/^# *gpu/ { for (i = 2; i <= NF; i++) col[$i] = i; next } /^#/ { next }
+       col["sm"] && $col["sm"] ~ /^[0-9]+$/ { print $col["sm"], (col["fb"] ? $col["fb"] : 0) }' \
+    "$work/logs/dmon-$1.log" >"$work/logs/dmon-$1.values"
+  local n
+  n=$(wc -l <"$work/logs/dmon-$1.values")
+  [ "$n" -gt 0 ] || { util=- peak=-; return 0; }
+  util="$(cut -d' ' -f1 "$work/logs/dmon-$1.values" | sort -n | sed -n "$(((n + 1) / 2))p")%"
+  peak="$(cut -d' ' -f2 "$work/logs/dmon-$1.values" | sort -n | tail -1)MiB"
+}
+# unfail NAME: a step whose non-zero exit is not a failure (bench's 4: a short measurement).
+unfail() {
+  local kept=() f
+  for f in "${failed[@]}"; do [ "$f" = "$1" ] || kept+=("$f"); done
+  failed=("${kept[@]}")
+}
+
+# 1. Set up: the binary, random weights in the zeroed models, shards as hard links.
 gunzip -c bgstream.bin.gz >"$work/bgstream.bin" && chmod +x "$work/bgstream.bin"
 cp bgstream "$work/bgstream"
 cp models/*.json models/*.pt "$work/models/" 2>/dev/null
 bgstream=$work/bgstream
 step version 60 "$bgstream" --version
-step refill 300 "$py" - "$work/models" <<'PY'
+step refill 120 "$py" - "$work/models" <<'PY'
 import glob, gzip, os, sys, torch
 torch.manual_seed(0)
 for gz in sorted(glob.glob("models/*.pt.gz")):
@@ -79,117 +128,109 @@ for gz in sorted(glob.glob("models/*.pt.gz")):
     m.save(pt)
     print("refilled", pt)
 PY
-for name in $freeze; do
-  [ -f "$work/models/$name.pt" ] && step "freeze-$name" 300 "$py" freeze_model.py "$work/models/$name.pt" \
-    --precision "$precision" --device "$device"
-done
-# Shards: the 4 kit shards (66 real JPEGs) as COPIES hard links each, enough that no
-# end-to-end run ends before E2E_SECONDS, and many more shards than DataLoader workers.
-for s in shards/*.tar; do
-  for c in $(seq 1 "$copies"); do
-    ln "$s" "$work/shards/$(basename "$s" .tar)-c$c.tar" 2>/dev/null || cp "$s" "$work/shards/$(basename "$s" .tar)-c$c.tar"
-  done
-done
-
-# 2. Per model: bgstream bench (forward and end to end), then the Python baseline.
+# COPIES hard links of each of the 4 kit shards (66 real JPEGs): more than the fastest
+# end-to-end run reads in E2E_SECONDS, so no run ends for want of data.
+step links 60 "$py" - "$work/shards" "$copies" <<'PY'
+import glob, os, shutil, sys
+dst, copies = sys.argv[1], int(sys.argv[2])
+for s in sorted(glob.glob("shards/*.tar")):
+    base = os.path.basename(s)[:-4]
+    for c in range(copies):
+        t = os.path.join(dst, f"{base}-c{c:05}.tar")
+        try:
+            os.link(s, t)
+        except OSError:
+            shutil.copy(s, t)
+print(len(os.listdir(dst)), "shards")
+PY
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 torch_version=$("$py" -c 'import torch; print(torch.__version__)' 2>/dev/null)
-declare -A fwd e2e ratio secs pyrate sm
-first=1
-for m in $models; do
-  [ -f "$work/models/$m.pt" ] || { echo "no models/$m.pt: skipped" >&2; continue; }
-  dmon=
-  if [ $first = 1 ] && [ "$device" != cpu ] && command -v nvidia-smi >/dev/null; then
-    nvidia-smi dmon -s u -d 1 >"$work/logs/dmon-$m.log" 2>&1 &
-    dmon=$!
-  fi
-  step "bench-$m" $((seconds + 240)) "$bgstream" bench --shards "$work/shards/*.tar" --model "$work/models/$m.pt" \
-    --variants "$variants" --device "$device" --precision "$precision" --batch-size "$batch" \
-    --workers "$workers" --forward-iters "$iters" --e2e-seconds "$seconds" --no-progress --out "$work/scratch"
-  if [ -n "$dmon" ]; then
-    kill "$dmon" 2>/dev/null
-    wait "$dmon" 2>/dev/null
-    # Median SM % over the samples (start-up and drain are a few of ~seconds+10).
-    sm[$m]=$(awk '$1 !~ /^#/ && $2 ~ /^[0-9]+$/ { print $2 }' "$work/logs/dmon-$m.log" | sort -n \
-      | awk '{ v[NR] = $1 } END { if (NR) printf "%d%% (median of %d)", v[int((NR + 1) / 2)], NR }')
-  fi
-  first=0
-  # The row under bench's header (one model per bench; its name is the sidecar's, e.g.
-  # resnet50.a1_in1k for the file resnet50.pt).
-  read -r _ f e r s < <(awk '/^model /{h=1; next} h && NF == 5 {print; exit}' "$work/logs/bench-$m.log") || true
-  fwd[$m]=${f:--} e2e[$m]=${e:--} ratio[$m]=${r:--} secs[$m]=${s:--}
-  if [[ " $python_models " == *" $m "* ]]; then
-    if step "python-$m" $((seconds + 240)) "$py" python_baseline.py --shards "$work/shards/*.tar" \
-      --model "$work/models/$m.pt" --out "$work/py-$m" --workers "$workers" --batch-size "$batch" \
-      --device "$device" --precision "$precision" --seconds "$seconds"; then
-      pyrate[$m]=$(tail -1 "$work/logs/python-$m.log" | "$py" -c \
-        'import json, sys; print(round(json.load(sys.stdin)["variant_images_per_s"], 1))' 2>/dev/null || echo -)
-    else
-      pyrate[$m]=failed
-    fi
-  fi
-done
 
-# 3. Agreement: Lite0 (real weights) on two shards, CPU fp32 against the device in fp32
-# without TF32 (the default), fp32 with --allow-tf32, and bf16.
-agree_run() { # NAME DEVICE PRECISION [ARGS...]
-  local name=$1 dev=$2 prec=$3
-  shift 3
-  step "agree-$name" 600 "$bgstream" --shards shards/kit-000000.tar shards/kit-000001.tar \
-    --model "$work/models/efficientnet-lite0.pt" --variants "$variants" --device "$dev" --precision "$prec" \
-    --no-progress --overwrite --out "$work/agree-$name" "$@"
-}
-agree_run ref cpu fp32
-agree_run fp32 "$device" fp32
-agree_run tf32 "$device" fp32 --allow-tf32
-agree_run bf16 "$device" bf16
-# Exit 3 (some rows failed) still leaves rows to compare; a run that wrote nothing is an error.
-agreement=$("$py" - "$work" <<'PY' 2>&1
-import glob, os, sys
-import pyarrow.parquet as pq
-work = sys.argv[1]
-def top1(name):
-    files = glob.glob(f"{work}/agree-{name}/*.parquet")
-    if not files:
-        log = open(f"{work}/logs/agree-{name}.log").read().strip().splitlines()
-        return None, (log[-1] if log else "no output")
-    rows = {}
-    for f in files:
-        for r in pq.read_table(f, columns=["key", "variant", "top5_classes"]).to_pylist():
-            if r["top5_classes"]:
-                rows[(r["key"], r["variant"])] = r["top5_classes"][0]
-    return rows, None
-ref, err = top1("ref")
-if ref is None:
-    print(f"  CPU fp32 reference failed: {err}")
-    sys.exit()
-targets = {"fp32": ("fp32, no TF32", 99.5), "tf32": ("fp32 with TF32", None), "bf16": ("bf16", None)}
-for name, (label, target) in targets.items():
-    dev, err = top1(name)
-    if dev is None:
-        print(f"  {label:<16} error: {err}")
-        continue
-    same = sum(ref[k] == dev.get(k) for k in ref)
-    pct = 100 * same / max(len(ref), 1)
-    verdict = (f"target >= {target}%: " + ("pass" if pct >= target else "FAIL")) if target else "reported, not judged"
-    print(f"  {label:<16} {pct:6.2f}% of {len(ref)} rows ({verdict})")
+# 2. Agreement first (it is the check that decides the exit code): Lite0 in fp32 without
+# TF32, at the full batch size, over at least 9 full batches: 10 batches of rows need
+# 10 x BATCH / 8 images, and a kit shard keeps about 11 of its 16.5 after the filter.
+agree=$work/agree
+agree_n=$(( (10 * batch / 8 + 10) / 11 + 1 ))
+mapfile -t agree_shards < <(ls "$work"/shards/*.tar | head -"$agree_n")
+if BGSTREAM_LOG=error step agree-run 180 "$bgstream" --shards "${agree_shards[@]}" --model "$work/models/efficientnet-lite0.pt" \
+  --variants "$variants" --device "$device" --precision fp32 --batch-size "$batch" --no-progress \
+  --out "$agree/out" --dump-inputs "$agree/in" --dump-logits "$agree/logits"; then
+  step agree-check 180 "$py" agree_logits.py --logits "$agree/logits/efficientnet-lite0" --inputs "$agree/in" \
+    --model "$work/models/efficientnet-lite0.pt" --batch-size "$batch" --device "$device" --min-batches 9
+fi
+agreement=$(head -1 "$work/logs/agree-check.log" 2>/dev/null || echo "  not run (agree-run failed)")
+[ $has_gpu = 1 ] || agreement="$agreement (TF32 detector: no device)"
+
+# 3. Per model x precision: bgstream bench (forward, then end to end for E2E_SECONDS).
+declare -A fwd e2e ratio win util_of peak_of short
+rows=()
+bench() { # ROW MODEL_FILE PRECISION
+  local row=$1 file=$2 prec=$3
+  dmon_start "$row"
+  # Quiet: the hard-linked copies share their keys, which a run warns about.
+  BGSTREAM_LOG=error step "bench-$row" $((seconds + 150)) "$bgstream" bench --shards "$work/shards/*.tar" --model "$file" \
+    --variants "$variants" --device "$device" --precision "$prec" --batch-size "$batch" \
+    --workers "$workers" --e2e-seconds "$seconds" --min-seconds "$min_seconds" \
+    --out "$work/bench-$row" --summary-json "$work/bench-$row.json"
+  local rc=$?
+  dmon_stop "$row"
+  rows+=("$row")
+  util_of[$row]=$util peak_of[$row]=$peak
+  # Exit 4 (a measurement too short) still has figures; the note says so.
+  if [ $rc -ne 0 ] && [ $rc -ne 4 ]; then fwd[$row]=failed; return; fi
+  if [ $rc -eq 4 ]; then unfail "bench-$row"; short[$row]="TOO SHORT (see bench-$row.log)"; fi
+  read -r fwd[$row] e2e[$row] ratio[$row] win[$row] < <("$py" - "$work/bench-$row.json" <<'PY'
+import json, sys
+r = {x["mode"]: x for x in json.load(open(sys.argv[1]))}
+f, e = r["forward"], r["end_to_end"]
+print(f"{f['rate']:.1f} {e['rate']:.1f} {e['rate'] / f['rate']:.2f} {e['seconds']:.1f}")
 PY
 )
-
-# 4. One table.
-{
-  echo "bgstream GPU check: ${gpu:-no GPU} (torch ${torch_version:-?}), device $device, $precision, batch $batch,"
-  echo "  $workers CPU workers of $cores cores, end to end stopped after ${seconds}s, $((4 * copies)) shards of the 66 real JPEGs"
-  grep -h -m1 "CPU stage" "$work"/logs/bench-*.log 2>/dev/null | head -1 | sed 's/^/  /'
-  printf '%-34s %12s %12s %8s %7s %12s %7s  %s\n' model forward_img/s e2e_vi/s e2e/fwd seconds python_vi/s bg/py sm_util
+}
+for prec in $precisions; do
   for m in $models; do
-    [ -f "$work/models/$m.pt" ] || continue
-    p=${pyrate[$m]:--}
-    r=-
-    [[ $p =~ ^[0-9.]+$ && ${e2e[$m]} =~ ^[0-9.]+$ ]] && r=$(awk -v a="${e2e[$m]}" -v b="$p" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-34s %12s %12s %8s %7s %12s %7s  %s\n' "$m" "${fwd[$m]}" "${e2e[$m]}" "${ratio[$m]}" "${secs[$m]}" "$p" "$r" "${sm[$m]:--}"
+    [ -f "$work/models/$m.pt" ] || { echo "no models/$m.pt: skipped" >&2; continue; }
+    bench "$m-$prec" "$work/models/$m.pt" "$prec"
   done
-  echo "top-1 agreement of Lite0 with CPU fp32:"
+done
+
+# 4. The careful Python baseline on the target configuration (ResNet-50, bf16 on a GPU).
+base_model=resnet50 base_prec=bf16
+[ "$device" = cpu ] && base_model=resnet18 base_prec=fp32
+pyrate=-
+if step "python-$base_model-$base_prec" $((seconds + 120)) "$py" python_baseline.py --shards "$work/shards/*.tar" \
+  --model "$work/models/$base_model.pt" --out "$work/py" --workers "$workers" --batch-size "$batch" \
+  --device "$device" --precision "$base_prec" --seconds "$seconds"; then
+  pyrate=$(tail -1 "$work/logs/python-$base_model-$base_prec.log" | "$py" -c \
+    'import json, sys; print(round(json.load(sys.stdin)["window_variant_images_per_s"], 1))' 2>/dev/null || echo -)
+fi
+
+# 5. With time left: ResNet-50 frozen in bf16 (freezing helped ResNet-50 1.55x on an H200).
+if [ $has_gpu = 1 ] && [ "$(left)" -gt $((seconds + 90)) ]; then
+  if step freeze-resnet50 120 "$py" freeze_model.py "$work/models/resnet50.pt" --precision bf16 --device cuda; then
+    bench resnet50-frozen-bf16 "$work/models/resnet50-frozen-bf16.pt" bf16
+  fi
+else
+  notes+=("resnet50 frozen bf16: $([ $has_gpu = 1 ] && echo "skipped, under $((seconds + 90)) s left" || echo "no device")")
+fi
+
+# 6. One table.
+{
+  echo "bgstream GPU check: ${gpu:-no device} (torch ${torch_version:-?}), device $device, batch $batch, 8 variants,"
+  echo "  $workers CPU workers of $cores cores, end to end stopped after ${seconds}s, $(ls "$work/shards" | wc -l) shards of the 66 real JPEGs, $(( $(date +%s) - began ))s of ${budget}s"
+  printf '%-26s %12s %12s %8s %8s %8s %10s  %s\n' config forward_img/s e2e_vi/s e2e/fwd window_s sm_util peak_mem note
+  for r in "${rows[@]}"; do
+    printf '%-26s %12s %12s %8s %8s %8s %10s  %s\n' "$r" "${fwd[$r]:--}" "${e2e[$r]:--}" "${ratio[$r]:--}" \
+      "${win[$r]:--}" "${util_of[$r]:--}" "${peak_of[$r]:--}" "${short[$r]:-}"
+  done
+  b=$base_model-$base_prec
+  vs=-
+  [[ $pyrate =~ ^[0-9.]+$ && ${e2e[$b]:-} =~ ^[0-9.]+$ ]] && vs=$(awk -v a="${e2e[$b]}" -v p="$pyrate" 'BEGIN { printf "%.2f", a / p }')
+  echo "careful PyTorch baseline, $b: $pyrate variant-images/s; bgstream / Python: $vs"
+  echo "targets (not results): $b end to end >= 0.90 x forward (now ${ratio[$b]:--}), >= 2x the Python baseline (now $vs)"
+  echo "agreement, Lite0 fp32 (TF32 off) vs PyTorch on the same frames:"
   echo "$agreement"
-  if [ ${#failed[@]} -eq 0 ]; then echo "steps failed: none"; else echo "steps failed: ${failed[*]} (logs.tar.gz)"; fi
+  for n in "${notes[@]}"; do echo "note: $n"; done
+  if [ ${#failed[@]} -eq 0 ]; then echo "checks failed: none"; else echo "checks failed: ${failed[*]} (logs.tar.gz)"; fi
 } | tee "$out/summary.txt"
+[ ${#failed[@]} -eq 0 ]
