@@ -90,6 +90,8 @@ pub fn read_shards(
 ) -> ReadTotals {
     let mut totals = ReadTotals::default();
     while let Ok(path) = paths.recv_blocking() {
+        // Tests pace the readers with it (a run still reading when it is signalled).
+        fail::fail_point!("reader::before_shard");
         if ctl.stopped() {
             break;
         }

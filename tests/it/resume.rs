@@ -275,7 +275,9 @@ fn interrupt_then_resume(signal: &str, code: i32, message: &str) {
         &out,
         &["--readers", "1", "--summary-json", path_str(&summary)],
     )
-    .env("FAILPOINTS", "sink::after_rename=sleep(150)")
+    // The reader paces itself: the run is still reading when the signal comes, whatever
+    // the rows channel holds.
+    .env("FAILPOINTS", "reader::before_shard=sleep(150)")
     .spawn()
     .unwrap();
     let start = Instant::now();
