@@ -6,6 +6,9 @@
 // to the build machine's absolute paths; a copy of the binary elsewhere runs through
 // `scripts/bgstream`, which finds a torch install. A libtorch outside the checkout keeps its
 // absolute path.
+//
+// With the `torch` feature it also compiles src/infer/streams.cpp, the CUDA stream and event
+// shim (tch has no stream API), against libtorch's own headers.
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -13,6 +16,9 @@ fn main() {
     let Ok(libtorch) = std::env::var("LIBTORCH") else {
         return;
     };
+    if std::env::var_os("CARGO_FEATURE_TORCH").is_some() {
+        shim(Path::new(&libtorch));
+    }
     let lib = std::path::absolute(Path::new(&libtorch).join("lib")).expect("absolute LIBTORCH");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     // OUT_DIR is <profile>/build/<pkg>-<hash>/out; binaries land in <profile> and tests in
@@ -26,4 +32,20 @@ fn main() {
         }
         _ => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display()),
     }
+}
+
+/// Builds the stream shim with the C++ ABI libtorch was built with (torch-sys reads the same
+/// variable; PyTorch's wheels use the new ABI).
+fn shim(libtorch: &Path) {
+    println!("cargo:rerun-if-changed=src/infer/streams.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("src/infer/streams.cpp")
+        .include(libtorch.join("include"))
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .warnings(false)
+        .compile("bgstream_streams");
 }

@@ -2,18 +2,18 @@
 //!
 //! Variant images are packed into fixed-size uint8 NHWC batches, one buffer pair per
 //! preprocessing group. On CUDA the buffers (pixels and labels) are pinned host memory and
-//! every copy to the device is asynchronous. Per batch N, [`Inference::launch`] does, in
-//! this order:
+//! every copy is asynchronous: uploads go on their own stream, with an event the forwards
+//! wait on, and each batch's results are copied back into pinned memory behind its
+//! forwards, with an event the host waits on. So per batch N the device has forward N
+//! queued while the host waits for N−1's results, builds its rows and fills N+1.
 //!
-//! 1. fill buffer N from the prepared images (several threads) and queue its upload;
-//! 2. read back batch N−1, which waits only for the work queued before: forward N−1 and
-//!    upload N;
-//! 3. queue the forward passes of N, so that the device computes while
-//! 4. the rows of N−1 are built and sent on, and batch N+1 is filled.
-//!
-//! Invariant (double buffering): a buffer is refilled only after a readback queued after
-//! its upload has returned. Buffer N is next filled for batch N+2, after step 2 of batch
-//! N+1 (which read back N, queued after upload N), so no copy can still be reading it.
+//! The order of every step, and the rule that a buffer is refilled only once the batch that
+//! used it was waited for, live in [`schedule`] (a pure state machine, tested on its own);
+//! [`Inference`] carries its ops out. Without the stream shim (a CUDA build that refuses
+//! it) the batcher falls back to [`Order::WaitFirst`]: one stream, N−1 read back before
+//! forward N is queued.
+
+pub mod schedule;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,8 +22,10 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::FatalError;
 use crate::infer::model::{Collected, Model, PendingOutput, Prediction};
+use crate::infer::streams::{DeviceStreams, Event, StreamError};
 use crate::item::{ItemMeta, Prepared, Row, RowError, SinkMsg};
 use crate::progress::Counters;
+use schedule::{Op, Order, Schedule};
 
 /// Threads that copy a batch's frames into its buffer: one memcpy thread cannot keep up
 /// with a small model on a fast GPU (~6 GB/s of 224 px frames at 40k images/s).
@@ -183,9 +185,16 @@ fn dump_logits(
 
 /// A batch on its way through the device.
 struct InFlight {
+    batch: u64,
     group: usize,
     slots: Vec<(Arc<ItemMeta>, usize)>,
+    /// The device copies of its pixels and labels, kept until the batch is waited for: the
+    /// caching allocator must not hand their memory to the next upload (on another stream)
+    /// while the forwards may still read it.
+    inputs: Option<(Tensor, Tensor)>,
     outputs: Vec<PendingOutput>,
+    /// Recorded after the readback copies (CUDA with streams).
+    done: Option<Event>,
 }
 
 /// Models sharing one preprocessing, with their two host buffers.
@@ -213,10 +222,14 @@ pub struct Inference {
     variants: Vec<Arc<str>>,
     model_names: Vec<Vec<Arc<str>>>,
     device: Device,
-    in_flight: Option<InFlight>,
-    /// Read batch N back while N+1 is computed (the default); `false` reads every batch
-    /// back right after launching it, the plain order the overlap must not change rows of.
-    overlap: bool,
+    schedule: Schedule,
+    /// Upload and compute streams (CUDA, when the shim could open them).
+    streams: Option<DeviceStreams>,
+    /// The batch being launched, then those launched and not yet waited for.
+    launching: Option<InFlight>,
+    in_flight: Vec<InFlight>,
+    /// A batch waited for, its rows not yet emitted.
+    ready: Option<ReadBack>,
     counters: Arc<Counters>,
     /// `--dump-inputs`: every batched frame is also written here.
     dump: Option<std::path::PathBuf>,
@@ -242,13 +255,29 @@ impl Inference {
                     .collect()
             })
             .collect();
+        let streams = match device {
+            Device::Cuda(i) => DeviceStreams::open(i)
+                .inspect_err(|e| {
+                    tracing::warn!("{e}: uploads share the default stream, and each batch is read back before the next forward is queued")
+                })
+                .ok(),
+            _ => None,
+        };
+        let order = if device.is_cuda() && streams.is_none() {
+            Order::WaitFirst
+        } else {
+            Order::Overlapped
+        };
         Inference {
             groups,
             variants,
             model_names,
             device,
-            in_flight: None,
-            overlap: true,
+            schedule: Schedule::new(order),
+            streams,
+            launching: None,
+            in_flight: Vec::new(),
+            ready: None,
             counters,
             dump: None,
             dump_logits: None,
@@ -259,7 +288,7 @@ impl Inference {
     /// Reads every batch back before the next is filled (no overlap): for tests that
     /// compare the two orders.
     pub fn without_overlap(mut self) -> Self {
-        self.overlap = false;
+        self.schedule = Schedule::new(Order::Serial);
         self
     }
 
@@ -366,65 +395,120 @@ impl Inference {
         rows
     }
 
-    /// Launches the current buffer of group `gi` in the order of the module docs.
+    /// Launches the current buffer of group `gi`: the ops [`Schedule::launch`] gives, in
+    /// its order.
     fn launch(
         &mut self,
         gi: usize,
         emit: &mut impl FnMut(SinkMsg) -> bool,
     ) -> Result<(), FatalError> {
-        let device = self.device;
-        let g = &mut self.groups[gi];
-        let buf = &mut g.buffers[g.current];
-        if buf.slots.is_empty() {
+        let g = &self.groups[gi];
+        if g.buffers[g.current].slots.is_empty() {
             return Ok(());
         }
-        // 1. Fill and upload. Always the full batch shape, even for the last partial
-        // batch: kernels chosen by batch size round differently, and a row must not depend
-        // on which other images shared its batch (determinism across threads, shard order
-        // and --resume).
-        buf.fill();
-        if let Some(dir) = &self.dump {
-            dump_frames(dir, buf)?;
-        }
-        let (input, labels) = if device.is_cuda() {
-            (
-                buf.pixels.to_device_(device, Kind::Uint8, true, false),
-                buf.labels.to_device_(device, Kind::Int64, true, false),
-            )
-        } else {
-            (buf.pixels.shallow_clone(), buf.labels.shallow_clone())
-        };
-        let slots = std::mem::take(&mut buf.slots);
-        g.current ^= 1;
-        // 2. Read back N−1.
-        let previous = match self.in_flight.take() {
-            Some(batch) => Some(self.read_back(batch)?),
-            None => None,
-        };
-        // 3. Queue the forwards of N.
-        let g = &self.groups[gi];
-        let outputs = (g.models.iter())
-            .map(|m| m.launch_keeping(&input, &labels, self.dump_logits.is_some()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch = InFlight {
-            group: gi,
-            slots,
-            outputs,
-        };
-        // 4. Rows of N−1 (or, without overlap, of N at once).
-        if let Some(done) = previous {
-            self.emit_rows(done, emit);
-        }
-        if self.overlap {
-            self.in_flight = Some(batch);
-        } else {
-            let done = self.read_back(batch)?;
-            self.emit_rows(done, emit);
+        for op in self.schedule.launch(g.current) {
+            self.run(op, gi, emit)?;
         }
         Ok(())
     }
 
-    /// Waits for a batch's outputs (one copy per model).
+    /// Carries out one op of the schedule for a batch of group `gi`.
+    fn run(
+        &mut self,
+        op: Op,
+        gi: usize,
+        emit: &mut impl FnMut(SinkMsg) -> bool,
+    ) -> Result<(), FatalError> {
+        match op {
+            Op::Fill { batch, buffer } => {
+                let buf = &mut self.groups[gi].buffers[buffer];
+                buf.fill();
+                if let Some(dir) = &self.dump {
+                    dump_frames(dir, buf)?;
+                }
+                self.launching = Some(InFlight {
+                    batch,
+                    group: gi,
+                    slots: Vec::new(),
+                    inputs: None,
+                    outputs: Vec::new(),
+                    done: None,
+                });
+            }
+            Op::Upload { buffer, .. } => {
+                let inputs = self.upload(gi, buffer)?;
+                let g = &mut self.groups[gi];
+                let b = self.launching.as_mut().expect("filled");
+                b.slots = std::mem::take(&mut g.buffers[buffer].slots);
+                b.inputs = Some(inputs);
+                g.current ^= 1;
+            }
+            Op::Forward { .. } => {
+                let b = self.launching.as_mut().expect("uploaded");
+                let (input, labels) = b.inputs.as_ref().expect("uploaded");
+                // Always the full batch shape, even for the last partial batch: kernels
+                // chosen by batch size round differently, and a row must not depend on
+                // which other images shared its batch.
+                b.outputs = (self.groups[gi].models.iter())
+                    .map(|m| m.launch_keeping(input, labels, self.dump_logits.is_some()))
+                    .collect::<Result<Vec<_>, _>>()?;
+            }
+            Op::QueueReadback { .. } => {
+                let mut b = self.launching.take().expect("computed");
+                if let Some(s) = self.streams {
+                    for (o, name) in b.outputs.iter_mut().zip(&self.model_names[b.group]) {
+                        o.queue_readback(name)?;
+                    }
+                    let done = Event::new().map_err(stream_error)?;
+                    done.record(s.compute).map_err(stream_error)?;
+                    b.done = Some(done);
+                }
+                self.in_flight.push(b);
+            }
+            Op::Wait { batch } => {
+                let i = (self.in_flight.iter().position(|b| b.batch == batch)).expect("launched");
+                let b = self.in_flight.remove(i);
+                if let Some(done) = &b.done {
+                    done.synchronize().map_err(stream_error)?;
+                }
+                self.ready = Some(self.read_back(b)?);
+            }
+            Op::Emit { .. } => {
+                let done = self.ready.take().expect("waited for");
+                self.emit_rows(done, emit);
+            }
+        }
+        Ok(())
+    }
+
+    /// The device copies of buffer `buffer` of group `gi` (on CPU, the buffer itself). With
+    /// streams, the copies go on the upload stream and the compute stream waits for them.
+    fn upload(&self, gi: usize, buffer: usize) -> Result<(Tensor, Tensor), FatalError> {
+        let buf = &self.groups[gi].buffers[buffer];
+        let device = self.device;
+        if !device.is_cuda() {
+            return Ok((buf.pixels.shallow_clone(), buf.labels.shallow_clone()));
+        }
+        let copy = || {
+            (
+                buf.pixels.to_device_(device, Kind::Uint8, true, false),
+                buf.labels.to_device_(device, Kind::Int64, true, false),
+            )
+        };
+        let Some(s) = self.streams else {
+            return Ok(copy());
+        };
+        let guard = s.upload.enter().map_err(stream_error)?;
+        let copies = copy();
+        let uploaded = Event::new().map_err(stream_error)?;
+        uploaded.record(s.upload).map_err(stream_error)?;
+        drop(guard);
+        uploaded.block(s.compute).map_err(stream_error)?;
+        Ok(copies)
+    }
+
+    /// Reads a waited-for batch's outputs (one copy per model, or none when its readback
+    /// was queued into pinned memory).
     fn read_back(&mut self, mut batch: InFlight) -> Result<ReadBack, FatalError> {
         if let Some(dir) = &self.dump_logits {
             let tag = format!("{:?}-{:06}", self.device, self.read_backs);
@@ -491,11 +575,17 @@ impl Inference {
         for gi in 0..self.groups.len() {
             self.launch(gi, emit)?;
         }
-        if let Some(batch) = self.in_flight.take() {
-            let done = self.read_back(batch)?;
-            self.emit_rows(done, emit);
+        for op in self.schedule.finish() {
+            self.run(op, 0, emit)?;
         }
         Ok(())
+    }
+}
+
+fn stream_error(e: StreamError) -> FatalError {
+    FatalError::Inference {
+        model: "(the batcher's CUDA streams)".into(),
+        source: e.into(),
     }
 }
 

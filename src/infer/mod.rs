@@ -6,6 +6,7 @@
 pub mod device;
 pub mod graph;
 pub mod model;
+pub mod streams;
 
 pub use device::{resolve_device, resolve_devices, Precision};
 pub use model::{guarded, Model, Sidecar};

@@ -35,6 +35,9 @@ pub struct PendingOutput {
     in9: bool,
     /// The raw logits as f32, when asked for (`--dump-logits`).
     pub logits: Option<Tensor>,
+    /// Pinned host memory the packed results are being copied into (see
+    /// [`PendingOutput::queue_readback`]).
+    host: Option<Tensor>,
 }
 
 /// A batch read back: per row the prediction, and for a 1,000-class model the probability
@@ -185,6 +188,7 @@ impl Model {
                 k: k as usize,
                 in9: self.in9.is_some(),
                 logits: keep_logits.then_some(logits),
+                host: None,
             })
         })
     }
@@ -222,11 +226,33 @@ pub fn guarded<T>(
 }
 
 impl PendingOutput {
-    /// Waits for the device and reads the batch back (one copy).
+    /// Queues the copy of the results into pinned host memory without waiting (on the
+    /// current stream, after the forward). The caller records an event after it and waits
+    /// on that event before [`collect`](Self::collect), which then copies nothing. On CPU
+    /// there is nothing to copy.
+    pub fn queue_readback(&mut self, model: &str) -> Result<(), FatalError> {
+        let device = self.packed.device();
+        if !device.is_cuda() {
+            return Ok(());
+        }
+        let host = guarded(model, || {
+            let host = Tensor::f_empty(self.packed.size(), (Kind::Float, Device::Cpu))?
+                .f_internal_pin_memory(device)?;
+            // Returns `host` itself; the copy is only queued.
+            let _ = self.packed.f_internal_copy_from(&host, true)?;
+            Ok(host)
+        })?;
+        self.host = Some(host);
+        Ok(())
+    }
+
+    /// Reads the batch back: from the pinned copy when one was queued (its event waited
+    /// for), else with one blocking copy that waits for the device.
     pub fn collect(self, model: &str) -> Result<Collected, FatalError> {
         let k = self.k;
+        let source = self.host.unwrap_or(self.packed);
         let host = guarded(model, || {
-            Vec::<f32>::try_from(self.packed.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)
+            Vec::<f32>::try_from(source.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)
         })?;
         let width = 2 * k + 1 + usize::from(self.in9);
         let p_in9 = (self.in9).then(|| host.chunks_exact(width).map(|r| r[width - 1]).collect());
