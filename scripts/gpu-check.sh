@@ -50,7 +50,8 @@ has_gpu=0
 
 left() { echo $((budget - ($(date +%s) - began))); }
 # step NAME SECONDS CMD...: runs CMD under a timeout (never past the budget), output in
-# work/logs/NAME.log; a failure is recorded and its log tail shown.
+# work/logs/NAME.log; a failure is recorded and its log tail shown. OK_EXIT: one more exit
+# code that is not a failure (bench's 4, a measurement too short to trust).
 step() {
   local name=$1 limit=$2 rc
   shift 2
@@ -62,7 +63,7 @@ step() {
   fi
   timeout "$limit" "$@" >"$work/logs/$name.log" 2>&1
   rc=$?
-  if [ $rc -ne 0 ]; then
+  if [ $rc -ne 0 ] && [ "$rc" != "${OK_EXIT:-}" ]; then
     failed+=("$name")
     {
       echo "step $name failed: exit $rc$([ $rc -eq 124 ] && echo ", timed out after ${limit}s")"
@@ -98,13 +99,6 @@ dmon_stop() { # NAME -> sets util and peak
   util="$(cut -d' ' -f1 "$work/logs/dmon-$1.values" | sort -n | sed -n "$(((n + 1) / 2))p")%"
   peak="$(cut -d' ' -f2 "$work/logs/dmon-$1.values" | sort -n | tail -1)MiB"
 }
-# unfail NAME: a step whose non-zero exit is not a failure (bench's 4: a short measurement).
-unfail() {
-  local kept=() f
-  for f in "${failed[@]}"; do [ "$f" = "$1" ] || kept+=("$f"); done
-  failed=("${kept[@]}")
-}
-
 # 1. Set up: the binary, random weights in the zeroed models, shards as hard links.
 gunzip -c bgstream.bin.gz >"$work/bgstream.bin" && chmod +x "$work/bgstream.bin"
 cp bgstream "$work/bgstream"
@@ -168,7 +162,7 @@ bench() { # ROW MODEL_FILE PRECISION
   local row=$1 file=$2 prec=$3
   dmon_start "$row"
   # Quiet: the hard-linked copies share their keys, which a run warns about.
-  BGSTREAM_LOG=error step "bench-$row" $((seconds + 150)) "$bgstream" bench --shards "$work/shards/*.tar" --model "$file" \
+  BGSTREAM_LOG=error OK_EXIT=4 step "bench-$row" $((seconds + 150)) "$bgstream" bench --shards "$work/shards/*.tar" --model "$file" \
     --variants "$variants" --device "$device" --precision "$prec" --batch-size "$batch" \
     --workers "$workers" --e2e-seconds "$seconds" --min-seconds "$min_seconds" \
     --out "$work/bench-$row" --summary-json "$work/bench-$row.json"
@@ -178,7 +172,7 @@ bench() { # ROW MODEL_FILE PRECISION
   util_of[$row]=$util peak_of[$row]=$peak
   # Exit 4 (a measurement too short) still has figures; the note says so.
   if [ $rc -ne 0 ] && [ $rc -ne 4 ]; then fwd[$row]=failed; return; fi
-  if [ $rc -eq 4 ]; then unfail "bench-$row"; short[$row]="TOO SHORT (see bench-$row.log)"; fi
+  if [ $rc -eq 4 ]; then short[$row]="TOO SHORT (see bench-$row.log)"; fi
   read -r fwd[$row] e2e[$row] ratio[$row] win[$row] < <("$py" - "$work/bench-$row.json" <<'PY'
 import json, sys
 r = {x["mode"]: x for x in json.load(open(sys.argv[1]))}
@@ -196,7 +190,7 @@ done
 
 # 4. The careful Python baseline on the target configuration (ResNet-50, bf16 on a GPU).
 base_model=resnet50 base_prec=bf16
-[ "$device" = cpu ] && base_model=resnet18 base_prec=fp32
+[ "$device" = cpu ] && base_model=${models%% *} base_prec=fp32
 pyrate=-
 if step "python-$base_model-$base_prec" $((seconds + 120)) "$py" python_baseline.py --shards "$work/shards/*.tar" \
   --model "$work/models/$base_model.pt" --out "$work/py" --workers "$workers" --batch-size "$batch" \
