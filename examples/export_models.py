@@ -126,10 +126,49 @@ def timm_meta(model, random_weights, train_size=False):
     }
 
 
+def hub_reachable(timeout=3.0):
+    """Whether the Hugging Face Hub (HF_ENDPOINT) accepts a connection within `timeout`."""
+    import socket
+    import urllib.parse
+
+    from huggingface_hub import constants
+
+    url = urllib.parse.urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def pretrained_timm(name):
+    """timm's pretrained `name`. Without a connection to the Hub only the local cache is
+    tried, so a missing download fails at once with one line instead of a minute of
+    retries and a traceback."""
+    import timm
+    from huggingface_hub import constants
+
+    online = not constants.HF_HUB_OFFLINE and hub_reachable()
+    if not online:
+        constants.HF_HUB_OFFLINE = True
+    try:
+        return timm.create_model(name, pretrained=True)
+    except Exception as e:
+        if online:
+            raise
+        sys.stderr.write(
+            f"export_models.py: {name}: its pretrained weights are not in the local cache "
+            f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and the Hub "
+            f"({constants.ENDPOINT}) cannot be reached ({type(e).__name__}); copy the weights "
+            "into the cache, or pass --random-weights for timm's random initialisation\n"
+        )
+        sys.exit(2)
+
+
 def timm_model(name, random_weights, train_size=False):
     import timm
 
-    model = timm.create_model(name, pretrained=not random_weights)
+    model = timm.create_model(name, pretrained=False) if random_weights else pretrained_timm(name)
     return model, timm_meta(model, random_weights, train_size)
 
 

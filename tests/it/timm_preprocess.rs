@@ -81,3 +81,30 @@ fn crops_equal_timms_eval_transform_at_its_test_size() {
         assert_eq!(report[name]["ok"], true, "{name}: {report}");
     }
 }
+
+/// A pretrained name whose weights are not cached, with no way to the Hub: one line naming
+/// the way out (`--random-weights`), exit 2, no traceback, and nothing written (it used to
+/// retry for about 50 s, then print huggingface_hub's traceback). The Hub is made
+/// unreachable on purpose (a refused local port) and the cache empty, whatever the machine.
+#[test]
+fn an_uncached_pretrained_name_offline_fails_at_once_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("models");
+    let run = std::process::Command::new(common::python())
+        .arg(common::root().join("examples/export_models.py"))
+        .args(["--out", path_str(&out), "resnet34"])
+        .env("HF_HOME", tmp.path().join("hf"))
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("Traceback"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("resnet34") && stderr.contains("--random-weights"),
+        "{stderr}"
+    );
+    assert!(!out.join("resnet34.pt").exists());
+}
