@@ -169,12 +169,24 @@ pub struct SourceMask {
 /// Decodes a mask PNG: grayscale (with or without alpha, any bit depth), nonzero gray =
 /// foreground.
 pub fn decode_mask_png(bytes: &[u8]) -> Result<(usize, usize, Vec<bool>), String> {
+    decode_mask_png_of(bytes, None)
+}
+
+/// [`decode_mask_png`] for an image of `size` (width, height): a header of any other size
+/// is refused before anything is decoded, so a hostile header cannot make it allocate.
+pub fn decode_mask_png_of(
+    bytes: &[u8],
+    size: Option<(usize, usize)>,
+) -> Result<(usize, usize, Vec<bool>), String> {
     let opts = DecoderOptions::default()
         .set_max_width(1 << 16)
         .set_max_height(1 << 16);
     let mut d = PngDecoder::new_with_options(ZCursor::new(bytes), opts);
     d.decode_headers().map_err(|e| format!("mask PNG: {e:?}"))?;
     let (w, h) = d.dimensions().ok_or("mask PNG has no header")?;
+    if let Some((width, height)) = size.filter(|&s| s != (w, h)) {
+        return Err(format!("mask is {w}x{h}, the image {width}x{height}"));
+    }
     let cs = d.colorspace().ok_or("mask PNG has no colour space")?;
     let channels = cs.num_components();
     if !matches!(channels, 1 | 2) || !cs.is_grayscale() {
@@ -232,7 +244,8 @@ impl SourceMask {
     ) -> Result<Self, ItemError> {
         let bitmap = match png {
             Some(bytes) => {
-                let (w, h, flags) = decode_mask_png(bytes).map_err(ItemError::BadMask)?;
+                let (w, h, flags) =
+                    decode_mask_png_of(bytes, Some((width, height))).map_err(ItemError::BadMask)?;
                 if (w, h) != (width, height) {
                     return Err(ItemError::BadMask(format!(
                         "mask is {w}x{h}, the image {width}x{height}"
@@ -510,5 +523,18 @@ mod tests {
         ] {
             assert_eq!(err(SourceMask::new(None, &[bad], 10, 8)), "bad_polygon");
         }
+    }
+
+    /// Found by the fuzz smoke: a 65536x65312 header in a few bytes made the run's mask
+    /// decoder allocate gigabytes before comparing the size with the image's.
+    #[test]
+    fn a_huge_mask_header_is_refused_before_decoding() {
+        let png = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            "iVBORw0KGgoAAAANSUhEUgABAAAAAP8gCAAAAABFxmXcAAAAH0lEQVR4nGNgGEaAEcb4j1+agYlYE0cVjioMBSMYAACrCwEeidRBnQAAAABJRU5ErkJggg==",
+        )
+        .unwrap();
+        let err = SourceMask::new(Some(&png), &[], 40, 32).unwrap_err();
+        assert!(format!("{err:?}").contains("65536x65312"), "{err:?}");
     }
 }
