@@ -54,24 +54,24 @@ pub struct Stream {
 impl Stream {
     /// A stream from libtorch's pool (never the default stream).
     pub fn from_pool(device: usize) -> Result<Self, StreamError> {
-        let mut id = 0;
-        // SAFETY: `id` is a valid out pointer.
-        check(unsafe { bgs_cuda_stream_from_pool(device as c_int, &mut id) })?;
-        Ok(Stream {
-            device: device as c_int,
-            id,
-        })
+        Self::asked(device, bgs_cuda_stream_from_pool)
     }
 
     /// The thread's current stream on `device` (the default stream unless set).
     pub fn current(device: usize) -> Result<Self, StreamError> {
+        Self::asked(device, bgs_cuda_current_stream)
+    }
+
+    /// The stream a shim call that writes a stream id gives for `device`.
+    fn asked(
+        device: usize,
+        call: unsafe extern "C" fn(c_int, *mut i64) -> c_int,
+    ) -> Result<Self, StreamError> {
+        let device = device as c_int;
         let mut id = 0;
-        // SAFETY: `id` is a valid out pointer.
-        check(unsafe { bgs_cuda_current_stream(device as c_int, &mut id) })?;
-        Ok(Stream {
-            device: device as c_int,
-            id,
-        })
+        // SAFETY: `call` is one of the shim's stream getters; `id` is a valid out pointer.
+        check(unsafe { call(device, &mut id) })?;
+        Ok(Stream { device, id })
     }
 
     /// Makes this the thread's current stream on its device until the guard drops: the ops
