@@ -78,7 +78,7 @@ def find_inputs(imagenet, images, annotations):
 def read_models(spec):
     """A list file (export_models.py's format) or comma-separated names."""
     if os.path.isfile(spec):
-        return read_list(spec)
+        return [name for name, _ in read_list(spec)]
     return [m.strip() for m in spec.split(",") if m.strip()]
 
 
