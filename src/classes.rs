@@ -265,6 +265,10 @@ pub enum Scoring {
     /// nine (−1) is wrong. Top-5 is right when any of the five maps to the label, and
     /// `p_true` is the probability of the label's IN-9 class: the sum over its fine classes.
     InToIn9,
+    /// An ImageNet-1k label and a model with a class map (its sidecar's `class_map`): the
+    /// output that covers the label, compared with the model's top-k. `None`: no output
+    /// covers it; the row is recorded, its correctness is null and it counts in no accuracy.
+    ClassMap(Option<i64>),
 }
 
 impl Scoring {
@@ -288,13 +292,20 @@ impl Scoring {
             Scoring::Direct => "direct",
             Scoring::In9 => "in9",
             Scoring::InToIn9 => "in_to_in9",
+            Scoring::ClassMap(_) => "class_map",
         }
     }
 
+    /// The rule of a `scoring` value (a class map's output is not in the name).
     pub fn parse(name: &str) -> Option<Self> {
-        [Scoring::Direct, Scoring::In9, Scoring::InToIn9]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [
+            Scoring::Direct,
+            Scoring::In9,
+            Scoring::InToIn9,
+            Scoring::ClassMap(None),
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 
     /// Whether the label is ImageNet-9's (whatever the model).
@@ -304,11 +315,15 @@ impl Scoring {
 
     /// (top-1 right, top-5 right) for the top-k classes `top` (best first) and `label`.
     pub fn hits(self, top: &[i64], label: i64) -> (bool, bool) {
+        let label = match self {
+            Scoring::ClassMap(output) => output,
+            Scoring::Direct | Scoring::In9 | Scoring::InToIn9 => Some(label),
+        };
         let class = |c: i64| match self {
             Scoring::InToIn9 => in9::to_in9(c),
-            Scoring::Direct | Scoring::In9 => Some(c),
+            Scoring::Direct | Scoring::In9 | Scoring::ClassMap(_) => Some(c),
         };
-        let right = |c: &i64| class(*c) == Some(label);
+        let right = |c: &i64| label.is_some() && class(*c) == label;
         (top.first().is_some_and(right), top.iter().any(right))
     }
 }
@@ -501,9 +516,18 @@ mod tests {
         assert_eq!(Scoring::for_model(None, 9), Ok(Scoring::Direct));
         let err = Scoring::for_model(in9, 101).unwrap_err();
         assert!(err.contains("101 classes"), "{err}");
-        for s in [Scoring::Direct, Scoring::In9, Scoring::InToIn9] {
+        for s in [
+            Scoring::Direct,
+            Scoring::In9,
+            Scoring::InToIn9,
+            Scoring::ClassMap(None),
+        ] {
             assert_eq!(Scoring::parse(s.name()), Some(s));
         }
+        // A class map's rule compares with the covering output; no output, no hit.
+        assert_eq!(Scoring::ClassMap(Some(3)).hits(&[1, 3], 151), (false, true));
+        assert_eq!(Scoring::ClassMap(Some(1)).hits(&[1], 1), (true, true));
+        assert_eq!(Scoring::ClassMap(None).hits(&[0, 1], 0), (false, false));
     }
 
     #[test]

@@ -122,11 +122,16 @@ pub struct Row {
 }
 
 impl Row {
-    /// (top-1 right, top-5 right) of an ok row, by its scoring rule.
+    /// (top-1 right, top-5 right) of an ok row, by its scoring rule; `None` on a failed
+    /// row and on one its model's class map does not cover.
     pub fn hits(&self) -> Option<(bool, bool)> {
         let p = self.outcome.as_ref().ok()?;
         let k = p.top5.iter().take_while(|&&c| c >= 0).count();
         let scoring = self.scoring.unwrap_or(Scoring::Direct);
+        // A label no output of a class-mapped model covers: neither right nor wrong.
+        if scoring == Scoring::ClassMap(None) {
+            return None;
+        }
         Some(scoring.hits(&p.top5[..k], self.meta.label.unwrap_or(-1)))
     }
 }

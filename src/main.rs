@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Shard(a)) => commands::shard::run(&a),
         Some(Command::Aggregate(a)) => commands::aggregate::run(&a),
+        Some(Command::Export(a)) => commands::export::run(&a),
         Some(Command::Run(a)) => run(&a),
         None => run(&cli.run),
         #[cfg(feature = "torch")]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::classes::{LabelSpace, Scoring};
 use crate::error::{BoxError, FatalError};
 use crate::ops::geometry::{Interpolation, Preprocess};
 use crate::precision::Precision;
@@ -35,6 +36,69 @@ pub struct Sidecar {
     /// baked flags unless the sidecar says so (`crate::infer::graph`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conv_flags: Option<ConvFlags>,
+    /// The outputs as ImageNet-1k classes (`bgstream export --class-map`): output `i` is
+    /// `classes[i]`, and the model is scored against ImageNet labels through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_map: Option<OutputMap>,
+}
+
+/// [`Sidecar::class_map`]: the model's classes, each a set of ImageNet-1k classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputMap {
+    pub name: String,
+    pub classes: Vec<OutputClass>,
+    /// ImageNet-1k class -> output, `-1` where no output covers it; built by
+    /// [`OutputMap::index`] (empty until then).
+    #[serde(skip)]
+    outputs: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputClass {
+    pub name: String,
+    pub wnids: Vec<String>,
+}
+
+impl OutputMap {
+    /// Checks the map against the model's `num_classes` and builds the label lookup.
+    fn index(&mut self, num_classes: i64) -> Result<(), String> {
+        if self.classes.len() as i64 != num_classes {
+            return Err(format!(
+                "class_map {:?} has {} classes, the model {num_classes} outputs",
+                self.name,
+                self.classes.len()
+            ));
+        }
+        let imagenet = crate::classes::imagenet::classes().len();
+        let mut outputs = vec![-1i64; imagenet];
+        for (o, class) in self.classes.iter().enumerate() {
+            for wnid in &class.wnids {
+                let i = crate::classes::imagenet::index(wnid).ok_or_else(|| {
+                    format!(
+                        "class_map: {wnid:?} (class {:?}) is not an ImageNet-1k wnid",
+                        class.name
+                    )
+                })?;
+                if outputs[i] >= 0 && outputs[i] != o as i64 {
+                    return Err(format!("class_map: {wnid} is in two classes"));
+                }
+                outputs[i] = o as i64;
+            }
+        }
+        self.outputs = outputs;
+        Ok(())
+    }
+
+    /// The output that covers ImageNet-1k class `label`, if any.
+    pub fn output_of(&self, label: i64) -> Option<i64> {
+        let o = *self.outputs.get(usize::try_from(label).ok()?)?;
+        (o >= 0).then_some(o)
+    }
+
+    /// ImageNet-1k class -> output (`-1`: none), one entry per class.
+    pub fn outputs(&self) -> &[i64] {
+        &self.outputs
+    }
 }
 
 /// [`Sidecar::conv_flags`].
@@ -62,12 +126,16 @@ impl Sidecar {
         };
         let text = std::fs::read(&path)
             .map_err(|e| bad(format!("sidecar {} not readable", path.display()), e.into()))?;
-        let s: Sidecar = serde_json::from_slice(&text)
+        let mut s: Sidecar = serde_json::from_slice(&text)
             .map_err(|e| bad(format!("sidecar {}", path.display()), e.into()))?;
-        s.validate().map_err(|reason| FatalError::Model {
+        let invalid = |reason| FatalError::Model {
             path: model.to_path_buf(),
             reason,
-        })?;
+        };
+        s.validate().map_err(invalid)?;
+        if let Some(map) = s.class_map.as_mut() {
+            map.index(s.num_classes).map_err(invalid)?;
+        }
         Ok(s)
     }
 
@@ -91,6 +159,28 @@ impl Sidecar {
             return Err(format!("num_classes {} outside 1..=2^24", self.num_classes));
         }
         Ok(())
+    }
+
+    /// Labels a sample may carry for this model: its own classes, or ImageNet-1k's when it
+    /// has a class map.
+    pub fn label_classes(&self) -> i64 {
+        match &self.class_map {
+            Some(m) => m.outputs.len().max(1000) as i64,
+            None => self.num_classes,
+        }
+    }
+
+    /// How a row of label `label` in label space `space` is scored for this model
+    /// ([`Scoring::for_model`], and through the class map when there is one).
+    pub fn scoring(
+        &self,
+        space: Option<LabelSpace>,
+        label: Option<i64>,
+    ) -> Result<Scoring, String> {
+        match (&self.class_map, space) {
+            (Some(map), None) => Ok(Scoring::ClassMap(label.and_then(|l| map.output_of(l)))),
+            _ => Scoring::for_model(space, self.num_classes),
+        }
     }
 
     pub fn preprocess(&self) -> Preprocess {

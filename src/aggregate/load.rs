@@ -495,12 +495,15 @@ impl PredictionBatch {
         })
     }
 
-    /// Row `i`'s TOP1 | TOP5 bits, or `None` when the class map leaves its label unmapped.
+    /// Row `i`'s TOP1 | TOP5 bits, or `None` when a class map (aggregate's, or the model's
+    /// own) leaves its label unmapped.
     fn bits(&self, i: usize) -> Option<u8> {
         match &self.coarse {
             Some(c) => c[i],
+            // An ok row without a verdict: its model's class map covers none of its label.
+            None if self.top1.is_null(i) => None,
             None => Some(
-                (u8::from(!self.top1.is_null(i) && self.top1.value(i)) * TOP1)
+                (u8::from(self.top1.value(i)) * TOP1)
                     | (u8::from(!self.top5.is_null(i) && self.top5.value(i)) * TOP5),
             ),
         }

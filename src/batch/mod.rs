@@ -538,17 +538,16 @@ impl Inference {
         for ((got, model), m) in done.predictions.into_iter().zip(names).zip(models) {
             let read = done.slots.iter().take(got.predictions.len()).enumerate();
             for (i, (meta, vi)) in read {
-                let (scoring, outcome) =
-                    match got.scored(i, meta.label_space, m.sidecar.num_classes) {
-                        Ok((p, s)) => (Some(s), Ok(p)),
-                        Err(message) => (
-                            None,
-                            Err(RowError {
-                                code: "label_space",
-                                message,
-                            }),
-                        ),
-                    };
+                let (scoring, outcome) = match m.score(&got, i, meta.label, meta.label_space) {
+                    Ok((p, s)) => (Some(s), Ok(p)),
+                    Err(message) => (
+                        None,
+                        Err(RowError {
+                            code: "label_space",
+                            message,
+                        }),
+                    ),
+                };
                 rows.push(Row {
                     meta: meta.clone(),
                     slot: *vi,

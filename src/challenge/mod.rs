@@ -21,7 +21,7 @@
 //!   crop's uint8 pixels: `challenge_eval.py`'s `bg * (1 - mask) + mask * fg` for a binary
 //!   mask. The backgrounds are uploaded once per model; `N * size² * 3` bytes (4,050
 //!   images at 224 px: 610 MB).
-//! - A verdict is the model's top-1 scored as a run scores it ([`Scoring`]): through
+//! - A verdict is the model's top-1 scored as a run scores it ([`Scoring`](crate::classes::Scoring)): through
 //!   `in_to_in9` for a 1,000-class model on ImageNet-9 labels.
 
 mod output;
@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::classes::{LabelSpace, Scoring};
+use crate::classes::LabelSpace;
 use crate::error::{FatalError, ItemError};
 use crate::infer::{guarded, Model, Precision};
 use crate::item::{Prepared, RowError};
@@ -295,7 +295,7 @@ fn attack(
     if row.status.is_err() {
         return Ok(row);
     }
-    let scoring = match Scoring::for_model(fg.space, model.sidecar.num_classes) {
+    let scoring = match model.sidecar.scoring(fg.space, fg.label) {
         Ok(s) => s,
         Err(message) => {
             row.status = Err(RowError {

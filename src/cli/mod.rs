@@ -41,6 +41,23 @@ pub enum Command {
     /// ImageNet-9's challenge accuracy as challenge_eval.py defines it: per foreground,
     /// every background is tried until one flips the model (N x N forwards at most).
     Challenge(ChallengeArgs),
+    /// A model of yours as TorchScript plus sidecar: a timm name (with --checkpoint FILE),
+    /// torchvision:NAME, open_clip:ARCH (zero-shot), or --factory FILE.py:FN. Runs the
+    /// project's Python exporter with the venv's torch, then loads each model as a run would.
+    /// `bgstream export --help` lists every option.
+    #[command(disable_help_flag = true)]
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Passed to the exporter as they are (its own --help describes them).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -41,7 +41,7 @@ pub fn run(a: &AggregateArgs) -> anyhow::Result<u8> {
     }
     if out.data.unmapped > 0 {
         eprintln!(
-            "bgstream: note: {} rows have a label outside the class map and were left out",
+            "bgstream: note: {} rows have a label outside the class map (--class-map, or a model's own) and were left out",
             out.data.unmapped
         );
     }

@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod bench;
 #[cfg(feature = "torch")]
 pub mod challenge;
+pub mod export;
 #[cfg(feature = "torch")]
 pub mod preview;
 #[cfg(feature = "torch")]

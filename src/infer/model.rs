@@ -23,6 +23,10 @@ pub struct Model {
     /// For a 1,000-class model, `[1000, 9]`: row c is one-hot at ImageNet-9's class of c
     /// (all zero outside the nine), so `probs @ in9` are the IN-9 class probabilities.
     in9: Option<Tensor>,
+    /// With a class map, `[1002]` int64: entry `l + 1` is the output that covers
+    /// ImageNet-1k label `l` (0 where none: those rows' `p_true` is replaced by NaN), so
+    /// the label's probability is gathered on the device like any other model's.
+    label_outputs: Option<Tensor>,
 }
 
 /// The device tensor of a launched batch, read back later (so the GPU works meanwhile):
@@ -89,6 +93,13 @@ impl Model {
         let scale = per_channel(sidecar.std.map(|s| 1.0 / (255.0 * s)));
         let bias = per_channel([0, 1, 2].map(|c| -sidecar.mean[c] / sidecar.std[c]));
         let in9 = (sidecar.num_classes == 1000).then(|| in9_matrix().to_device(device));
+        let label_outputs = (sidecar.class_map.as_ref()).map(|m| {
+            let mut table = vec![0i64; m.outputs().len() + 2];
+            for (l, &o) in m.outputs().iter().enumerate() {
+                table[l + 1] = o.max(0);
+            }
+            Tensor::from_slice(&table).to_device(device)
+        });
         let model = Model {
             path: path.to_path_buf(),
             sidecar,
@@ -98,6 +109,7 @@ impl Model {
             scale,
             bias,
             in9,
+            label_outputs,
         };
         model.self_check()?;
         Ok(model)
@@ -175,6 +187,15 @@ impl Model {
             let probs = logits.f_softmax(-1, Kind::Float)?;
             let k = self.sidecar.num_classes.min(5);
             let (top_p, top_i) = probs.f_topk(k, -1, true, true)?;
+            let outputs;
+            let labels = match &self.label_outputs {
+                Some(table) => {
+                    let last = table.size()[0] - 2;
+                    outputs = table.f_index_select(0, &(labels.f_clamp(-1, last)? + 1))?;
+                    &outputs
+                }
+                None => labels,
+            };
             let p_true = probs.f_gather(1, &labels.f_unsqueeze(1)?, false)?;
             let mut parts = vec![top_p, top_i.f_to_kind(Kind::Float)?, p_true];
             if let Some(m) = &self.in9 {
@@ -272,6 +293,30 @@ impl PendingOutput {
             })
             .collect();
         Ok(Collected { predictions, p_in9 })
+    }
+}
+
+impl Model {
+    /// Row `i` of `got` scored for a sample of label `label` in label space `space`
+    /// ([`Sidecar::scoring`]). `Err`: this model cannot be scored against that label space.
+    pub fn score(
+        &self,
+        got: &Collected,
+        i: usize,
+        label: Option<i64>,
+        space: Option<LabelSpace>,
+    ) -> Result<(Prediction, Scoring), String> {
+        if self.sidecar.class_map.is_none() {
+            return got.scored(i, space, self.sidecar.num_classes);
+        }
+        let scoring = self.sidecar.scoring(space, label)?;
+        let mut p = got.predictions[i];
+        // The device gathered the covering output's probability; there is none to give for
+        // an uncovered label, nor for an ImageNet-9 label (the table reads ImageNet-1k ones).
+        if !matches!(scoring, Scoring::ClassMap(Some(_))) {
+            p.p_true = f32::NAN;
+        }
+        Ok((p, scoring))
     }
 }
 

@@ -95,7 +95,8 @@ pub fn run(p: &PreviewConfig) -> Result<PreviewOutput, FatalError> {
         .map(|m| Model::load(m, p.device, Precision::Fp32))
         .collect::<Result<Vec<_>, _>>()?;
     let num_classes: Vec<i64> = models.iter().map(|m| m.sidecar.num_classes).collect();
-    let cfg = prepare_config(p, &models, &num_classes)?;
+    let label_classes: Vec<i64> = models.iter().map(|m| m.sidecar.label_classes()).collect();
+    let cfg = prepare_config(p, &models, &label_classes)?;
     let names = ClassNames::for_models(p.class_names.as_deref(), &num_classes)?;
     let samples = find_samples(&p.shards, &p.want, &cfg)?;
     if samples.is_empty() {
@@ -423,12 +424,10 @@ fn predict(m: &Model, gi: usize, rendered: &[Rendered], slots: usize) -> Result<
         let got = m.launch(&x, &labels)?.collect(m.name())?;
         for (i, f) in chunk.iter().take(got.predictions.len()).enumerate() {
             // Scored as the run's rows are; unscorable: the raw prediction, no verdict.
-            out[f.0][f.1] = Some(
-                match got.scored(i, f.4.label_space, m.sidecar.num_classes) {
-                    Ok((p, s)) => (p, Some(s)),
-                    Err(_) => (got.predictions[i], None),
-                },
-            );
+            out[f.0][f.1] = Some(match m.score(&got, i, Some(f.3), f.4.label_space) {
+                Ok((p, s)) => (p, Some(s)),
+                Err(_) => (got.predictions[i], None),
+            });
         }
     }
     Ok(out)

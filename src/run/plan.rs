@@ -90,7 +90,7 @@ pub fn prepare_config(cfg: &RunConfig, groups: &[Vec<Model>]) -> Result<PrepareC
         num_classes: groups
             .iter()
             .flatten()
-            .map(|m| m.sidecar.num_classes)
+            .map(|m| m.sidecar.label_classes())
             .min()
             .unwrap_or(i64::MAX),
         class_map: cfg.class_map.clone(),

@@ -144,9 +144,9 @@ impl PredictionColumns {
         self.probs.values().append_slice(&p.top5_prob[..k]);
         self.probs.append(true);
         self.p_true.append_value(p.p_true);
-        let (top1, top5) = r.hits().unwrap_or_default();
-        self.top1_ok.append_value(top1);
-        self.top5_ok.append_value(top5);
+        let hits = r.hits();
+        self.top1_ok.append_option(hits.map(|h| h.0));
+        self.top5_ok.append_option(hits.map(|h| h.1));
         self.scoring
             .append_value(r.scoring.unwrap_or(Scoring::Direct).name());
     }

@@ -43,7 +43,10 @@ impl Tally {
             Err(_) => {}
             Ok(_) if is_multi_row(&r.variant) => {}
             Ok(_) => {
-                let (top1, top5) = r.hits().unwrap_or_default();
+                // A label its model's class map does not cover counts in no accuracy.
+                let Some((top1, top5)) = r.hits() else {
+                    return;
+                };
                 let mut count = |variant: Arc<str>| {
                     let t = self.accuracy.entry((r.model.clone(), variant)).or_default();
                     t.0 += 1;

@@ -111,6 +111,7 @@ fn sidecar(name: String, weights: String) -> Sidecar {
         frozen_precision: None,
         param_count: None,
         conv_flags: None,
+        class_map: None,
     }
 }
 

@@ -8,6 +8,7 @@
 mod backgrounds;
 mod bad_input;
 mod batcher;
+mod byo;
 mod common;
 mod conv_flags;
 mod finetune;

@@ -34,7 +34,8 @@ pub struct PrepareConfig {
     pub min_fg: f64,
     pub max_fg: f64,
     pub limits: Limits,
-    /// Labels must be below this (the smallest `num_classes` of the models).
+    /// Labels must be below this (the smallest of the models' label ranges:
+    /// `Sidecar::label_classes`).
     pub num_classes: i64,
     /// Coarse classes for donor choice (`--class-map`); fine labels without it.
     pub class_map: Option<ClassMap>,
