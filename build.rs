@@ -7,6 +7,8 @@
 // `scripts/bgstream`, which finds a torch install. A libtorch outside the checkout keeps its
 // absolute path.
 //
+// The binaries also look in a Python prefix's site-packages/torch/lib (the wheel).
+//
 // With the `torch` feature it also compiles src/infer/streams.cpp, the CUDA stream and event
 // shim (tch has no stream API), against libtorch's own headers.
 use std::path::{Path, PathBuf};
@@ -25,6 +27,19 @@ fn main() {
     // <profile>/deps.
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     let profile = out.ancestors().nth(3).expect("OUT_DIR layout");
+    // An installed wheel puts the binary in <prefix>/bin and torch in
+    // <prefix>/lib/pythonX.Y/site-packages/torch (a venv, --user, conda): listed first, so
+    // that an installed binary never picks up some other checkout's .venv.
+    let installed: Vec<String> = (9..=14)
+        .flat_map(|minor| {
+            ["site-packages", "dist-packages"]
+                .map(|d| format!("$ORIGIN/../lib/python3.{minor}/{d}/torch/lib"))
+        })
+        .collect();
+    println!(
+        "cargo:rustc-link-arg-bins=-Wl,-rpath,{}",
+        installed.join(":")
+    );
     match pathdiff::diff_paths(&lib, profile) {
         Some(rel) if lib.starts_with(&manifest) && profile.starts_with(&manifest) => {
             let rel = rel.display();

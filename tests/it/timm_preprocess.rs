@@ -103,7 +103,9 @@ fn an_uncached_pretrained_name_offline_fails_at_once_with_one_line() {
     assert!(!stderr.contains("Traceback"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("resnet34") && stderr.contains("--random-weights"),
+        stderr.contains("resnet34")
+            && stderr.contains("--random-weights")
+            && stderr.contains("--checkpoint"),
         "{stderr}"
     );
     assert!(!out.join("resnet34.pt").exists());

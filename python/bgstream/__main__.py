@@ -1,0 +1,3 @@
+from bgstream import main
+
+main()
