@@ -172,8 +172,9 @@ pub fn run(cfg: &AggregateConfig) -> Result<AggregateOutput, FatalError> {
             class_map: class_map.as_ref(),
         },
     )?;
+    // Labels are named by the models' label space: a class-mapped model's is ImageNet's.
     let num_classes: Vec<i64> = (facts.identity())
-        .map(|id| id.models.iter().map(|m| m.num_classes).collect())
+        .map(|id| id.models.iter().map(|m| m.label_classes()).collect())
         .unwrap_or_else(|| vec![0]);
     // ImageNet-9 labels name IN-9 classes, whatever the models' class count.
     let names = match cfg.class_names.as_deref() {

@@ -94,10 +94,9 @@ pub fn run(p: &PreviewConfig) -> Result<PreviewOutput, FatalError> {
     let models = (p.models.iter())
         .map(|m| Model::load(m, p.device, Precision::Fp32))
         .collect::<Result<Vec<_>, _>>()?;
-    let num_classes: Vec<i64> = models.iter().map(|m| m.sidecar.num_classes).collect();
     let label_classes: Vec<i64> = models.iter().map(|m| m.sidecar.label_classes()).collect();
     let cfg = prepare_config(p, &models, &label_classes)?;
-    let names = ClassNames::for_models(p.class_names.as_deref(), &num_classes)?;
+    let names = ClassNames::for_models(p.class_names.as_deref(), &label_classes)?;
     let samples = find_samples(&p.shards, &p.want, &cfg)?;
     if samples.is_empty() {
         return Err(FatalError::Config(

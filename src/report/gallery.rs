@@ -20,6 +20,7 @@ use crate::ops::decode::Limits;
 use crate::ops::variants::{is_multi_row, Variant};
 use crate::preview::{find_keys, render, thumb, Rendered};
 use crate::run::identity::RunIdentity;
+use crate::sidecar::OutputMap;
 use crate::source::Sample;
 use crate::stage::donors::DonorBank;
 use crate::stage::prepare::donor_scan::donor_from_sample;
@@ -166,6 +167,22 @@ fn predicted(r: &ShownRow, names: Option<&ClassNames>, label: i64) -> (String, b
     }
 }
 
+/// A class-mapped model's top-1 output, named by its class map, and whether it covers the
+/// ImageNet label (as the row was scored).
+fn mapped(r: &ShownRow, map: &OutputMap, label: i64) -> (String, bool) {
+    let Some(class) = r
+        .top1
+        .and_then(|c| map.classes.get(usize::try_from(c).ok()?))
+    else {
+        return ("–".into(), false);
+    };
+    let wnid = usize::try_from(label)
+        .ok()
+        .and_then(|l| imagenet::classes().get(l));
+    let right = wnid.is_some_and(|(w, _)| class.wnids.iter().any(|x| x == w));
+    (class.name.clone(), right)
+}
+
 fn class_name(names: Option<&ClassNames>, label: i64) -> String {
     match names.and_then(|n| n.name(label)) {
         Some(n) => n.to_string(),
@@ -208,6 +225,9 @@ pub fn build(
         ctx: &ctx,
         agg,
         names,
+        maps: (identity.models.iter())
+            .filter_map(|m| Some((m.name.as_str(), m.class_map.as_ref()?)))
+            .collect(),
         frames: &frames,
         size: out.size,
         thumb: opts.thumb,
@@ -436,7 +456,7 @@ fn prepare_config(
         num_classes: identity
             .models
             .iter()
-            .map(|m| m.num_classes)
+            .map(|m| m.label_classes())
             .min()
             .unwrap_or(i64::MAX),
         class_map: None,
@@ -557,6 +577,8 @@ struct Shows<'a> {
     ctx: &'a Context<'a>,
     agg: &'a Aggregate,
     names: Option<&'a ClassNames>,
+    /// The class maps of the models that have one: their outputs are named by it.
+    maps: HashMap<&'a str, &'a OutputMap>,
     frames: &'a Frames,
     /// The frames' side, and the thumbnails'.
     size: usize,
@@ -589,7 +611,10 @@ impl Shows<'_> {
                     && (!is_multi_row(variant) || r.background.as_deref() == background)
             })
             .map(|r| {
-                let (predicted, right) = predicted(r, self.names, label);
+                let (predicted, right) = match self.maps.get(r.model.as_str()) {
+                    Some(map) => mapped(r, map, label),
+                    None => predicted(r, self.names, label),
+                };
                 Caption {
                     model: r.model.clone(),
                     predicted,

@@ -164,7 +164,19 @@ fn a_class_mapped_nine_class_model_is_scored_on_imagenet_labels() {
 
     // aggregate counts only the covered rows: accuracy = expected / covered.
     let agg = tmp.path().join("agg");
-    let (code, _, err) = common::aggregate(&results, &agg, &["--baseline", "efficientnet-lite0"]);
+    let report = tmp.path().join("report.html");
+    let (code, _, err) = common::aggregate(
+        &results,
+        &agg,
+        &[
+            "--baseline",
+            "efficientnet-lite0",
+            "--report",
+            path_str(&report),
+            "--shards",
+            &glob,
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("outside the class map"), "{err}");
     let csv = std::fs::read_to_string(agg.join("results.csv")).unwrap();
@@ -188,6 +200,36 @@ fn a_class_mapped_nine_class_model_is_scored_on_imagenet_labels() {
         ],
     );
     assert_eq!(rep["compared"], 2, "{rep}");
+    // The report names the class-mapped model's predictions by its class map.
+    let html = std::fs::read_to_string(&report).unwrap();
+    let captions: Vec<&str> = (html.split("<li class=").skip(1))
+        .filter_map(|li| li.split_once("</li>").map(|(c, _)| c))
+        .collect();
+    let mapped: Vec<&&str> = captions
+        .iter()
+        .filter(|c| c.contains("lite0-in9: "))
+        .collect();
+    assert!(!mapped.is_empty(), "no caption of lite0-in9");
+    for c in &mapped {
+        let named = c
+            .split("lite0-in9: ")
+            .nth(1)
+            .unwrap()
+            .split(" <small>")
+            .next()
+            .unwrap();
+        assert!(
+            bgstream::classes::in9::NAMES.contains(&named),
+            "{named:?} is not an IN-9 class: {c}"
+        );
+    }
+    // ... while the 1,000-class model's captions keep ImageNet's names.
+    assert!(
+        !captions
+            .iter()
+            .any(|c| c.contains("efficientnet-lite0: class ")),
+        "{captions:?}"
+    );
 }
 
 #[test]
