@@ -15,6 +15,11 @@
       For MODEL's rows of variant original in RESULTS/*.parquet (DuckDB): the model run in
       PyTorch on the frames bgstream fed it (--dump-inputs DUMP); a row's expected verdict is
       its top-1 == TABLE[label] (null where TABLE says -1), compared with top1_correct.
+  class-map-forms DIR
+      export_models.read_class_map on each form a user may write: nested JSON with indices,
+      a range and a wnid; the backgrounds challenge's flat in_to_in9.json; a 100-class subset
+      as one wnid per line; `name: wnid wnid` lines. And refusals: a wnid in two classes, an
+      unknown wnid (exit 2, one line).
   results RESULTS_CSV PARQUET_DIR
       pandas reads aggregate's results.csv; per (model, variant) its images and top1 must
       equal DuckDB's count and mean of top1_correct over the ok rows with a verdict, to
@@ -206,7 +211,57 @@ def cmd_results(csv_path, parquet_dir):
     return 0 if not rep["differs"] and rep["compared"] else 1
 
 
+def cmd_class_map_forms(work, table_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    import contextlib
+    import io
+
+    from export_models import imagenet_wnids, read_class_map
+
+    wnids = imagenet_wnids()
+    rep, ok = {}, True
+
+    def write(name, text):
+        path = os.path.join(work, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    nested = read_class_map(write("nested.json", json.dumps({"name": "two", "classes": [
+        {"name": "fish", "labels": [0, "1-3"]}, {"name": "shark", "labels": [wnids[4]]}]})))
+    ok &= nested == {"name": "two", "classes": [
+        {"name": "fish", "wnids": wnids[0:4]}, {"name": "shark", "wnids": [wnids[4]]}]}
+    flat = read_class_map(table_path)
+    with open(table_path) as f:
+        table = {int(k): v for k, v in json.load(f).items()}
+    sizes = [len(c["wnids"]) for c in flat["classes"]]
+    ok &= flat["classes"][0]["name"] == "dog" and len(sizes) == 9
+    ok &= sizes == [sum(1 for v in table.values() if v == i) for i in range(9)]
+    subset = wnids[::10]
+    lines = read_class_map(write("subset.txt", "# a 100-class subset\n" + "\n".join(subset) + "\n"))
+    ok &= [c["wnids"] for c in lines["classes"]] == [[w] for w in subset]
+    named = read_class_map(write("named.txt", f"tench: {wnids[0]}\nfish: {wnids[1]} {wnids[2]}\n"))
+    ok &= [(c["name"], len(c["wnids"])) for c in named["classes"]] == [("tench", 1), ("fish", 2)]
+    rep["forms"] = {"nested": len(nested["classes"]), "flat": sizes, "subset": len(lines["classes"]),
+                    "named": len(named["classes"])}
+    for bad, text in (("twice.txt", f"a: {wnids[0]}\nb: {wnids[0]}\n"), ("unknown.txt", "n99999999\n")):
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                read_class_map(write(bad, text))
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        rep[bad] = [code, err.getvalue().strip()]
+        ok &= code == 2 and err.getvalue().count("\n") == 1
+    rep["ok"] = bool(ok)
+    print(json.dumps(rep))
+    return 0 if ok else 1
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "class-map-forms":
+        return cmd_class_map_forms(*argv[2:])
     if len(argv) == 4 and argv[1] == "results":
         return cmd_results(*argv[2:])
     if len(argv) == 4 and argv[1] == "checkpoints":

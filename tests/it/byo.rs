@@ -16,23 +16,7 @@ fn export(args: &[&str]) -> String {
 
 /// Real ImageNet shards of the first `limit` images of ../shared.
 fn shards(data: &Path, dir: &Path, limit: usize) -> String {
-    let (code, stdout, stderr) = common::bgstream(&[
-        "shard",
-        "--images",
-        path_str(&data.join("imagenet-val/images")),
-        "--annotations",
-        path_str(&data.join("imagenet-val/annotations.csv")),
-        "--out",
-        path_str(dir),
-        "--prefix",
-        "val",
-        "--shard-size",
-        "8",
-        "--limit",
-        &limit.to_string(),
-    ]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    format!("{}/val-*.tar", dir.display())
+    common::shared_shards(data, dir, 8, limit)
 }
 
 /// Runs `models` over `glob` (variant original, CPU) into `out`.
@@ -379,4 +363,19 @@ fn the_modern_model_list_exports_and_runs() {
         "select count(distinct model), count(*) from rows where status = 'ok'",
     );
     assert_eq!(ok, serde_json::json!([[8, 16]]));
+}
+
+#[test]
+fn class_maps_are_read_in_every_form_and_bad_ones_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rep = common::python_report(
+        "tests/byo_reference.py",
+        &[
+            "class-map-forms",
+            path_str(tmp.path()),
+            path_str(&in9_table()),
+        ],
+    );
+    assert_eq!(rep["ok"], true, "{rep}");
+    assert_eq!(rep["forms"]["subset"], 100, "{rep}");
 }

@@ -134,3 +134,25 @@ pub fn aggregate(input: &Path, out: &Path, extra: &[&str]) -> (i32, String, Stri
     args.extend_from_slice(extra);
     bgstream(&args)
 }
+
+/// Shards of the first `limit` real ImageNet images of ../shared (`data`), `shard_size` per
+/// shard, into `dir` as `val-*.tar`; returns that glob.
+pub fn shared_shards(data: &Path, dir: &Path, shard_size: usize, limit: usize) -> String {
+    let (code, stdout, stderr) = bgstream(&[
+        "shard",
+        "--images",
+        path_str(&data.join("imagenet-val/images")),
+        "--annotations",
+        path_str(&data.join("imagenet-val/annotations.csv")),
+        "--out",
+        path_str(dir),
+        "--prefix",
+        "val",
+        "--shard-size",
+        &shard_size.to_string(),
+        "--limit",
+        &limit.to_string(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    format!("{}/val-*.tar", dir.display())
+}

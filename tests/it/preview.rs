@@ -18,22 +18,7 @@ fn decode_png(path: &Path) -> Vec<u8> {
 
 /// Real ImageNet shards of the first `limit` images of ../shared.
 fn shards(data: &Path, dir: &Path, limit: usize) {
-    let (code, stdout, stderr) = common::bgstream(&[
-        "shard",
-        "--images",
-        path_str(&data.join("imagenet-val/images")),
-        "--annotations",
-        path_str(&data.join("imagenet-val/annotations.csv")),
-        "--out",
-        path_str(dir),
-        "--prefix",
-        "val",
-        "--shard-size",
-        "5",
-        "--limit",
-        &limit.to_string(),
-    ]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    common::shared_shards(data, dir, 5, limit);
 }
 
 #[test]
