@@ -124,7 +124,8 @@ impl Sidecar {
             what,
             source,
         };
-        let text = std::fs::read(&path)
+        let text = std::fs::File::open(&path)
+            .and_then(|f| crate::shard::limits::read_all(f, crate::shard::limits::SIDECAR_FILE))
             .map_err(|e| bad(format!("sidecar {} not readable", path.display()), e.into()))?;
         let mut s: Sidecar = serde_json::from_slice(&text)
             .map_err(|e| bad(format!("sidecar {}", path.display()), e.into()))?;
@@ -134,6 +135,7 @@ impl Sidecar {
         };
         s.validate().map_err(invalid)?;
         if let Some(map) = s.class_map.as_mut() {
+            // Built once here: scoring looks every row's label up in it.
             map.index(s.num_classes).map_err(invalid)?;
         }
         Ok(s)
@@ -189,5 +191,70 @@ impl Sidecar {
             crop_pct: self.crop_pct,
             interpolation: self.interpolation,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, json: &serde_json::Value) -> PathBuf {
+        let pt = dir.join("m.pt");
+        std::fs::write(dir.join("m.json"), serde_json::to_vec(json).unwrap()).unwrap();
+        pt
+    }
+
+    fn base(num_classes: i64, classes: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "name": "m", "weights": "random", "input_size": 224, "crop_pct": 0.875,
+            "interpolation": "bicubic", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+            "num_classes": num_classes, "class_map": {"name": "two", "classes": classes}
+        })
+    }
+
+    #[test]
+    fn a_class_map_is_checked_and_scores_imagenet_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let two = serde_json::json!([
+            {"name": "fish", "wnids": ["n01440764", "n01443537"]},
+            {"name": "shark", "wnids": ["n01484850"]}
+        ]);
+        let s = Sidecar::read(&write(dir.path(), &base(2, two.clone()))).unwrap();
+        assert_eq!(s.label_classes(), 1000);
+        let rule = |label| s.scoring(None, Some(label)).unwrap();
+        assert_eq!(
+            (rule(0), rule(1), rule(2), rule(3), rule(-1), rule(5000)),
+            (
+                Scoring::ClassMap(Some(0)),
+                Scoring::ClassMap(Some(0)),
+                Scoring::ClassMap(Some(1)),
+                Scoring::ClassMap(None),
+                Scoring::ClassMap(None),
+                Scoring::ClassMap(None)
+            )
+        );
+        let refused = |json: serde_json::Value| {
+            Sidecar::read(&write(dir.path(), &json))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(base(3, two)).contains("has 2 classes, the model 3 outputs"));
+        let unknown = serde_json::json!([{"name": "x", "wnids": ["n00000000"]}]);
+        assert!(refused(base(1, unknown)).contains("not an ImageNet-1k wnid"));
+        let twice = serde_json::json!([
+            {"name": "a", "wnids": ["n01440764"]}, {"name": "b", "wnids": ["n01440764"]}
+        ]);
+        assert!(refused(base(2, twice)).contains("in two classes"));
+    }
+
+    #[test]
+    fn an_oversized_sidecar_is_refused_by_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pt = dir.path().join("m.pt");
+        let f = std::fs::File::create(dir.path().join("m.json")).unwrap();
+        f.set_len(crate::shard::limits::SIDECAR_FILE.max + 1)
+            .unwrap();
+        let err = format!("{:#}", anyhow::Error::from(Sidecar::read(&pt).unwrap_err()));
+        assert!(err.contains("SIDECAR_FILE_LIMIT"), "{err}");
     }
 }

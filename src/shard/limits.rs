@@ -80,6 +80,15 @@ pub const LIST_FILE: Limit = Limit {
     what: "a list file (synsets, VOC split)",
 };
 
+/// A model's JSON sidecar. Real ones are under 20 KiB, a class map of all 1,000 ImageNet
+/// classes included.
+pub const SIDECAR_FILE: Limit = Limit {
+    name: "SIDECAR_FILE_LIMIT",
+    max: 16 * MIB,
+    is_bytes: true,
+    what: "a model's JSON sidecar",
+};
+
 /// Images (records, samples) per annotation input. ImageNet-1k's box files list 544,546
 /// training and 50,000 validation images; each costs about 0.5 KB until the shards are
 /// written (measured: 2 million took 0.85-0.95 GB), so 1 million is about 0.5 GB.
