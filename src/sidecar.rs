@@ -167,7 +167,7 @@ impl Sidecar {
     /// has a class map.
     pub fn label_classes(&self) -> i64 {
         match &self.class_map {
-            Some(m) => m.outputs.len().max(1000) as i64,
+            Some(_) => crate::classes::imagenet::classes().len() as i64,
             None => self.num_classes,
         }
     }

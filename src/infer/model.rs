@@ -298,7 +298,8 @@ impl PendingOutput {
 
 impl Model {
     /// Row `i` of `got` scored for a sample of label `label` in label space `space`
-    /// ([`Sidecar::scoring`]). `Err`: this model cannot be scored against that label space.
+    /// ([`Sidecar::scoring`]); with `in_to_in9`, `p_true` is the probability of the label's
+    /// IN-9 class. `Err`: this model cannot be scored against that label space.
     pub fn score(
         &self,
         got: &Collected,
@@ -306,41 +307,23 @@ impl Model {
         label: Option<i64>,
         space: Option<LabelSpace>,
     ) -> Result<(Prediction, Scoring), String> {
-        if self.sidecar.class_map.is_none() {
-            return got.scored(i, space, self.sidecar.num_classes);
-        }
         let scoring = self.sidecar.scoring(space, label)?;
         let mut p = got.predictions[i];
-        // The device gathered the covering output's probability; there is none to give for
-        // an uncovered label, nor for an ImageNet-9 label (the table reads ImageNet-1k ones).
-        if !matches!(scoring, Scoring::ClassMap(Some(_))) {
-            p.p_true = f32::NAN;
+        match scoring {
+            Scoring::ClassMap(Some(_)) => {}
+            // The device gathered the covering output's probability: there is none for an
+            // uncovered label, nor for an ImageNet-9 one (its table reads ImageNet-1k labels).
+            _ if self.sidecar.class_map.is_some() => p.p_true = f32::NAN,
+            Scoring::InToIn9 => {
+                let p_in9 = got.p_in9.as_ref().and_then(|v| v.get(i).copied());
+                p.p_true = p_in9.unwrap_or(f32::NAN);
+            }
+            _ => {}
         }
         Ok((p, scoring))
     }
 }
 
-impl Collected {
-    /// Row `i` scored for a sample of label space `space` by a model of `num_classes`
-    /// ([`Scoring::for_model`]); with `in_to_in9`, `p_true` is the probability of the
-    /// label's IN-9 class. `Err`: this model cannot be scored against that label space.
-    pub fn scored(
-        &self,
-        i: usize,
-        space: Option<LabelSpace>,
-        num_classes: i64,
-    ) -> Result<(Prediction, Scoring), String> {
-        let mut p = self.predictions[i];
-        let scoring = Scoring::for_model(space, num_classes)?;
-        if scoring == Scoring::InToIn9 {
-            let p_in9 = self.p_in9.as_ref().and_then(|v| v.get(i).copied());
-            p.p_true = p_in9.unwrap_or(f32::NAN);
-        }
-        Ok((p, scoring))
-    }
-}
-
-/// The `[1000, 9]` one-hot matrix of the `in_to_in9` table (see [`Model`]'s `in9`).
 /// Refuses a model whose convolutions carry the cuDNN flags torch.jit.trace baked in
 /// (`--cudnn-benchmark` and the TF32 policy would silently not apply), unless its sidecar
 /// says `"conv_flags": "baked"`; then it runs, with a warning.
@@ -371,6 +354,7 @@ fn check_conv_flags(path: &Path, sidecar: &Sidecar) -> Result<(), FatalError> {
     })
 }
 
+/// The `[1000, 9]` one-hot matrix of the `in_to_in9` table (see [`Model`]'s `in9`).
 fn in9_matrix() -> Tensor {
     let mut m = vec![0f32; 1000 * in9::NAMES.len()];
     for (c, &v) in in9::table().iter().enumerate() {
